@@ -1,0 +1,1 @@
+"""Few-shot heads: support sets, anomaly head, prototype head, calibration, captions."""

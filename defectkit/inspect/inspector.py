@@ -1,0 +1,334 @@
+"""The Inspector: frozen backbone + patch features + anomaly and prototype heads.
+
+``fit(support)`` fills registered buffers (memory bank, prototypes) and computes the
+thresholds; ``forward(images)`` is pure tensor maths and is exactly the graph the
+exporters export. Everything after the three raw outputs is numpy
+(:func:`defectkit.inspect.results.postprocess`), shared with the exported runtime.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from defectkit.datasets.base import GOOD, Sample
+from defectkit.errors import NotFittedError
+from defectkit.fewshot.anomaly import AnomalyHead, greedy_coreset
+from defectkit.fewshot.augment import augment_shots
+from defectkit.fewshot.calibration import calibrate_threshold
+from defectkit.fewshot.prototypes import PrototypeHead, anomaly_weights, region_descriptor
+from defectkit.fewshot.support import SupportSet
+from defectkit.inspect.backbones import FeatureExtractor
+from defectkit.inspect.features import PatchFeatures
+from defectkit.inspect.images import preprocess, resize_mask
+from defectkit.inspect.results import InspectionResult, Thresholds, postprocess
+
+OUTPUT_NAMES = ("score", "anomaly_map", "class_logits")
+
+
+@dataclass
+class InspectorConfig:
+    """Everything that defines an inspector besides the shots. CLI flags map onto these.
+
+    Attributes:
+        backbone: registry name (``inspect backbones`` lists them).
+        weights: weights file, directory or tag; None = the backbone's default.
+        layers: backbone maps to use; None = the backbone's default (shallow + mid).
+        input_size: (H, W) images are resized to; None = the backbone's default.
+        pool_size: local pooling window of patch features (odd).
+        grid_stride: stride of the patch grid in input pixels; None = the finest map's.
+            8 keeps 4-pixel detail (averaged into each patch) at a quarter of the cost
+            of a stride-4 grid.
+        bank_size: memory-bank patches kept after the greedy coreset.
+        augmentations: augmented copies of each good shot added to the bank.
+        sigma: Gaussian smoothing of the anomaly map, in patches.
+        top_fraction: image score = mean of this top fraction of the map.
+        temperature: prototype-head softmax temperature (cosine / temperature).
+        sharpness: how strongly region pooling concentrates on anomalous patches.
+        batch_size: images per forward pass while fitting and predicting.
+        seed: seeds augmentation and coreset, so a fit is reproducible.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = None
+    layers: tuple[str, ...] | None = None
+    input_size: tuple[int, int] | None = None
+    pool_size: int = 3
+    grid_stride: int | None = 8
+    feature_norm: str = "patch"
+    bank_size: int = 2048
+    augmentations: int = 7
+    sigma: float = 1.0
+    top_fraction: float = 0.01
+    temperature: float = 0.05
+    sharpness: float = 2.0
+    batch_size: int = 16
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InspectorConfig:
+        data = dict(data)
+        for key in ("layers", "input_size"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass
+class FitReport:
+    """What fitting measured: per-shot scores, thresholds, timings (seconds)."""
+
+    good_scores: list[float]
+    defect_scores: dict[str, list[float]]
+    thresholds: Thresholds
+    bank_patches: int
+    bank_size: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Inspector(nn.Module):
+    """Few-shot inspector. ``forward`` takes N x 3 x H x W floats in [0, 1]."""
+
+    def __init__(self, config: InspectorConfig | None = None, *, backbone: FeatureExtractor | None = None) -> None:
+        super().__init__()
+        self.config = config or InspectorConfig()
+        if backbone is None:
+            from defectkit.inspect.backbones import create_backbone
+
+            backbone = create_backbone(
+                self.config.backbone, weights=self.config.weights, layers=self.config.layers
+            )
+        self.backbone = backbone
+        pre = self.backbone.preprocessing
+        self.input_size: tuple[int, int] = tuple(self.config.input_size or pre.input_size)
+        self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1))
+        self.features = PatchFeatures(
+            self.backbone.feature_info,
+            pool_size=self.config.pool_size,
+            stride=self.config.grid_stride,
+            unit_norm=self.config.feature_norm == "patch",
+        )
+        # Per-channel standardisation learnt from the good shots (feature_norm="channel").
+        self.register_buffer("feat_mean", torch.zeros(1, self.features.dim, 1, 1))
+        self.register_buffer("feat_scale", torch.ones(1, self.features.dim, 1, 1))
+        self.grid = self.features.grid_size(self.input_size)
+        self.anomaly = AnomalyHead(
+            self.features.dim, sigma=self.config.sigma, top_fraction=self.config.top_fraction
+        )
+        self.prototypes = PrototypeHead(
+            self.features.dim, temperature=self.config.temperature, sharpness=self.config.sharpness
+        )
+        self.classes: tuple[str, ...] = ()
+        self.thresholds: Thresholds | None = None
+        self.support_summary: dict = {}
+        self.eval()
+
+    # ------------------------------------------------------------------ graph
+    @property
+    def fitted(self) -> bool:
+        return self.anomaly.fitted and self.prototypes.fitted and self.thresholds is not None
+
+    def patch_features(self, x: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W in [0, 1] -> N x D x h x w unit patch features."""
+        maps = self.backbone((x - self.mean) / self.std)
+        feats = self.features(maps, self.grid)
+        if self.config.feature_norm == "channel":
+            feats = (feats - self.feat_mean) * self.feat_scale
+        return feats
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images -> (score N, anomaly_map N x H x W at input size, class_logits N x K)."""
+        feats = self.patch_features(x)
+        pmap = self.anomaly.patch_map(feats)
+        score = self.anomaly.image_score(pmap)
+        desc = region_descriptor(feats, anomaly_weights(pmap, self.prototypes.sharpness))
+        logits = self.prototypes(desc)
+        amap = F.interpolate(pmap[:, None], size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
+        return score, amap, logits
+
+    # ------------------------------------------------------------------ helpers
+    @torch.inference_mode()
+    def _features_of(self, images: Sequence[np.ndarray], progress: Callable | None = None) -> torch.Tensor:
+        out = []
+        bs = self.config.batch_size
+        for start in range(0, len(images), bs):
+            batch = torch.from_numpy(preprocess(list(images[start : start + bs]), self.input_size))
+            out.append(self.patch_features(batch))
+            if progress:
+                progress(len(batch))
+        return torch.cat(out)
+
+    def _mask_weights(self, mask: np.ndarray) -> torch.Tensor:
+        """H x W bool mask -> h x w fraction of each patch covered (area pooling)."""
+        m = torch.from_numpy(resize_mask(mask, self.input_size).astype(np.float32))[None, None]
+        return F.adaptive_avg_pool2d(m, self.grid)[0, 0]
+
+    # ------------------------------------------------------------------ fit
+    @torch.inference_mode()
+    def fit(self, support: SupportSet | Sequence[Sample], *, progress: bool = False) -> FitReport:
+        """Fill the memory bank and prototypes from labelled shots and calibrate thresholds."""
+        if not isinstance(support, SupportSet):
+            support = SupportSet.from_samples(support)
+        cfg = self.config
+        t0 = time.perf_counter()
+        groups = support.by_class()
+        goods = groups[GOOD]
+        good_images = [s.load_image() for s in goods]
+        defect_shots = [s for s in support.shots if s.label != GOOD]
+        defect_images = [s.load_image() for s in defect_shots]
+        defect_masks = [s.load_mask() for s in defect_shots]
+        t_load = time.perf_counter()
+
+        aug_images, owner = augment_shots(good_images, cfg.augmentations, seed=cfg.seed)
+        n_total = len(aug_images) + len(defect_images)
+        bar = _progress_bar(n_total, "fit: features", enabled=progress)
+        good_feats = self._features_of(aug_images, bar.update if bar else None)
+        defect_feats = (
+            self._features_of(defect_images, bar.update if bar else None)
+            if defect_images
+            else None
+        )
+        if bar:
+            bar.close()
+        t_feat = time.perf_counter()
+
+        if cfg.feature_norm == "channel":
+            raw = good_feats.transpose(0, 1).flatten(1)  # D x (N h w)
+            self.feat_mean = raw.mean(dim=1).view(1, -1, 1, 1)
+            # 1/sqrt(D) keeps squared distances O(1) whatever D is (fp16-safe).
+            self.feat_scale = (1.0 / (raw.std(dim=1) + 1e-6) / raw.shape[0] ** 0.5).view(1, -1, 1, 1)
+            good_feats = (good_feats - self.feat_mean) * self.feat_scale
+            if defect_feats is not None:
+                defect_feats = (defect_feats - self.feat_mean) * self.feat_scale
+        d = good_feats.shape[1]
+        all_patches = good_feats.permute(0, 2, 3, 1).reshape(-1, d)
+        per_image = self.grid[0] * self.grid[1]
+        patch_owner = torch.tensor(owner).repeat_interleave(per_image)
+        keep = greedy_coreset(all_patches, cfg.bank_size, seed=cfg.seed)
+        self.anomaly.set_bank(all_patches[keep])
+        t_bank = time.perf_counter()
+
+        # Leave-one-out maps of the original good shots: how a *new* good part scores.
+        originals = [owner.index(i) for i in range(len(goods))]
+        good_maps = []
+        for i, row in enumerate(originals):
+            if len(goods) > 1:
+                others = all_patches[patch_owner != i]
+            else:  # a single shot: exclude only the un-augmented original
+                image_of_patch = torch.arange(len(aug_images)).repeat_interleave(per_image)
+                others = all_patches[image_of_patch != row]
+            good_maps.append(self.anomaly.patch_map(good_feats[row : row + 1], others))
+        good_maps = torch.cat(good_maps)
+        good_scores = self.anomaly.image_score(good_maps)
+
+        classes = support.classes
+        descs, labels = [], []
+        for row, gmap in zip(originals, good_maps, strict=True):
+            descs.append(self._descriptor(good_feats[row], gmap, None))
+            labels.append(0)
+        defect_scores: dict[str, list[float]] = {}
+        if defect_feats is not None:
+            dmaps = self.anomaly.patch_map(defect_feats)
+            dscores = self.anomaly.image_score(dmaps)
+            for shot, feats, dmap, mask, sc in zip(defect_shots, defect_feats, dmaps, defect_masks, dscores, strict=True):
+                descs.append(self._descriptor(feats, dmap, mask))
+                labels.append(classes.index(shot.label))
+                defect_scores.setdefault(shot.label, []).append(float(sc))
+        self.prototypes.set_prototypes(torch.stack(descs), torch.tensor(labels), len(classes))
+
+        all_defects = [v for vals in defect_scores.values() for v in vals]
+        image_thr = calibrate_threshold(good_scores.tolist(), all_defects)
+        # Pixels: the highest value any good patch reached (leave-one-out), but never
+        # above the image threshold, so a defective verdict always shows a region.
+        pixel_thr = min(float(good_maps.amax()), image_thr)
+        self.thresholds = Thresholds(image=image_thr, pixel=pixel_thr)
+        self.classes = tuple(classes)
+        self.support_summary = support.summary()
+        t_end = time.perf_counter()
+        return FitReport(
+            good_scores=good_scores.tolist(),
+            defect_scores=defect_scores,
+            thresholds=self.thresholds,
+            bank_patches=int(all_patches.shape[0]),
+            bank_size=int(self.anomaly.bank.shape[0]),
+            seconds={
+                "load": t_load - t0,
+                "features": t_feat - t_load,
+                "coreset": t_bank - t_feat,
+                "heads": t_end - t_bank,
+                "total": t_end - t0,
+            },
+        )
+
+    def _descriptor(self, feats: torch.Tensor, pmap: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
+        if mask is not None and mask.any():
+            weights = self._mask_weights(mask)[None]
+        else:
+            weights = anomaly_weights(pmap[None], self.prototypes.sharpness)
+        return region_descriptor(feats[None], weights)[0]
+
+    # ------------------------------------------------------------------ predict
+    def set_threshold(self, image: float | None = None, pixel: float | None = None) -> None:
+        """Move thresholds without refitting."""
+        self._require_fitted()
+        t = self.thresholds
+        self.thresholds = Thresholds(
+            image=t.image if image is None else float(image),
+            pixel=t.pixel if pixel is None else float(pixel),
+            min_defect_area=t.min_defect_area,
+        )
+
+    def _require_fitted(self) -> None:
+        if not self.fitted:
+            raise NotFittedError("this inspector is not fitted: run `inspect fit` first")
+
+    @torch.inference_mode()
+    def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw outputs for a list of images (numpy), batched."""
+        self._require_fitted()
+        scores, maps, logits = [], [], []
+        bs = self.config.batch_size
+        for start in range(0, len(images), bs):
+            x = torch.from_numpy(preprocess(list(images[start : start + bs]), self.input_size))
+            s, m, lg = self(x)
+            scores.append(s.numpy())
+            maps.append(m.numpy())
+            logits.append(lg.numpy())
+        return np.concatenate(scores), np.concatenate(maps), np.concatenate(logits)
+
+    def inspect(self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None) -> list[InspectionResult]:
+        """Inspect images (H x W x 3 uint8, any size) -> one result each.
+
+        Same signature as the exported runtime's ``Bundle.inspect``.
+        """
+        paths = list(paths) if paths is not None else [None] * len(images)
+        results = []
+        for image, path in zip(images, paths, strict=True):
+            t0 = time.perf_counter()
+            s, m, lg = self.raw([image])
+            t1 = time.perf_counter()
+            results.append(
+                postprocess(
+                    float(s[0]), m[0], lg[0], classes=self.classes, thresholds=self.thresholds,
+                    image_size=image.shape[:2], path=path, timings={"model": (t1 - t0) * 1e3},
+                )
+            )
+        return results
+
+
+def _progress_bar(total: int, desc: str, *, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", leave=False)

@@ -1,0 +1,194 @@
+"""Inspection results and the numpy post-processing shared by every execution path.
+
+The PyTorch inspector, the exported runtime (OpenVINO / ONNX Runtime) and the daemon
+all produce the same three raw outputs per image - ``score``, ``anomaly_map``,
+``class_logits`` - and turn them into an :class:`InspectionResult` with
+:func:`postprocess`. Torch-free on purpose: decisions are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+GOOD = "good"
+ANOMALY = "anomaly"  # label of a defect when no defect class was labelled
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Decision thresholds, kept outside the model graph so a line can move them.
+
+    Attributes:
+        image: anomaly score at or above which an image is defective.
+        pixel: anomaly-map value at or above which a pixel belongs to a defect.
+        min_defect_area: connected regions smaller than this (pixels of the original
+            image) are dropped from ``defects`` (they still count in the score).
+    """
+
+    image: float
+    pixel: float
+    min_defect_area: int = 16
+
+    def to_dict(self) -> dict[str, float]:
+        return {"image": self.image, "pixel": self.pixel, "min_defect_area": self.min_defect_area}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        return cls(float(data["image"]), float(data["pixel"]), int(data.get("min_defect_area", 16)))
+
+
+@dataclass
+class InspectionResult:
+    """What the inspector says about one image.
+
+    ``anomaly_map`` and ``mask`` have the original image's H x W; they are left out of
+    :meth:`to_dict` (use ``include_maps=True`` for small images only).
+    """
+
+    score: float
+    verdict: str  # "good" or "defect"
+    label: str  # "good", a defect class, or "anomaly"
+    probabilities: dict[str, float]
+    threshold: float
+    anomaly_map: np.ndarray = field(repr=False)
+    mask: np.ndarray = field(repr=False)
+    defects: list[dict[str, Any]] = field(default_factory=list)
+    caption: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def is_defective(self) -> bool:
+        return self.verdict == "defect"
+
+    def to_dict(self, *, include_maps: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "path": self.path,
+            "score": round(float(self.score), 6),
+            "verdict": self.verdict,
+            "label": self.label,
+            "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
+            "threshold": round(float(self.threshold), 6),
+            "defects": self.defects,
+            "caption": self.caption,
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
+        }
+        if include_maps:
+            out["anomaly_map"] = self.anomaly_map.round(5).tolist()
+            out["mask"] = self.mask.astype(int).tolist()
+        return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def resize_map(amap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an h x w float map to ``size`` = (H, W) bilinearly (Pillow, float32)."""
+    h, w = size
+    if amap.shape == (h, w):
+        return amap.astype(np.float32, copy=False)
+    img = Image.fromarray(amap.astype(np.float32), mode="F")
+    return np.asarray(img.resize((w, h), Image.BILINEAR), dtype=np.float32)
+
+
+def connected_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Label 8-connected regions of a bool mask -> (labels H x W int32, count)."""
+    from scipy import ndimage  # scipy ships with scikit-learn; imported lazily
+
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    return labels.astype(np.int32), int(count)
+
+
+def find_defects(
+    amap: np.ndarray, mask: np.ndarray, *, min_area: int
+) -> list[dict[str, Any]]:
+    """One record per connected defect region, most severe (highest peak) first.
+
+    Returns dicts with ``box`` (x0, y0, x1, y1; inclusive-exclusive pixels),
+    ``area_px``, ``centroid`` (x, y), ``peak`` and ``mean`` anomaly.
+    """
+    labels, count = connected_regions(mask)
+    regions = []
+    for index in range(1, count + 1):
+        ys, xs = np.nonzero(labels == index)
+        if len(xs) < min_area:
+            continue
+        values = amap[ys, xs]
+        regions.append(
+            {
+                "box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                "area_px": int(len(xs)),
+                "centroid": [round(float(xs.mean()), 2), round(float(ys.mean()), 2)],
+                "peak": round(float(values.max()), 6),
+                "mean": round(float(values.mean()), 6),
+            }
+        )
+    regions.sort(key=lambda r: r["peak"], reverse=True)
+    return regions
+
+
+def decide_label(
+    score: float, probabilities: np.ndarray, classes: Sequence[str], threshold: float
+) -> tuple[str, str]:
+    """(verdict, label) from the image score and the class probabilities.
+
+    The verdict comes from the calibrated anomaly score alone (a line moves one
+    threshold). The defect type is the most probable *defect* class; with no defect
+    class labelled, it is "anomaly".
+    """
+    if score < threshold:
+        return GOOD, GOOD
+    defect_idx = [i for i, c in enumerate(classes) if c != GOOD]
+    if not defect_idx:
+        return "defect", ANOMALY
+    best = max(defect_idx, key=lambda i: probabilities[i])
+    return "defect", classes[best]
+
+
+def postprocess(
+    score: float,
+    anomaly_map: np.ndarray,
+    class_logits: np.ndarray,
+    *,
+    classes: Sequence[str],
+    thresholds: Thresholds,
+    image_size: tuple[int, int],
+    path: str | None = None,
+    timings: dict[str, float] | None = None,
+) -> InspectionResult:
+    """Raw outputs of one image -> :class:`InspectionResult`.
+
+    Args:
+        score: image anomaly score.
+        anomaly_map: h x w map at model resolution.
+        class_logits: K logits, one per class in ``classes``.
+        image_size: (H, W) of the original image; maps and boxes are reported there.
+    """
+    amap = resize_map(np.asarray(anomaly_map, dtype=np.float32), image_size)
+    probs = softmax(np.asarray(class_logits, dtype=np.float64))
+    verdict, label = decide_label(float(score), probs, classes, thresholds.image)
+    mask = amap >= thresholds.pixel if verdict != GOOD else np.zeros(amap.shape, dtype=bool)
+    defects = (
+        find_defects(amap, mask, min_area=thresholds.min_defect_area) if verdict != GOOD else []
+    )
+    return InspectionResult(
+        score=float(score),
+        verdict=verdict,
+        label=label,
+        probabilities={c: float(p) for c, p in zip(classes, probs, strict=True)},
+        threshold=thresholds.image,
+        anomaly_map=amap,
+        mask=mask,
+        defects=defects,
+        timings=dict(timings or {}),
+        path=path,
+    )

@@ -1,0 +1,138 @@
+"""Saved inspectors: a folder with ``config.json`` and ``heads.safetensors``. No pickles.
+
+The backbone's weights are not copied: the folder names the backbone and the SHA-256
+of its weights, and loading checks that the same weights are found on this machine, so
+a model folder stays small and can never run on silently different features.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from defectkit import __version__
+from defectkit.errors import ModelFormatError
+from defectkit.inspect.fsutil import atomic_directory
+from defectkit.inspect.results import Thresholds
+
+FORMAT = "defectkit-inspector"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+TENSORS_FILE = "heads.safetensors"
+HEAD_BUFFERS = ("anomaly.bank", "prototypes.prototypes", "prototypes.membership",
+                "prototypes.temperature", "prototypes.sharpness")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the numbers, for manifests and configs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"defectkit": __version__}
+    for name in ("torch", "timm", "open_clip_torch", "numpy", "onnx", "onnxruntime", "openvino"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def save_inspector(inspector, directory: str | Path) -> Path:
+    """Write a fitted inspector to ``directory`` (atomically: temp folder, then rename)."""
+    inspector._require_fitted()
+    state = inspector.state_dict()
+    tensors = {k: state[k].contiguous() for k in HEAD_BUFFERS}
+    with atomic_directory(directory, marker=CONFIG_FILE) as tmp:
+        save_file(tensors, str(tmp / TENSORS_FILE))
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": inspector.config.to_dict(),
+            "backbone": {"name": inspector.backbone.name, "weights_id": inspector.backbone.weights_id},
+            "input_size": list(inspector.input_size),
+            "preprocessing": {
+                "mean": inspector.mean.flatten().tolist(),
+                "std": inspector.std.flatten().tolist(),
+                "interpolation": inspector.backbone.preprocessing.interpolation,
+            },
+            "classes": list(inspector.classes),
+            "thresholds": inspector.thresholds.to_dict(),
+            "support": inspector.support_summary,
+            "versions": package_versions(),
+            "sha256": {TENSORS_FILE: _sha256(tmp / TENSORS_FILE)},
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    return Path(directory)
+
+
+def read_config(directory: str | Path) -> dict:
+    """Parse and check ``config.json`` of a saved inspector (format, version, hashes)."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise ModelFormatError(f"{directory}: no such model folder (create one with `inspect fit`)")
+    if not path.is_file():
+        raise ModelFormatError(f"{directory}: not a model folder ({CONFIG_FILE} is missing)")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFormatError(f"{directory}: not a defectkit inspector folder")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{directory}: format version {config.get('format_version')} is not supported by "
+            f"defectkit {__version__} (expects {FORMAT_VERSION}); refit with this version"
+        )
+    tensors = directory / TENSORS_FILE
+    if not tensors.is_file():
+        raise ModelFormatError(f"{directory}: {TENSORS_FILE} is missing; the folder is incomplete")
+    expected = config.get("sha256", {}).get(TENSORS_FILE)
+    if expected != _sha256(tensors):
+        raise ModelFormatError(f"{tensors}: checksum mismatch; the file was changed or truncated")
+    return config
+
+
+def load_inspector(directory: str | Path):
+    """Rebuild a fitted :class:`~defectkit.inspect.inspector.Inspector` from its folder."""
+    from defectkit.inspect.inspector import Inspector, InspectorConfig
+
+    directory = Path(directory)
+    meta = read_config(directory)
+    try:
+        cfg = InspectorConfig.from_dict(meta["config"])
+        inspector = Inspector(cfg)
+        found = inspector.backbone.weights_id
+        if found != meta["backbone"]["weights_id"]:
+            raise ModelFormatError(
+                f"{directory}: fitted with backbone weights {meta['backbone']['weights_id']}, "
+                f"but this machine has {found}; install the same weights or refit"
+            )
+        tensors = load_file(str(directory / TENSORS_FILE))
+        missing = [k for k in HEAD_BUFFERS if k not in tensors]
+        if missing:
+            raise ModelFormatError(f"{directory}: {TENSORS_FILE} lacks {missing}")
+        inspector.anomaly.bank = tensors["anomaly.bank"]
+        inspector.prototypes.prototypes = tensors["prototypes.prototypes"]
+        inspector.prototypes.membership = tensors["prototypes.membership"]
+        inspector.prototypes.temperature = tensors["prototypes.temperature"]
+        inspector.prototypes.sharpness = tensors["prototypes.sharpness"]
+        inspector.classes = tuple(meta["classes"])
+        inspector.thresholds = Thresholds.from_dict(meta["thresholds"])
+        inspector.support_summary = meta.get("support", {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{directory}: {CONFIG_FILE} is incomplete or inconsistent ({exc})") from None
+    if inspector.prototypes.membership.shape[0] != len(inspector.classes):
+        raise ModelFormatError(f"{directory}: class list and prototypes disagree")
+    if inspector.anomaly.bank.shape[1] != inspector.features.dim:
+        raise ModelFormatError(f"{directory}: memory bank dimension does not match the backbone layers")
+    return inspector
+
