@@ -37,6 +37,8 @@ class Sample:
         note: free text the engineer wrote about this sample.
         image_array: H x W x 3 uint8, used instead of ``path`` when given.
         mask_array: H x W bool, used instead of ``mask_path`` when given.
+        crop: region of interest (x0, y0, x1, y1; end exclusive) applied to the image and
+            its mask when loaded, e.g. to drop a frame that is not part of the product.
         meta: extra facts, JSON-able. ``"id"`` (when present) is the sample's unique
             :attr:`key` in its dataset; synthetic samples carry their ground truth here (see
             :mod:`defectkit.datasets.synthetic`).
@@ -52,6 +54,7 @@ class Sample:
     image_array: np.ndarray | None = field(default=None, repr=False, compare=False)
     mask_array: np.ndarray | None = field(default=None, repr=False, compare=False)
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    crop: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
@@ -104,9 +107,14 @@ class Sample:
             ImageError: the file is missing, empty, truncated or not an image; the message
                 names the file.
         """
-        if self.image_array is not None:
-            return self.image_array.copy()
-        return read_image(self.path)
+        image = self.image_array.copy() if self.image_array is not None else read_image(self.path)
+        return self._crop(image)
+
+    def _crop(self, array: np.ndarray) -> np.ndarray:
+        if self.crop is None:
+            return array
+        x0, y0, x1, y1 = self.crop
+        return np.ascontiguousarray(array[y0:y1, x0:x1])
 
     def load_mask(self) -> np.ndarray | None:
         """The defect mask as H x W bool, or ``None`` when the sample has none.
@@ -124,8 +132,8 @@ class Sample:
         shape = self._image_shape()
         if self.mask_array is not None:
             _check_mask_shape(self, self.mask_array.shape, shape)
-            return self.mask_array.copy()
-        return read_mask(self.mask_path, shape)
+            return self._crop(self.mask_array.copy())
+        return self._crop(read_mask(self.mask_path, shape))
 
     def _image_shape(self) -> tuple[int, int]:
         if self.image_array is not None:

@@ -73,22 +73,46 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return (k2 / k2.sum())[None, None]
 
 
+def smooth(maps: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """N x H x W -> N x H x W Gaussian-smoothed (replicate padding: borders stay honest)."""
+    pad = kernel.shape[-1] // 2
+    if not pad:
+        return maps
+    x = F.pad(maps[:, None], (pad, pad, pad, pad), mode="replicate")
+    return F.conv2d(x, kernel)[:, 0]
+
+
 class AnomalyHead(nn.Module):
-    """Memory bank + nearest-neighbour scoring; state lives in buffers (saved and exported).
+    """Two kinds of evidence against the good shots, each calibrated to "1 = as unusual as
+    the most unusual good shot"; state lives in buffers (saved and exported).
+
+    * appearance: nearest-neighbour distance of each patch to the memory bank (PatchCore);
+    * detail excess: how far a patch's pixel-detail energy exceeds the good patches'
+      (one-sided z-score, see :mod:`defectkit.inspect.features`). Symmetric NN distance
+      dilutes "much more fine detail than anything good" among all the features; a
+      one-sided statistic keeps it. When the features have no detail group it is off.
+
+    The anomaly map is the larger of the two calibrated maps, so pixel values above 1
+    mean "more unusual than any patch of the good shots". The image score is the largest
+    of three calibrated statistics: the top patches of each map (local defects) and the
+    mean detail excess (global texture changes, which raise every patch a little).
 
     Args:
         dim: patch feature dimension D.
-        sigma: Gaussian smoothing of the patch-level map, in patches (0 disables).
-        top_fraction: the image score is the mean of the top ``top_fraction`` of the
-            smoothed map: the max alone (PatchCore) is noisier with few shots, and a mean
-            over a few patches also rises for global texture changes.
+        sigma: Gaussian smoothing of the maps, in patches (0 disables).
+        top_fraction: the top statistics average this fraction of patches (at least one).
     """
 
-    def __init__(self, dim: int, *, sigma: float = 1.0, top_fraction: float = 0.01) -> None:
+    N_STATS = 3
+
+    def __init__(self, dim: int, *, sigma: float = 1.0, top_fraction: float = 0.002) -> None:
         super().__init__()
         self.register_buffer("bank", torch.zeros(0, dim))
         self.register_buffer("bank_sqnorm", torch.zeros(0))
         self.register_buffer("kernel", gaussian_kernel(sigma) if sigma > 0 else torch.ones(1, 1, 1, 1))
+        # references: [appearance pixel, detail pixel] and the three image statistics
+        self.register_buffer("pixel_ref", torch.ones(2))
+        self.register_buffer("stat_ref", torch.ones(self.N_STATS))
         self.top_fraction = top_fraction
 
     @property
@@ -99,23 +123,53 @@ class AnomalyHead(nn.Module):
         self.bank = bank.detach().to(self.bank.dtype).contiguous()
         self.bank_sqnorm = (self.bank * self.bank).sum(dim=1)
 
-    def patch_map(self, features: torch.Tensor, bank: torch.Tensor | None = None) -> torch.Tensor:
-        """N x D x H x W features -> N x H x W smoothed distance map (patch grid)."""
-        n, d, h, w = features.shape
+    def raw_maps(
+        self, features: torch.Tensor, detail_z: torch.Tensor | None, bank: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncalibrated smoothed maps (appearance, detail excess), each N x H x W.
+
+        Args:
+            features: N x D x H x W normalised patch features.
+            detail_z: N x H x W detail z-score, or None (detail excess is then zero).
+            bank: use this bank instead of the fitted one (leave-one-out at fit time).
+        """
+        n, _, h, w = features.shape
         patches = features.flatten(2).transpose(1, 2)  # N x HW x D
         if bank is None:
             dist = nearest_distance(patches, self.bank, self.bank_sqnorm)
         else:
             dist = nearest_distance(patches, bank)
-        dist = dist.reshape(n, 1, h, w)
-        pad = self.kernel.shape[-1] // 2
-        if pad:
-            # Replicate padding keeps border patches from looking artificially normal.
-            dist = F.conv2d(F.pad(dist, (pad, pad, pad, pad), mode="replicate"), self.kernel)
-        return dist[:, 0]
+        appearance = smooth(dist.reshape(n, h, w), self.kernel)
+        if detail_z is None:
+            excess = torch.zeros_like(appearance)
+        else:
+            excess = smooth(torch.clamp(detail_z, min=0.0), self.kernel)
+        return appearance, excess
 
-    def image_score(self, patch_map: torch.Tensor) -> torch.Tensor:
-        """N x H x W -> N: mean of the top fraction of patches (at least one)."""
-        flat = patch_map.flatten(1)
+    def _top(self, maps: torch.Tensor) -> torch.Tensor:
+        flat = maps.flatten(1)
         k = max(1, int(round(flat.shape[1] * self.top_fraction)))
         return torch.topk(flat, k, dim=1).values.mean(dim=1)
+
+    def statistics(self, appearance: torch.Tensor, excess: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated image statistics, N x 3: top appearance, top excess, mean excess."""
+        return torch.stack([self._top(appearance), self._top(excess), excess.flatten(1).mean(dim=1)], dim=1)
+
+    def calibrate(self, appearance: torch.Tensor, excess: torch.Tensor) -> None:
+        """Set the references from leave-one-out maps of the good shots (N x H x W each)."""
+        eps = 1e-6
+        self.pixel_ref = torch.stack([appearance.amax(), excess.amax()]).clamp(min=eps)
+        self.stat_ref = self.statistics(appearance, excess).amax(dim=0).clamp(min=eps)
+
+    def forward(
+        self, features: torch.Tensor, detail_z: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """N x D x H x W features -> (calibrated map N x H x W, image score N)."""
+        appearance, excess = self.raw_maps(features, detail_z)
+        return self.combine(appearance, excess)
+
+    def combine(self, appearance: torch.Tensor, excess: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrate raw maps -> (map, score)."""
+        amap = torch.maximum(appearance / self.pixel_ref[0], excess / self.pixel_ref[1])
+        score = (self.statistics(appearance, excess) / self.stat_ref).amax(dim=1)
+        return amap, score

@@ -121,6 +121,7 @@ class EfficientNetFeatures(bb.FeatureExtractor):
         self.preprocessing = PREPROCESSING
         self.weights_id = weights_id
         self.text_aligned = False
+        self.fixed_input_size = False
         self.feature_info = tuple(
             bb.FeatureInfo(name, stages[name][1]["num_chs"], stages[name][1]["reduction"])
             for name in layers

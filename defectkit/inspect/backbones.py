@@ -73,6 +73,9 @@ class FeatureExtractor(nn.Module):
     feature_info: tuple[FeatureInfo, ...]
     weights_id: str
     text_aligned: bool = False
+    #: True when the weights only work at ``preprocessing.input_size`` (ViT position
+    #: embeddings); CNNs take any size, which lets the Inspector keep native resolution.
+    fixed_input_size: bool = True
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError

@@ -14,6 +14,7 @@ from defectkit.errors import DefectkitError
 COMMAND_MODULES = (
     "defectkit.inspect.cli_backbones",
     "defectkit.inspect.cli_fit",
+    "defectkit.exporters.cli",
 )
 
 DESCRIPTION = """\

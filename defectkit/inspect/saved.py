@@ -23,8 +23,6 @@ FORMAT = "defectkit-inspector"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "heads.safetensors"
-HEAD_BUFFERS = ("anomaly.bank", "prototypes.prototypes", "prototypes.membership",
-                "prototypes.temperature", "prototypes.sharpness")
 
 
 def _sha256(path: Path) -> str:
@@ -44,11 +42,17 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def fitted_state(inspector) -> dict[str, torch.Tensor]:
+    """Every buffer filled by ``fit`` (everything but the frozen backbone)."""
+    return {
+        k: v.contiguous() for k, v in inspector.state_dict().items() if not k.startswith("backbone.")
+    }
+
+
 def save_inspector(inspector, directory: str | Path) -> Path:
     """Write a fitted inspector to ``directory`` (atomically: temp folder, then rename)."""
     inspector._require_fitted()
-    state = inspector.state_dict()
-    tensors = {k: state[k].contiguous() for k in HEAD_BUFFERS}
+    tensors = fitted_state(inspector)
     with atomic_directory(directory, marker=CONFIG_FILE) as tmp:
         save_file(tensors, str(tmp / TENSORS_FILE))
         config = {
@@ -110,6 +114,7 @@ def load_inspector(directory: str | Path):
     try:
         cfg = InspectorConfig.from_dict(meta["config"])
         inspector = Inspector(cfg)
+        inspector._set_input_size(tuple(meta["input_size"]))
         found = inspector.backbone.weights_id
         if found != meta["backbone"]["weights_id"]:
             raise ModelFormatError(
@@ -117,14 +122,15 @@ def load_inspector(directory: str | Path):
                 f"but this machine has {found}; install the same weights or refit"
             )
         tensors = load_file(str(directory / TENSORS_FILE))
-        missing = [k for k in HEAD_BUFFERS if k not in tensors]
-        if missing:
-            raise ModelFormatError(f"{directory}: {TENSORS_FILE} lacks {missing}")
-        inspector.anomaly.bank = tensors["anomaly.bank"]
-        inspector.prototypes.prototypes = tensors["prototypes.prototypes"]
-        inspector.prototypes.membership = tensors["prototypes.membership"]
-        inspector.prototypes.temperature = tensors["prototypes.temperature"]
-        inspector.prototypes.sharpness = tensors["prototypes.sharpness"]
+        expected = fitted_state(inspector)
+        if set(tensors) != set(expected):
+            raise ModelFormatError(
+                f"{directory}: {TENSORS_FILE} holds {sorted(set(tensors) ^ set(expected))} "
+                "unexpectedly; it does not belong to this configuration"
+            )
+        for key, value in tensors.items():
+            owner, _, name = key.rpartition(".")
+            setattr(inspector.get_submodule(owner), name, value)
         inspector.classes = tuple(meta["classes"])
         inspector.thresholds = Thresholds.from_dict(meta["thresholds"])
         inspector.support_summary = meta.get("support", {})
