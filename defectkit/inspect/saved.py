@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from defectkit import __version__

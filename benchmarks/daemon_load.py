@@ -1,0 +1,414 @@
+"""Load and soak test of ``inspect serve``, from a second process, on 127.0.0.1 only.
+
+    python benchmarks/daemon_load.py --bundle PATH            # real bundle -> results/daemon_load.md
+    python benchmarks/daemon_load.py --fake --soak 500        # dry run on the test double (stdout)
+
+Three phases against one daemon subprocess:
+
+1. **steady**: open-loop requests at ``--rate`` per second for ``--duration`` seconds.
+   Latency is measured from each request's *scheduled* send time, so a stalled daemon
+   cannot hide queueing delay (no coordinated omission). Reports throughput, p50/p90/p99.
+2. **overload**: ``--overload-clients`` closed-loop clients sending as fast as they can
+   for ``--overload-seconds`` (beyond queue capacity): counts 200s and 503s, samples the
+   daemon's RSS, and checks the daemon is alive and healthy afterwards.
+3. **soak**: ``--soak`` files (default 10,000; 1% truncated) written camera-style
+   (``.part`` then rename) into the hot folder, at most ``--backlog`` waiting at a time.
+   Checks every file ends in done/ or rejected/, the database holds exactly one row per
+   distinct content, and reports RSS growth over the run.
+
+Every request body is unique (a PNG ``tEXt`` chunk carries a counter) so the daemon's
+de-duplication never short-cuts an inspection. Everything is bounded: request counts,
+``--max-seconds`` overall. Only numbers from a real bundle are reported; ``--fake`` prints
+a dry-run report to stdout unless ``--out`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import struct
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "unit" / "apps" / "daemon")]
+import daemon_testkit as kit  # noqa: E402  (the daemon launcher and the test double)
+
+# -- images ------------------------------------------------------------------------------
+
+
+def base_png(size: int, seed: int) -> bytes:
+    """A smooth textured gray part (compresses like a real photo of a plain surface)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    pixels = 110 + 40 * np.sin(6 * x + seed) * np.cos(4 * y) + rng.normal(0, 3, (size, size))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def unique_png(png: bytes, counter: int) -> bytes:
+    """``png`` with a tEXt chunk after IHDR carrying ``counter``: same pixels, new SHA-256."""
+    data = b"n\x00" + str(counter).encode()
+    chunk = (
+        struct.pack(">I", len(data))
+        + b"tEXt"
+        + data
+        + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+    )
+    ihdr_end = 8 + 25
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return float(np.percentile(np.asarray(values), q))
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class RssSampler:
+    """Samples a process's RSS every ``interval`` seconds in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.5):
+        self.pid, self.interval, self.samples = pid, interval, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), rss_mb(self.pid)))
+            self._stop.wait(self.interval)
+
+
+# -- phases ------------------------------------------------------------------------------
+
+
+def steady(url: str, png: bytes, *, rate: float, duration: float, counter: list[int]) -> dict:
+    """Open loop at ``rate``/s; latency from the scheduled send time."""
+    n = int(rate * duration)
+    latencies, codes = [], []
+    lock = threading.Lock()
+    client = httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64))
+    start = time.monotonic() + 0.2
+
+    def send(i: int) -> None:
+        scheduled = start + i / rate
+        time.sleep(max(0.0, scheduled - time.monotonic()))
+        body = unique_png(png, counter[0] + i)
+        try:
+            code = client.post(
+                "/v1/inspect", content=body, headers={"Content-Type": "image/png"}
+            ).status_code
+        except httpx.HTTPError:
+            code = -1
+        with lock:
+            codes.append(code)
+            if code == 200:
+                latencies.append(time.monotonic() - scheduled)
+
+    with ThreadPoolExecutor(64) as pool:
+        list(pool.map(send, range(n)))
+    elapsed = time.monotonic() - start
+    counter[0] += n
+    client.close()
+    return {
+        "requests": n, "ok": codes.count(200), "errors": n - codes.count(200), "elapsed_s": elapsed,
+        "throughput": codes.count(200) / elapsed, "p50_ms": percentile(latencies, 50) * 1e3,
+        "p90_ms": percentile(latencies, 90) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3,
+        "max_ms": max(latencies, default=float("nan")) * 1e3,
+    }  # fmt: skip
+
+
+def overload(url: str, png: bytes, pid: int, *, clients: int, seconds: float, max_requests: int,
+             counter: list[int]) -> dict:  # fmt: skip
+    """Closed loop, ``clients`` at once, no back-off: the daemon must shed load, not fall over."""
+    codes: list[int] = []
+    latencies_ok: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client_loop(k: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while time.monotonic() < deadline:
+                with lock:
+                    if len(codes) >= max_requests:
+                        return
+                    counter[0] += 1
+                    i = counter[0]
+                t0 = time.monotonic()
+                try:
+                    code = c.post(
+                        "/v1/inspect",
+                        content=unique_png(png, i),
+                        headers={"Content-Type": "image/png"},
+                    ).status_code
+                except httpx.HTTPError:
+                    code = -1
+                with lock:
+                    codes.append(code)
+                    if code == 200:
+                        latencies_ok.append(time.monotonic() - t0)
+
+    with RssSampler(pid) as rss, ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client_loop, range(clients)))
+    alive = kit_alive(pid)
+    health = httpx.get(url + "/healthz", timeout=10).status_code if alive else None
+    values = [v for _, v in rss.samples if v == v]
+    return {
+        "clients": clients, "seconds": seconds, "requests": len(codes), "ok": codes.count(200),
+        "rejected_503": codes.count(503), "other": len(codes) - codes.count(200) - codes.count(503),
+        "ok_per_s": codes.count(200) / seconds, "p99_ok_ms": percentile(latencies_ok, 99) * 1e3,
+        "rss_start_mb": values[0] if values else float("nan"), "rss_max_mb": max(values, default=float("nan")),
+        "rss_end_mb": values[-1] if values else float("nan"), "alive": alive, "healthz": health,
+    }  # fmt: skip
+
+
+def kit_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def soak(
+    watch: Path, db: Path, pid: int, *, count: int, backlog: int, size: int, deadline: float
+) -> dict:
+    """``count`` files through the hot folder, camera-style; verify files and rows."""
+    png = base_png(size, seed=7)
+    truncated_every = 100
+    expected_rejected = 0
+    written = 0
+    t0 = time.monotonic()
+    with RssSampler(pid, interval=1.0) as rss:
+        while written < count and time.monotonic() < deadline:
+            inbox = sum(1 for e in os.scandir(watch) if e.is_file())
+            for _ in range(max(0, min(backlog - inbox, count - written))):
+                data = unique_png(png, 10_000_000 + written)
+                name = f"cam-{written:06d}.png"
+                if written % truncated_every == truncated_every - 1:
+                    data = data[: len(data) // 2]
+                    expected_rejected += 1
+                (watch / (name + ".part")).write_bytes(data)
+                os.rename(watch / (name + ".part"), watch / name)
+                written += 1
+            time.sleep(0.05)
+
+        def finished() -> int:
+            return len(os.listdir(watch / "done")) + sum(
+                1 for n in os.listdir(watch / "rejected") if not n.endswith(".reason.txt")
+            )
+
+        while finished() < written and time.monotonic() < deadline:
+            time.sleep(0.2)
+    elapsed = time.monotonic() - t0
+    done = len(os.listdir(watch / "done"))
+    rejected = finished() - done
+    with sqlite3.connect(db) as conn:
+        rows, distinct = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT sha256) FROM inspections"
+        ).fetchone()
+        soak_rows = conn.execute(
+            "SELECT COUNT(*) FROM inspections WHERE source='folder'"
+        ).fetchone()[0]
+    values = [v for _, v in rss.samples if v == v]
+    tenth = values[max(0, len(values) // 10)] if values else float("nan")
+    return {
+        "files": written, "done": done, "rejected": rejected, "expected_rejected": expected_rejected,
+        "left_in_inbox_or_processing": written - done - rejected, "folder_rows": soak_rows,
+        "rows_total": rows, "distinct_sha_total": distinct, "elapsed_s": elapsed,
+        "files_per_s": (done + rejected) / elapsed if elapsed else float("nan"),
+        "rss_at_10pct_mb": tenth, "rss_end_mb": values[-1] if values else float("nan"),
+        "rss_max_mb": max(values, default=float("nan")), "complete": written == count and finished() == written,
+    }  # fmt: skip
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
+
+
+def report(args, bundle_id: str, results: dict) -> str:
+    s, o, k = results["steady"], results["overload"], results.get("soak")
+    lines = []
+    if args.fake:
+        lines += ["> **DRY RUN on the test double** - these numbers measure the daemon's plumbing, not a model.",
+                  "> Do not report them.", ""]  # fmt: skip
+    lines += [
+        "# inspect serve: load and soak",
+        "",
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {machine()} (load generator on the same machine, 127.0.0.1)",
+        f"- bundle: `{args.bundle}` (id `{bundle_id}`)",
+        f"- daemon: `--workers {args.workers} --batch-size {args.batch_size} --queue-size {args.queue_size}`",
+        f"- request image: {args.image_size}x{args.image_size} PNG; soak image: {args.soak_image_size}x{args.soak_image_size} PNG",
+        "- command: `python benchmarks/daemon_load.py " + " ".join(sys.argv[1:]) + "`",
+        "",
+        f"## Steady rate ({args.rate:g}/s open loop, {args.duration:g} s)",
+        "",
+        "| requests | ok | errors | throughput (/s) | p50 ms | p90 ms | p99 ms | max ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {s['requests']} | {s['ok']} | {s['errors']} | {s['throughput']:.1f} | {s['p50_ms']:.1f} | "
+        f"{s['p90_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} |",
+        "",
+        "Latency counts from each request's scheduled send time (queueing included).",
+        "",
+        f"## Overload ({o['clients']} closed-loop clients, {o['seconds']:g} s, no back-off)",
+        "",
+        "| requests | 200 | 503 | other | 200/s | p99 of 200s ms | RSS start / max / end MB | alive | /healthz |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---|",
+        f"| {o['requests']} | {o['ok']} | {o['rejected_503']} | {o['other']} | {o['ok_per_s']:.1f} | "
+        f"{o['p99_ok_ms']:.1f} | {o['rss_start_mb']:.0f} / {o['rss_max_mb']:.0f} / {o['rss_end_mb']:.0f} | "
+        f"{o['alive']} | {o['healthz']} |",
+    ]
+    if k:
+        growth = k["rss_end_mb"] - k["rss_at_10pct_mb"]
+        lines += [
+            "",
+            f"## Soak ({k['files']} files through the hot folder, 1% truncated)",
+            "",
+            "| files | done | rejected (expected) | left over | folder rows | distinct SHA-256 / rows | files/s | RSS at 10% / end / max MB |",
+            "|---:|---:|---:|---:|---:|---|---:|---|",
+            f"| {k['files']} | {k['done']} | {k['rejected']} ({k['expected_rejected']}) | "
+            f"{k['left_in_inbox_or_processing']} | {k['folder_rows']} | {k['distinct_sha_total']} / {k['rows_total']} | "
+            f"{k['files_per_s']:.1f} | {k['rss_at_10pct_mb']:.0f} / {k['rss_end_mb']:.0f} / {k['rss_max_mb']:.0f} |",
+            "",
+            f"Memory growth from 10% to the end of the soak: {growth:+.1f} MB "
+            f"({growth / max(1, k['files']) * 1000 * 1024:+.1f} KB per 1,000 images). "
+            f"Complete: {k['complete']}; no lost or duplicated rows: "
+            f"{k['folder_rows'] == k['files'] and k['distinct_sha_total'] == k['rows_total']}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", type=Path, help="exported bundle folder (required unless --fake)")
+    p.add_argument(
+        "--fake", action="store_true", help="dry run on the test double (numbers not reportable)"
+    )
+    p.add_argument(
+        "--fake-delay-ms", type=float, default=5.0, help="test double's inference time per image"
+    )
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--queue-size", type=int, default=32)
+    p.add_argument("--rate", type=float, default=20.0, help="steady phase requests per second")
+    p.add_argument("--duration", type=float, default=30.0, help="steady phase seconds")
+    p.add_argument("--overload-clients", type=int, default=96)
+    p.add_argument("--overload-seconds", type=float, default=15.0)
+    p.add_argument("--overload-max-requests", type=int, default=50_000)
+    p.add_argument(
+        "--soak", type=int, default=10_000, help="files through the hot folder (0: skip)"
+    )
+    p.add_argument("--backlog", type=int, default=200, help="most soak files waiting in the inbox")
+    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("--soak-image-size", type=int, default=256)
+    p.add_argument("--max-seconds", type=float, default=1800.0, help="hard bound on the whole run")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="markdown report (default: results/daemon_load.md; stdout for --fake)",
+    )
+    args = p.parse_args(argv)
+    if args.rate * args.duration > 20_000:
+        p.error("--rate x --duration is bounded to 20,000 requests")
+    work = Path(tempfile.mkdtemp(prefix="defectkit-load-"))
+    try:
+        if args.fake:
+            args.bundle = args.bundle or work / "bundle"
+            bundle = kit.BundleUnderTest(
+                kit.write_fake_bundle(args.bundle, delay_s=args.fake_delay_ms / 1e3)
+            )
+        elif args.bundle is None:
+            p.error("--bundle is required (or --fake for a dry run)")
+        else:
+            bundle = kit.BundleUnderTest(args.bundle.resolve(), fake=False)
+        deadline = time.monotonic() + args.max_seconds
+        watch, db = work / "watch", work / "results.db"
+        watch.mkdir()
+        daemon = kit.DaemonProcess(
+            bundle, "--watch", str(watch), "--db", str(db), "--workers", str(args.workers),
+            "--batch-size", str(args.batch_size), "--queue-size", str(args.queue_size),
+            "--poll-interval", "0.2",
+        )  # fmt: skip
+        png, counter, results = base_png(args.image_size, seed=1), [0], {}
+        try:
+            daemon.wait_listening(120)
+            bundle_id = httpx.get(daemon.url + "/healthz", timeout=10).json()["bundle_id"]
+            steady(
+                daemon.url, png, rate=args.rate, duration=min(3.0, args.duration), counter=counter
+            )  # warm-up
+            results["steady"] = steady(
+                daemon.url, png, rate=args.rate, duration=args.duration, counter=counter
+            )
+            results["overload"] = overload(
+                daemon.url, png, daemon.proc.pid, clients=args.overload_clients, seconds=args.overload_seconds,
+                max_requests=args.overload_max_requests, counter=counter,
+            )  # fmt: skip
+            if args.soak:
+                results["soak"] = soak(watch, db, daemon.proc.pid, count=args.soak, backlog=args.backlog,
+                                       size=args.soak_image_size, deadline=deadline)  # fmt: skip
+        finally:
+            daemon.signal(signal.SIGTERM)
+            rc = daemon.wait(120)
+        text = report(args, bundle_id, results) + f"\nDaemon exit code after SIGTERM: {rc}.\n"
+        out = args.out or (
+            None if args.fake else REPO / "benchmarks" / "results" / "daemon_load.md"
+        )
+        if out is None:
+            print(text)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+            print(f"wrote {out}")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

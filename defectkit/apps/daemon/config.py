@@ -1,0 +1,181 @@
+"""The daemon's one configuration object: every ``inspect serve`` flag is one field.
+
+Validation lives here, before anything is loaded or bound, so a bad command line fails
+in a second with one line instead of after a bundle has been verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from defectkit.apps.daemon.errors import ServeError
+from defectkit.errors import ConfigError
+
+#: Subfolder of the watch folder that holds the daemon's own state (database, lock).
+STATE_DIR = ".defectkit"
+DEFAULT_DB = "defectkit-serve.db"
+MIN_TOKEN_CHARS = 16
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Options of ``inspect serve``; field names are the flags with ``-`` -> ``_``.
+
+    Attributes:
+        bundle: exported bundle folder to serve.
+        watch: hot folder; ``None`` serves HTTP only.
+        host: address to bind; anything but loopback needs ``token_file``.
+        port: TCP port; 0 picks a free one (the ``listening`` log line names it).
+        db: SQLite file path or ``postgresql://`` URL; default under the watch folder's
+            state dir, else ``./defectkit-serve.db``.
+        overlays: folder for heatmap overlay PNGs; ``None`` writes none.
+        token_file: file holding the bearer token every endpoint but /healthz requires.
+        workers: inference threads.
+        batch_size: most images handed to one ``bundle.inspect`` call.
+        queue_size: jobs waiting for a worker before HTTP answers 503.
+        max_upload_mb: largest accepted upload or hot-folder file (413 / rejected).
+        poll_interval: seconds between hot-folder scans; a file is taken once its size
+            and mtime are unchanged across two scans.
+        shutdown_timeout: seconds SIGTERM waits for in-flight work before exiting.
+        device: runtime device passed to the bundle loader (``CPU``, ``GPU``, ``AUTO``).
+        station: name stored with every row, so lines sharing one PostgreSQL store
+            can be told apart.
+        log_level: ``debug``, ``info``, ``warning`` or ``error``.
+    """
+
+    bundle: Path
+    watch: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str | None = None
+    overlays: Path | None = None
+    token_file: Path | None = None
+    workers: int = 1
+    batch_size: int = 1
+    queue_size: int = 32
+    max_upload_mb: float = 32.0
+    poll_interval: float = 0.5
+    shutdown_timeout: float = 30.0
+    device: str = "CPU"
+    station: str = ""
+    log_level: str = "info"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeConfig:
+        """Build from parsed flags (one flag per field, nothing else read)."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        for key in ("bundle", "watch", "overlays", "token_file"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        return cls(**values)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_uploads(self) -> int:
+        """Uploads handled at once, queued ones included (503 + Retry-After beyond).
+
+        Each holds at most ``max_upload_bytes``, so this bounds the memory images take.
+        """
+        return self.queue_size + self.workers * self.batch_size + 16
+
+    @property
+    def station_name(self) -> str:
+        return self.station or socket.gethostname()
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.db) and self.db.startswith(("postgresql://", "postgres://"))
+
+    def database(self) -> str:
+        """The SQLite path or PostgreSQL URL this daemon writes to."""
+        if self.db:
+            return self.db
+        if self.watch is not None:
+            return str(self.watch / STATE_DIR / "results.db")
+        return str(Path.cwd() / DEFAULT_DB)
+
+    def bundle_root(self) -> Path:
+        """Folder that ``POST /v1/reload`` may load bundles from (the bundle's parent).
+
+        Not resolved through the bundle itself, so ``--bundle /opt/dk/current`` (a
+        symlink to ``releases/v3``) allows every release under ``/opt/dk``.
+        """
+        return self.bundle.absolute().parent.resolve()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` / :class:`ServeError` for options that cannot work."""
+        _check_range("--workers", self.workers, 1, 64)
+        _check_range("--batch-size", self.batch_size, 1, 256)
+        _check_range("--queue-size", self.queue_size, 1, 100_000)
+        _check_range("--port", self.port, 0, 65535)
+        if not self.max_upload_mb > 0:
+            raise ConfigError(f"--max-upload-mb must be positive; got {self.max_upload_mb}")
+        if not self.poll_interval > 0:
+            raise ConfigError(f"--poll-interval must be positive; got {self.poll_interval}")
+        if self.shutdown_timeout < 0:
+            raise ConfigError("--shutdown-timeout must be zero or positive")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"--log-level must be debug, info, warning or error; got {self.log_level}"
+            )
+        if not self.bundle.is_dir():
+            raise ConfigError(
+                f"--bundle {self.bundle}: no such folder; pass an exported bundle folder"
+            )
+        if self.watch is not None and not self.watch.is_dir():
+            raise ConfigError(f"--watch {self.watch}: no such folder; create it or fix the path")
+        if self.db and "://" in self.db and not self.uses_postgres:
+            raise ConfigError(
+                f"--db {self.db}: only SQLite paths and postgresql:// URLs are supported"
+            )
+        if not is_loopback(self.host) and self.token_file is None:
+            raise ConfigError(
+                f"--host {self.host} is reachable from other machines; pass --token-file "
+                "with a secret token, or bind 127.0.0.1"
+            )
+        if self.token_file is not None:
+            read_token(self.token_file)
+
+
+def _check_range(flag: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{flag} must be between {low} and {high}; got {value}")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses; hostnames count as exposed."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in ``path`` (surrounding whitespace stripped)."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServeError(f"--token-file {path}: cannot read it ({exc})") from None
+    if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token):
+        raise ServeError(
+            f"--token-file {path}: the token must be one word of at least {MIN_TOKEN_CHARS} "
+            "characters; make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token
+
+
+def token_file_is_private(path: Path) -> bool:
+    """False when group or others may read the token file (worth a warning, not a refusal)."""
+    if os.name != "posix":
+        return True
+    return not path.stat().st_mode & 0o077

@@ -1,0 +1,280 @@
+"""Wiring: build the parts from a :class:`ServeConfig`, run uvicorn, stop gracefully.
+
+Start-up order is chosen so that every refusal happens before anything is bound or
+moved: validate flags -> lock the hot folder -> verify and load the bundle -> open the
+store -> bind the port -> start workers -> recover ``processing/`` -> scan.
+
+Signals are ours, not uvicorn's: SIGTERM/SIGINT stop the scanner and close the queue
+at once (new uploads get 503), uvicorn lets in-flight requests finish, the workers
+drain the queue, and the process exits 0. SIGHUP reloads the bundle (systemd's
+``ExecReload``). uvicorn's own signal capture would re-raise SIGTERM after its
+shutdown and turn a clean stop into a kill by signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from defectkit.apps.daemon import logs
+from defectkit.apps.daemon.bundles import BundleHolder, Loader, load_runtime_bundle
+from defectkit.apps.daemon.config import ServeConfig, read_token, token_file_is_private
+from defectkit.apps.daemon.errors import ServeError, StoreError
+from defectkit.apps.daemon.hotfolder import FolderLayout, HotFolder, StabilityTracker
+from defectkit.apps.daemon.jobs import JobQueue
+from defectkit.apps.daemon.logs import log_event
+from defectkit.apps.daemon.metrics import DaemonMetrics
+from defectkit.apps.daemon.overlay import OverlayWriter
+from defectkit.apps.daemon.scanner import FolderScanner
+from defectkit.apps.daemon.store import ResultStore, open_store
+from defectkit.apps.daemon.worker import Pipeline, WorkerPool
+from defectkit.errors import BundleError
+
+STORE_RETRY_S = 5.0
+
+
+class Service:
+    """Everything but the HTTP server; usable in-process by tests (see :meth:`start`)."""
+
+    def __init__(self, config: ServeConfig, *, loader: Loader = load_runtime_bundle):
+        config.validate()
+        self.config = config
+        self.token = read_token(config.token_file) if config.token_file else None
+        self.stopping = False
+        self.uploads = 0  # uploads being read or waiting for a verdict (event-loop only)
+        self.started_at = time.time()
+        self._folder_lock: Any = None
+        self.store: ResultStore | None = None
+        try:
+            self.layout = FolderLayout.under(config.watch) if config.watch else None
+            if self.layout is not None:
+                self.layout.create()
+                self._folder_lock = _lock_folder(self.layout.state)
+            self.bundles = BundleHolder(config.bundle, loader=loader, device=config.device)
+            self.store = open_store(config.database())
+        except BaseException:
+            self.close()
+            raise
+        self.queue = JobQueue(config.queue_size)
+        self.metrics = DaemonMetrics(
+            queue_depth=lambda: len(self.queue),
+            queue_capacity=config.queue_size,
+            bundle_id=lambda: self.bundles.id,
+        )
+        self.hotfolder = HotFolder(self.layout, tracker=StabilityTracker()) if self.layout else None
+        self.scanner = (
+            FolderScanner(self.hotfolder, self.queue, poll_interval=config.poll_interval)
+            if self.hotfolder
+            else None
+        )
+        self.pipeline = Pipeline(
+            bundles=self.bundles, store=self.store, metrics=self.metrics, queue=self.queue,
+            station=config.station_name, max_bytes=config.max_upload_bytes, hotfolder=self.hotfolder,
+            overlays=OverlayWriter(config.overlays) if config.overlays else None,
+            on_store_error=self._pause_scanner,
+        )  # fmt: skip
+        self.workers = WorkerPool(
+            self.queue, self.pipeline, workers=config.workers, batch_size=config.batch_size
+        )
+
+    def start(self) -> None:
+        """Start the workers, then the scanner (which first recovers ``processing/``)."""
+        self.workers.start()
+        if self.scanner is not None:
+            self.scanner.start()
+
+    def begin_shutdown(self) -> None:
+        """Take no new work: uploads get 503, the scanner claims nothing more."""
+        if not self.stopping:
+            self.stopping = True
+            log_event("stopping")
+        if self.scanner is not None:
+            self.scanner.request_stop()
+        self.queue.close()
+
+    def stop(self) -> bool:
+        """Finish in-flight work (up to ``shutdown_timeout``) and release everything.
+
+        Returns True when every queued job finished; False leaves the unfinished files
+        in ``processing/`` for the next start-up to recover.
+        """
+        self.begin_shutdown()
+        if self.scanner is not None:
+            self.scanner.stop()
+        drained = self.workers.join(self.config.shutdown_timeout)
+        if not drained:
+            log_event("stop_timeout", level=logging.WARNING, left=len(self.queue))
+        self.close()
+        return drained
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self._folder_lock is not None:
+            self._folder_lock.close()
+            self._folder_lock = None
+
+    def reload(self, path: str | None = None) -> dict[str, Any]:
+        """Load a bundle (default: the current folder again) and swap it in.
+
+        Raises:
+            PermissionError: ``path`` is outside the bundle root.
+            BundleError: the bundle was refused; the old one keeps serving.
+        """
+        target = None
+        if path is not None:
+            root = self.config.bundle_root()
+            candidate = Path(path)
+            target = (candidate if candidate.is_absolute() else root / candidate).resolve()
+            if not target.is_relative_to(root):
+                raise PermissionError(f"{path}: bundles may only be loaded from under {root}")
+        try:
+            previous, new = self.bundles.reload(target)
+        except BundleError as exc:
+            self.metrics.reloads.inc(result="refused")
+            log_event(
+                "reload_refused", level=logging.ERROR, error=str(exc), serving=self.bundles.id
+            )
+            raise
+        self.metrics.reloads.inc(result="ok")
+        log_event("reloaded", previous=previous, bundle_id=new, path=str(self.bundles.path))
+        return {"bundle_id": new, "previous": previous, "path": str(self.bundles.path)}
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "status": "ok",
+            "bundle_id": self.bundles.id,
+            "queue_depth": len(self.queue),
+            "queue_capacity": self.queue.capacity,
+            "workers_alive": self.workers.alive(),
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+        problem = None
+        if self.stopping:
+            problem = "stopping"
+        elif self.workers.alive() < len(self.workers.threads):
+            problem = "degraded: a worker thread died"
+        else:
+            try:
+                self.store.ping()
+            except StoreError as exc:
+                problem = f"degraded: {exc}"
+        if problem:
+            body["status"] = problem
+            return 503, body
+        return 200, body
+
+    def _pause_scanner(self) -> None:
+        if self.scanner is not None:
+            self.scanner.pause(STORE_RETRY_S)
+
+
+def _lock_folder(state: Path) -> Any:
+    """Hold ``state/daemon.lock``: two daemons on one hot folder would recover each other's files."""
+    handle = open(state / "daemon.lock", "a+")  # noqa: SIM115 - held for the daemon's life
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks; documented as one daemon per folder
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ServeError(
+            f"{state.parent}: another inspect serve already watches this folder; stop it first"
+        ) from None
+    return handle
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, reuse_port=False)
+    except OSError as exc:
+        raise ServeError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
+        ) from None
+
+
+def run(config: ServeConfig, *, loader: Loader = load_runtime_bundle) -> int:
+    """Run the daemon until SIGTERM/SIGINT; return the exit code (0 after a clean stop)."""
+    import uvicorn  # imported here so `inspect --help` stays fast
+
+    logs.configure(config.log_level)
+    if config.token_file is not None and not token_file_is_private(config.token_file):
+        log_event("token_file_readable", level=logging.WARNING, path=str(config.token_file),
+                  hint="chmod 600 it")  # fmt: skip
+    service = Service(config, loader=loader)
+    try:
+        sock = _bind(config.host, config.port)
+    except ServeError:
+        service.close()
+        raise
+    from defectkit.apps.daemon.http import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=config.shutdown_timeout,
+            # Last resort against connection floods (plain 503); uploads are bounded
+            # earlier, with a JSON 503, by Service.uploads (see http.py).
+            limit_concurrency=2 * config.max_uploads + 64,
+        )
+    )
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    previous = _install_signals(service, server)
+    service.start()
+    host, port = sock.getsockname()[:2]
+    log_event(
+        "listening", host=host, port=port, bundle_id=service.bundles.id, db=_redact(config.database()),
+        watch=str(config.watch) if config.watch else None, workers=config.workers, auth=service.token is not None,
+    )  # fmt: skip
+    try:
+        server.run(sockets=[sock])
+    finally:
+        drained = service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log_event("stopped", drained=drained)
+    return 0
+
+
+def _install_signals(service: Service, server: Any) -> dict[int, Any]:
+    def on_stop(signum: int, frame: Any) -> None:
+        if server.should_exit and signum == signal.SIGINT:
+            server.force_exit = True  # second Ctrl+C: do not wait
+        service.begin_shutdown()
+        server.should_exit = True
+
+    def on_hup(signum: int, frame: Any) -> None:
+        def reload() -> None:
+            with contextlib.suppress(BundleError, PermissionError):
+                service.reload()
+
+        threading.Thread(target=reload, name="sighup-reload", daemon=True).start()
+
+    previous = {}
+    for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop)):
+        previous[sig] = signal.signal(sig, handler)
+    if hasattr(signal, "SIGHUP"):
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
+    return previous
+
+
+def _redact(db: str) -> str:
+    """A database URL without its password, for logs."""
+    if "://" not in db or "@" not in db:
+        return db
+    scheme, rest = db.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"

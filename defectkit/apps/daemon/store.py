@@ -1,0 +1,369 @@
+"""One row per inspection, in SQLite (WAL) by default or a shared PostgreSQL database.
+
+Both back-ends run the same SQL through one :class:`ResultStore`; a small
+:class:`Dialect` carries what differs (placeholders, DDL, how to begin a transaction).
+
+Why the choices:
+- ``sha256`` is UNIQUE: the same file seen twice (a crash between commit and move, a
+  camera that writes a file again) can never become two rows. Rows that were *not* a
+  successful inspection (``rejected``/``error``) may be overwritten by a later attempt,
+  so moving a quarantined file back into the hot folder retries it, still as one row.
+- SQLite runs in WAL mode with ``synchronous=FULL``: HTTP readers never block the
+  writer, and a committed row survives a power cut. The hot folder moves a file only
+  after that commit, so the worst a power cut can do is leave a file to be re-seen
+  (and de-duplicated), never a moved file without a row.
+- PostgreSQL connections are re-opened once on a dropped connection (server restart
+  during months of uptime); a second failure is a :class:`StoreError` and the hot-folder
+  file goes back to the inbox to be retried.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from defectkit.apps.daemon.errors import StoreError
+
+SCHEMA_VERSION = 1
+COLUMNS = (
+    "sha256", "created_at", "source", "name", "station", "status",
+    "verdict", "label", "score", "bundle_id", "error", "result",
+)  # fmt: skip
+STATUSES = ("ok", "rejected", "error")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One inspection to store. ``result`` is the verdict JSON (probabilities, defects...)."""
+
+    sha256: str
+    created_at: float  # unix seconds
+    source: str  # "http" | "folder"
+    name: str | None
+    station: str
+    status: str  # "ok" | "rejected" | "error"
+    verdict: str | None = None
+    label: str | None = None
+    score: float | None = None
+    bundle_id: str | None = None
+    error: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResultQuery:
+    """Filters of ``GET /v1/results``; ``before_id`` pages backwards (newest first)."""
+
+    since: float | None = None
+    until: float | None = None
+    verdict: str | None = None
+    label: str | None = None
+    status: str | None = None
+    source: str | None = None
+    station: str | None = None
+    before_id: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between SQLite and PostgreSQL; everything else is shared SQL."""
+
+    name: str
+    connect: Callable[[], Any]
+    ddl: tuple[str, ...]
+    param: str  # placeholder
+    json_param: str  # placeholder for the result JSON column
+    errors: tuple[type[BaseException], ...]  # driver errors turned into StoreError
+    transaction: Callable[[Any], Any]  # context manager: one committed transaction
+    reconnect_on: tuple[type[BaseException], ...] = ()
+
+
+def open_store(target: str) -> ResultStore:
+    """A store for a SQLite file path or a ``postgresql://`` URL."""
+    if target.startswith(("postgresql://", "postgres://")):
+        return ResultStore(_postgres_dialect(target))
+    return ResultStore(_sqlite_dialect(Path(target)))
+
+
+class ResultStore:
+    """Thread-safe access: one writer connection and one reader connection, each locked.
+
+    Two connections so that a slow paginated read never waits behind the workers'
+    commits (SQLite WAL and PostgreSQL MVCC both let them run side by side).
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._locks = {"write": threading.Lock(), "read": threading.Lock()}
+        self._conns: dict[str, Any] = {}
+        try:
+            self._conns["write"] = dialect.connect()
+            self._conns["read"] = dialect.connect()
+            with dialect.transaction(self._conns["write"]) as conn:
+                for statement in dialect.ddl:
+                    conn.execute(statement)
+                self._check_schema(conn)
+        except dialect.errors as exc:
+            self.close()
+            raise StoreError(f"results store ({dialect.name}): cannot open it: {exc}") from None
+
+    # -- writing ---------------------------------------------------------------------
+
+    def upsert(self, record: Record) -> tuple[dict[str, Any], bool]:
+        """Store ``record`` unless a successful row for its SHA-256 exists.
+
+        Returns:
+            (the row now stored, True when this call wrote it). False means a row with
+            status ``ok`` was already there and is returned unchanged (a duplicate).
+        """
+        p = self.dialect.param
+        values = list(astuple(record))
+        values[-1] = json.dumps(record.result, default=_json_default, allow_nan=False)
+        placeholders = ", ".join([p] * (len(COLUMNS) - 1) + [self.dialect.json_param])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "sha256")
+        sql = (
+            f"INSERT INTO inspections ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
+            f"ON CONFLICT (sha256) DO UPDATE SET {updates} WHERE inspections.status <> 'ok'"
+        )
+
+        def run(conn: Any) -> tuple[dict[str, Any], bool]:
+            with self.dialect.transaction(conn):
+                written = conn.execute(sql, values).rowcount == 1
+                row = _fetch_one(
+                    conn, f"SELECT * FROM inspections WHERE sha256 = {p}", [record.sha256]
+                )
+            return row, written
+
+        return self._run("write", run)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, row_id: int) -> dict[str, Any] | None:
+        p = self.dialect.param
+        return self._run(
+            "read", lambda c: _fetch_one(c, f"SELECT * FROM inspections WHERE id = {p}", [row_id])
+        )
+
+    def get_by_sha(self, sha256: str) -> dict[str, Any] | None:
+        p = self.dialect.param
+        sql = f"SELECT * FROM inspections WHERE sha256 = {p}"
+        return self._run("read", lambda c: _fetch_one(c, sql, [sha256]))
+
+    def query(self, q: ResultQuery) -> list[dict[str, Any]]:
+        """Rows matching ``q``, newest (highest id) first, at most ``q.limit``."""
+        p = self.dialect.param
+        where, args = [], []
+        for column, op, value in (
+            ("created_at", ">=", q.since), ("created_at", "<", q.until),
+            ("verdict", "=", q.verdict), ("label", "=", q.label), ("status", "=", q.status),
+            ("source", "=", q.source), ("station", "=", q.station), ("id", "<", q.before_id),
+        ):  # fmt: skip
+            if value is not None:
+                where.append(f"{column} {op} {p}")
+                args.append(value)
+        sql = "SELECT * FROM inspections"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id DESC LIMIT {int(q.limit)}"
+        return self._run("read", lambda c: _fetch_all(c, sql, args))
+
+    def count(self) -> int:
+        return self._run(
+            "read", lambda c: c.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
+        )
+
+    def ping(self) -> None:
+        """Raise :class:`StoreError` when the database does not answer."""
+        self._run("read", lambda c: c.execute("SELECT 1").fetchone())
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection must not raise
+                pass
+        self._conns.clear()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _run(self, role: str, fn: Callable[[Any], Any]) -> Any:
+        with self._locks[role]:
+            for attempt in (1, 2):
+                try:
+                    return fn(self._conns[role])
+                except self.dialect.reconnect_on as exc:
+                    if attempt == 2:
+                        raise StoreError(f"results store ({self.dialect.name}): {exc}") from None
+                    self._reconnect(role)
+                except self.dialect.errors as exc:
+                    raise StoreError(f"results store ({self.dialect.name}): {exc}") from None
+                except KeyError:
+                    raise StoreError("results store is closed") from None
+        raise AssertionError("unreachable")
+
+    def _reconnect(self, role: str) -> None:
+        try:
+            self._conns[role].close()
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            self._conns[role] = self.dialect.connect()
+        except self.dialect.errors as exc:
+            raise StoreError(
+                f"results store ({self.dialect.name}): reconnect failed: {exc}"
+            ) from None
+
+    def _check_schema(self, conn: Any) -> None:
+        p = self.dialect.param
+        row = conn.execute(
+            f"SELECT value FROM inspections_meta WHERE key = {p}", ["schema_version"]
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                f"INSERT INTO inspections_meta (key, value) VALUES ({p}, {p})",
+                ["schema_version", str(SCHEMA_VERSION)],
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(
+                f"the results database has schema version {row[0]}, newer than this "
+                f"defectkit ({SCHEMA_VERSION}); upgrade defectkit or use another --db"
+            )
+
+
+def row_to_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as the API returns it: columns plus the verdict JSON's fields."""
+    result = row.get("result") or {}
+    if isinstance(result, str):
+        result = json.loads(result)
+    out = {k: row[k] for k in ("id", "sha256", "source", "name", "station", "status",
+                               "verdict", "label", "score", "bundle_id", "error")}  # fmt: skip
+    out["created_at"] = datetime.fromtimestamp(row["created_at"], tz=timezone.utc).isoformat()
+    out.update({k: v for k, v in result.items() if k not in out})
+    return out
+
+
+def _fetch_one(conn: Any, sql: str, args: list[Any]) -> dict[str, Any] | None:
+    cur = conn.execute(sql, args)
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def _fetch_all(conn: Any, sql: str, args: list[Any]) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, args)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays that slipped into a result become plain JSON."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a result")
+
+
+# -- SQLite ---------------------------------------------------------------------------
+
+_SQLITE_DDL = (
+    """CREATE TABLE IF NOT EXISTS inspections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sha256 TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, source TEXT NOT NULL,
+        name TEXT, station TEXT, status TEXT NOT NULL, verdict TEXT, label TEXT,
+        score REAL, bundle_id TEXT, error TEXT, result TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS inspections_created ON inspections (created_at)",
+    "CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections (verdict, id)",
+    "CREATE INDEX IF NOT EXISTS inspections_label ON inspections (label, id)",
+    "CREATE TABLE IF NOT EXISTS inspections_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+
+def _sqlite_dialect(path: Path) -> Dialect:
+    def connect() -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the
+        # lock up front instead of failing half-way with "database is locked".
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise sqlite3.OperationalError(
+                f"{path}: WAL mode unavailable (network file system?); put --db on a local disk"
+            )
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    return Dialect(
+        name="sqlite",
+        connect=connect,
+        ddl=_SQLITE_DDL,
+        param="?",
+        json_param="?",
+        errors=(sqlite3.Error,),
+        transaction=_sqlite_transaction,
+    )
+
+
+@contextmanager
+def _sqlite_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+_PG_DDL = (
+    # Several daemons may start at once against one database: serialise the DDL.
+    "SELECT pg_advisory_xact_lock(727274)",
+    """CREATE TABLE IF NOT EXISTS inspections (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,
+        source TEXT NOT NULL, name TEXT, station TEXT, status TEXT NOT NULL, verdict TEXT,
+        label TEXT, score DOUBLE PRECISION, bundle_id TEXT, error TEXT, result JSONB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS inspections_created ON inspections (created_at)",
+    "CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections (verdict, id)",
+    "CREATE INDEX IF NOT EXISTS inspections_label ON inspections (label, id)",
+    "CREATE TABLE IF NOT EXISTS inspections_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+
+def _postgres_dialect(url: str) -> Dialect:
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "--db is a PostgreSQL URL but psycopg is not installed; "
+            "pip install 'psycopg[binary]' (or defectkit[serve])"
+        ) from None
+
+    def connect() -> Any:
+        # autocommit + explicit conn.transaction(): reads never hold a transaction open.
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+    return Dialect(
+        name="postgresql",
+        connect=connect,
+        ddl=_PG_DDL,
+        param="%s",
+        json_param="%s::jsonb",
+        errors=(psycopg.Error,),
+        reconnect_on=(psycopg.OperationalError, psycopg.InterfaceError),
+        transaction=_postgres_transaction,
+    )
+
+
+@contextmanager
+def _postgres_transaction(conn: Any) -> Iterator[Any]:
+    with conn.transaction():
+        yield conn
