@@ -34,7 +34,7 @@ def region_descriptor(
     w = w / torch.clamp(w.sum(dim=1, keepdim=True), min=1e-12)
     region = torch.einsum("ndp,np->nd", flat, w)
     whole = flat.mean(dim=2)
-    return torch.cat([F.normalize(region, dim=1), F.normalize(whole, dim=1)], dim=1) * (0.5**0.5)
+    return torch.cat([region, whole], dim=1)
 
 
 def anomaly_weights(patch_map: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,7 @@ class PrototypeHead(nn.Module):
     def __init__(self, dim: int, *, temperature: float = 0.05, sharpness: float = 2.0) -> None:
         super().__init__()
         self.register_buffer("prototypes", torch.zeros(0, 2 * dim))
+        self.register_buffer("prototype_sqnorm", torch.zeros(0))
         self.register_buffer("membership", torch.zeros(0, 0))
         self.register_buffer("temperature", torch.tensor(float(temperature)))
         self.register_buffer("sharpness", torch.tensor(float(sharpness)))
@@ -68,13 +69,17 @@ class PrototypeHead(nn.Module):
 
     def set_prototypes(self, prototypes: torch.Tensor, labels: torch.Tensor, n_classes: int) -> None:
         """Store P prototypes with their class indices (P,) among ``n_classes``."""
-        self.prototypes = F.normalize(prototypes.detach().float(), dim=1).contiguous()
+        self.prototypes = prototypes.detach().float().contiguous()
+        self.prototype_sqnorm = (self.prototypes * self.prototypes).sum(dim=1)
         self.membership = F.one_hot(labels.long(), n_classes).t().float().contiguous()
 
     def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
         """N x 2D descriptors -> N x K logits."""
-        sims = F.normalize(descriptors, dim=1) @ self.prototypes.t()  # N x P
-        # Per class, the best prototype: mask other classes' prototypes down by 4
-        # (cosine lives in [-1, 1], so -4 never wins) instead of indexing.
-        masked = sims[:, None, :] * self.membership[None] - 4.0 * (1.0 - self.membership[None])
-        return masked.amax(dim=-1) / self.temperature
+        # Squared distances as one matmul (no cdist, exports cleanly); features are
+        # standardised, so magnitudes carry meaning and cosine would discard them.
+        sq = (descriptors * descriptors).sum(dim=1, keepdim=True)
+        dist = sq + self.prototype_sqnorm[None] - 2.0 * descriptors @ self.prototypes.t()  # N x P
+        # Per class, the nearest prototype: push other classes' prototypes out of reach
+        # with a large constant instead of indexing.
+        masked = dist[:, None, :] + 1e6 * (1.0 - self.membership[None])
+        return -masked.amin(dim=-1) / self.temperature

@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "defectkit.inspect.cli_backbones",
     "defectkit.inspect.cli_fit",
     "defectkit.exporters.cli",
+    "defectkit.apps.daemon.cli",
 )
 
 DESCRIPTION = """\

@@ -20,7 +20,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     """Flags that map one-to-one onto InspectorConfig fields."""
-    from defectkit.inspect.inspector import InspectorConfig
+    from defectkit.inspect.config import InspectorConfig
 
     d = InspectorConfig()
     g = p.add_argument_group("inspector settings")
@@ -38,7 +38,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from defectkit.inspect.inspector import InspectorConfig
+    from defectkit.inspect.config import InspectorConfig
 
     if args.bank_size < 16:
         raise ConfigError(f"--bank-size must be at least 16, got {args.bank_size}")

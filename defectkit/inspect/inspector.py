@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,68 +25,12 @@ from defectkit.fewshot.calibration import calibrate_threshold
 from defectkit.fewshot.prototypes import PrototypeHead, anomaly_weights, region_descriptor
 from defectkit.fewshot.support import SupportSet
 from defectkit.inspect.backbones import FeatureExtractor
+from defectkit.inspect.config import InspectorConfig, auto_input_size
 from defectkit.inspect.features import FeatureNorm, PatchFeatures
 from defectkit.inspect.images import preprocess, resize_mask
 from defectkit.inspect.results import InspectionResult, Thresholds, postprocess
 
 OUTPUT_NAMES = ("score", "anomaly_map", "class_logits")
-
-
-@dataclass
-class InspectorConfig:
-    """Everything that defines an inspector besides the shots. CLI flags map onto these.
-
-    Attributes:
-        backbone: registry name (``inspect backbones`` lists them).
-        weights: weights file, directory or tag; None = the backbone's default.
-        layers: backbone maps to use; None = the backbone's default (shallow + mid).
-        input_size: (H, W) images are resized to. None = the shots' own size when they
-            all share one no larger than 512 x 512, else the backbone's default. Native
-            size matters: resizing by a non-integer factor blurs pixel-level defects
-            unevenly (textile local-defect AUROC fell from 0.99 to 0.62 at 248 vs 249).
-        pool_size: local pooling window of patch features (odd).
-        detail: add the pixel-detail feature group (see defectkit.inspect.features).
-        grid_stride: stride of the patch grid in input pixels; None = the finest map's.
-            8 keeps 4-pixel detail (averaged into each patch) at a quarter of the cost
-            of a stride-4 grid.
-        bank_size: memory-bank patches kept after the greedy coreset.
-        augmentations: augmented copies of each good shot added to the bank.
-        sigma: Gaussian smoothing of the anomaly map, in patches.
-        top_fraction: the "top patches" statistics average this fraction of the grid
-            (at least one patch): small, because a local defect covers few patches.
-        temperature: prototype-head softmax temperature (cosine / temperature).
-        sharpness: how strongly region pooling concentrates on anomalous patches.
-        batch_size: images per forward pass while fitting and predicting.
-        seed: seeds augmentation and coreset, so a fit is reproducible.
-    """
-
-    backbone: str = "efficientnet_lite0"
-    weights: str | None = None
-    layers: tuple[str, ...] | None = None
-    input_size: tuple[int, int] | None = None
-    pool_size: int = 3
-    grid_stride: int | None = 8
-    detail: bool = True
-    detail_weight: float | None = None
-    bank_size: int = 2048
-    augmentations: int = 7
-    sigma: float = 1.0
-    top_fraction: float = 0.002
-    temperature: float = 0.05
-    sharpness: float = 2.0
-    batch_size: int = 16
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> InspectorConfig:
-        data = dict(data)
-        for key in ("layers", "input_size"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        return cls(**data)
 
 
 @dataclass
@@ -284,10 +228,13 @@ class Inspector(nn.Module):
         )
 
     def _descriptor(self, feats: torch.Tensor, pmap: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
+        # The same anomaly weighting as at inference (a prototype must be pooled the way
+        # new images will be), restricted to the painted region when there is one.
+        weights = anomaly_weights(pmap[None], self.prototypes.sharpness)
         if mask is not None and mask.any():
-            weights = self._mask_weights(mask)[None]
-        else:
-            weights = anomaly_weights(pmap[None], self.prototypes.sharpness)
+            inside = weights * self._mask_weights(mask)[None]
+            if float(inside.sum()) > 1e-6:
+                weights = inside
         return region_descriptor(feats[None], weights)[0]
 
     # ------------------------------------------------------------------ predict
@@ -337,20 +284,6 @@ class Inspector(nn.Module):
                 )
             )
         return results
-
-
-#: Largest native size used as-is when ``input_size`` is None (pixels per side).
-MAX_NATIVE_SIZE = 512
-
-
-def auto_input_size(images: Sequence[np.ndarray], default: tuple[int, int]) -> tuple[int, int]:
-    """The shots' common size when they share one no larger than MAX_NATIVE_SIZE, else ``default``."""
-    sizes = {im.shape[:2] for im in images}
-    if len(sizes) == 1:
-        (size,) = sizes
-        if max(size) <= MAX_NATIVE_SIZE and min(size) >= 32:
-            return size
-    return tuple(default)
 
 
 def _progress_bar(total: int, desc: str, *, enabled: bool):

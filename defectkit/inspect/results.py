@@ -136,6 +136,25 @@ def find_defects(
     return regions
 
 
+#: A defect region keeps the pixels at or above this fraction of its own peak (and above
+#: the pixel threshold). The map is smooth at patch resolution, so "above the pixel
+#: threshold" alone over-sizes strong defects several times; half-maximum sizes them.
+REGION_FRACTION = 0.5
+
+
+def defect_mask(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
+    """H x W map -> bool mask: above the threshold and above half of the region's peak."""
+    mask = amap >= pixel_threshold
+    labels, count = connected_regions(mask)
+    if count == 0:
+        return mask
+    from scipy import ndimage
+
+    peaks = np.asarray(ndimage.maximum(amap, labels, index=np.arange(1, count + 1)))
+    cut = np.concatenate([[np.inf], np.maximum(pixel_threshold, REGION_FRACTION * peaks)])
+    return mask & (amap >= cut[labels])
+
+
 def decide_label(
     score: float, probabilities: np.ndarray, classes: Sequence[str], threshold: float
 ) -> tuple[str, str]:
@@ -176,7 +195,7 @@ def postprocess(
     amap = resize_map(np.asarray(anomaly_map, dtype=np.float32), image_size)
     probs = softmax(np.asarray(class_logits, dtype=np.float64))
     verdict, label = decide_label(float(score), probs, classes, thresholds.image)
-    mask = amap >= thresholds.pixel if verdict != GOOD else np.zeros(amap.shape, dtype=bool)
+    mask = defect_mask(amap, thresholds.pixel) if verdict != GOOD else np.zeros(amap.shape, dtype=bool)
     defects = (
         find_defects(amap, mask, min_area=thresholds.min_defect_area) if verdict != GOOD else []
     )

@@ -1,0 +1,385 @@
+"""Captions: one structured record and one plain sentence per defect region.
+
+Torch-free numpy, shared by the PyTorch inspector and the exported runtime, so both
+describe a result in exactly the same words. Every statement is read off the
+:class:`~defectkit.inspect.results.InspectionResult` (and, when given, the nearest-shot
+similarities and vocabulary scores the graph returned); nothing is stated that the
+result does not support:
+
+- the type comes from the class head, hedged ("Possibly ...") below ``uncertain_below``;
+  it is evidence about the first (most severe) region only, because the head pools the
+  most anomalous patches, so further regions are only "possibly" of that type;
+- geometry is measured on the region's own pixels of ``result.mask`` (its connected
+  component, not its box) with :func:`defectkit.datasets.geometry.mask_geometry`, the
+  function that measured the synthetic ground truth, so caption and truth agree on
+  conventions; millimetres only with a scale;
+- the engineer's note only from a labelled shot of the stated class;
+- vocabulary terms only when a text-aligned backbone scored them.
+
+The English lives in :mod:`defectkit.fewshot.caption_text`; records hold language-neutral
+values (``"upper-left"``, ``"falling"``) so a translation changes only the sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from defectkit.datasets.geometry import mask_geometry
+from defectkit.errors import ConfigError
+from defectkit.fewshot.caption_text import strings
+from defectkit.fewshot.vocabulary import ATTRIBUTE, DEFECT, Vocabulary
+from defectkit.inspect.results import ANOMALY, GOOD, InspectionResult, connected_regions
+
+#: Elongation (major / minor axis) from which a region is "elongated" and gets an
+#: orientation. A coarse anomaly map blurs thin defects into bands, which pulls the
+#: ratio towards 1 (a 50:1 scratch reads 3-5:1), so the bar is low; discs stay < 1.3.
+ELONGATED = 2.0
+#: Elongation from which an elongated region is called "thin".
+THIN = 4.0
+#: Severity = score / threshold: below 1.5 "minor", below 3 "moderate", else "severe".
+SEVERITY_LEVELS = ((1.5, "minor"), (3.0, "moderate"), (math.inf, "severe"))
+#: A centroid closer than this fraction of the image side to a 3 x 3 cell border names
+#: both cells: a few pixels of localisation error must not make the place false.
+BORDER_MARGIN = 0.03
+#: CLIP's logit scale: vocabulary cosines x 100 -> softmax shares, as in zero-shot use.
+VOCAB_LOGIT_SCALE = 100.0
+#: A vocabulary term is stated only when it wins at least this share of its group.
+VOCAB_MIN_SHARE = 0.5
+
+_ROWS = ("upper", "middle", "lower")
+_COLS = ("left", "centre", "right")
+
+
+# --------------------------------------------------------------------------- regions
+def region_masks(result: InspectionResult) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """The pixels of each of ``result.defects``: (crop of the region's component, (x0, y0)).
+
+    Components of ``result.mask`` are matched to the records by box and area (what
+    :func:`~defectkit.inspect.results.find_defects` wrote); a record that matches none
+    (written by other code) falls back to the mask's pixels inside its box.
+    """
+    from scipy import ndimage
+
+    labels, count = connected_regions(result.mask)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    by_key = {}
+    for index, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is not None:
+            key = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop, int(areas[index]))
+            by_key[key] = (index, sl)
+    out = []
+    for record in result.defects:
+        x0, y0, x1, y1 = (int(v) for v in record["box"])
+        found = by_key.get((x0, y0, x1, y1, int(record["area_px"])))
+        if found is not None:
+            index, sl = found
+            out.append((labels[sl] == index, (x0, y0)))
+        else:
+            out.append((np.asarray(result.mask[y0:y1, x0:x1], dtype=bool), (x0, y0)))
+    return out
+
+
+def major_axis_length(mask: np.ndarray) -> float:
+    """Length of a region along its major axis: sqrt(12 x variance) + the pixel's own.
+
+    Exact for a straight line or a filled rectangle (each pixel a unit square, as in
+    ``mask_geometry``); for a jagged crack it is the end-to-end span, not the path.
+    """
+    ys, xs = np.nonzero(mask)
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    sxx, syy, sxy = (dx * dx).mean(), (dy * dy).mean(), (dx * dy).mean()
+    major = (sxx + syy) / 2.0 + math.hypot((sxx - syy) / 2.0, sxy)
+    return math.sqrt(12.0 * (major + 1.0 / 12.0))
+
+
+def cells_of(x: float, y: float, width: int, height: int) -> list[str]:
+    """3 x 3 cells (``"upper-left"`` ...) holding pixel (x, y); two or four near a border."""
+
+    def candidates(v: float, side: int) -> list[int]:
+        f = (v + 0.5) / side  # pixel centres sit at index + 0.5 of the image's extent
+        c = min(max(int(f * 3), 0), 2)
+        out = [c]
+        if c > 0 and f - c / 3 < BORDER_MARGIN:
+            out.insert(0, c - 1)
+        if c < 2 and (c + 1) / 3 - f < BORDER_MARGIN:
+            out.append(c + 1)
+        return out
+
+    return [f"{_ROWS[r]}-{_COLS[c]}" for r in candidates(y, height) for c in candidates(x, width)]
+
+
+def orientation_word(angle_deg: float) -> str:
+    """Angle in the datasets' convention (0 horizontal, 45 rising to the right) -> a word."""
+    a = angle_deg % 180.0
+    if a < 22.5 or a >= 157.5:
+        return "horizontal"
+    if a < 67.5:
+        return "rising"
+    if a < 112.5:
+        return "vertical"
+    return "falling"
+
+
+def severity_level(ratio: float) -> str:
+    return next(level for bound, level in SEVERITY_LEVELS if ratio < bound)
+
+
+def region_geometry(
+    crop: np.ndarray,
+    origin: tuple[int, int],
+    *,
+    part_mask: np.ndarray | None,
+    part_area: int,
+    image_size: tuple[int, int],
+    scale_mm_per_px: float | None,
+) -> dict[str, Any]:
+    """Where, how big and which way: the geometry part of a record (JSON-able values).
+
+    The box and centroid are already in the record (``find_defects``); this adds the
+    3 x 3 cells, area (and its share of the part), major-axis length, equivalent
+    diameter, elongation, shape and - for elongated regions only - orientation.
+    """
+    g = mask_geometry(crop)
+    x0, y0 = origin
+    cx, cy = g["centre"][0] + x0, g["centre"][1] + y0
+    area = g["area_px"]
+    if part_mask is not None:
+        inside = int(part_mask[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]][crop].sum())
+    else:
+        inside = area
+    elongated = g["elongation"] >= ELONGATED
+    shape = ("thin" if g["elongation"] >= THIN else "elongated") if elongated else "compact"
+    out: dict[str, Any] = {
+        "position": cells_of(cx, cy, image_size[1], image_size[0]),
+        "area_px": area,
+        "area_percent": round(100.0 * inside / max(part_area, 1), 3),
+        "length_px": round(major_axis_length(crop), 2),
+        "diameter_px": round(math.sqrt(4.0 * area / math.pi), 2),  # equivalent diameter
+        "elongation": g["elongation"],
+        "shape": shape,
+        "orientation_deg": g["orientation_deg"] if elongated else None,
+        "orientation": orientation_word(g["orientation_deg"]) if elongated else None,
+    }
+    if scale_mm_per_px is not None:
+        key = "length" if elongated else "diameter"
+        out[f"{key}_mm"] = round(out[f"{key}_px"] * scale_mm_per_px, 3)
+    return out
+
+
+# --------------------------------------------------------------------------- evidence
+def nearest_note(
+    similarity: Sequence[float], labels: Sequence[str], notes: Sequence[str | None], label: str
+) -> dict[str, Any] | None:
+    """The note of the most similar labelled shot of class ``label`` that has one.
+
+    Args:
+        similarity: P cosine similarities of this image's region descriptor to the
+            prototypes (the graph's ``prototype_similarity`` row).
+        labels, notes: each prototype's shot class and note (None or "" for none), in
+            prototype order.
+
+    Returns:
+        ``{"text", "shot", "similarity"}`` or None when no shot of that class has a note.
+    """
+    if not len(similarity) == len(labels) == len(notes):
+        raise ValueError(
+            f"{len(similarity)} similarities for {len(labels)} shot labels and {len(notes)} notes"
+        )
+    best = None
+    for index, (sim, shot_label, note) in enumerate(zip(similarity, labels, notes, strict=True)):
+        if shot_label == label and note and (best is None or sim > best["similarity"]):
+            best = {"text": str(note), "shot": index, "similarity": round(float(sim), 6)}
+    return best
+
+
+def vocabulary_match(
+    scores: Sequence[float], vocabulary: Vocabulary | Sequence[str]
+) -> dict[str, Any] | None:
+    """Vocabulary cosines (V) -> the winning defect term and attribute, with their shares.
+
+    Shares are a softmax of ``VOCAB_LOGIT_SCALE`` x cosine within each group (terms,
+    attributes); a winner below ``VOCAB_MIN_SHARE`` is not stated (``None``). Raw
+    cosines are kept in ``scores``.
+    """
+    if not isinstance(vocabulary, Vocabulary):
+        vocabulary = Vocabulary.from_lines(vocabulary)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if scores.size != len(vocabulary):
+        raise ValueError(f"{scores.size} vocabulary scores for {len(vocabulary)} entries")
+    if scores.size == 0:
+        return None
+    kinds = np.array(vocabulary.kinds)
+    out: dict[str, Any] = {"scores": {n: round(float(s), 6) for n, s in zip(vocabulary.names, scores, strict=True)}}
+    for kind, key in ((DEFECT, "term"), (ATTRIBUTE, "attribute")):
+        idx = np.flatnonzero(kinds == kind)
+        out[key], out[f"{key}_share"] = None, None
+        if idx.size:
+            z = VOCAB_LOGIT_SCALE * scores[idx]
+            share = np.exp(z - z.max())
+            share /= share.sum()
+            best = int(share.argmax())
+            if share[best] >= VOCAB_MIN_SHARE:
+                out[key] = vocabulary.names[idx[best]]
+                out[f"{key}_share"] = round(float(share[best]), 4)
+    return out
+
+
+def _confidence(result: InspectionResult, uncertain_below: float) -> tuple[float | None, bool]:
+    if result.label == ANOMALY or result.label not in result.probabilities:
+        return None, False
+    p = float(result.probabilities[result.label])
+    return p, p < uncertain_below
+
+
+# --------------------------------------------------------------------------- describe
+def describe(
+    result: InspectionResult,
+    *,
+    classes: Sequence[str],
+    notes: Mapping[str, Sequence] | None = None,
+    scale_mm_per_px: float | None = None,
+    part_mask: np.ndarray | None = None,
+    vocab_scores: Sequence[float] | None = None,
+    vocabulary: Vocabulary | Sequence[str] | None = None,
+    uncertain_below: float = 0.6,
+    language: str = "en",
+) -> tuple[list[dict[str, Any]], str]:
+    """Structured records (most severe region first) and one sentence per region.
+
+    Args:
+        result: what :func:`~defectkit.inspect.results.postprocess` returned.
+        classes: the inspector's class names (``good`` first), for checking.
+        notes: ``{"labels": P shot classes, "notes": P notes or None, "similarity": P
+            cosines of this image}`` (see :func:`nearest_note`); None: no notes cited.
+        scale_mm_per_px: millimetres per pixel of the original image; None: no mm.
+        part_mask: H x W bool, the part's pixels (percentages are of the part);
+            None: the whole image is the part.
+        vocab_scores: V cosines from the caption head (text-aligned backbones only).
+        vocabulary: the V entries those scores belong to.
+        uncertain_below: class probability below which the type is hedged.
+        language: a key of :data:`defectkit.fewshot.caption_text.LANGUAGES`.
+
+    Returns:
+        ``(records, sentence)``: each record holds ``find_defects``'s keys plus the
+        caption's facts and its own ``sentence``; ``sentence`` joins them (or says
+        "No defect found" for a good verdict).
+    """
+    text = strings(language)
+    height, width = result.mask.shape
+    if result.verdict == GOOD:
+        return [], text["no_defect"].format(score=result.score, threshold=result.threshold)
+    if result.label not in (*classes, ANOMALY):
+        raise ConfigError(f"result label {result.label!r} is not among the classes {list(classes)}")
+    if scale_mm_per_px is not None and not scale_mm_per_px > 0:
+        raise ConfigError(f"the scale must be a positive number of mm per pixel, got {scale_mm_per_px}")
+    if part_mask is not None:
+        part_mask = np.asarray(part_mask, dtype=bool)
+        if part_mask.shape != (height, width) or not part_mask.any():
+            raise ConfigError(
+                f"the part mask must be a non-empty {width} x {height} mask like the image, "
+                f"got shape {part_mask.shape}"
+            )
+    part_area = int(part_mask.sum()) if part_mask is not None else height * width
+    confidence, uncertain = _confidence(result, uncertain_below)
+    note = None
+    if notes is not None and result.label != ANOMALY:
+        note = nearest_note(notes["similarity"], notes["labels"], notes["notes"], result.label)
+    vocab = None
+    if vocab_scores is not None and vocabulary is not None and len(vocabulary):
+        vocab = vocabulary_match(vocab_scores, vocabulary)
+    type_facts = {"type": result.label, "confidence": confidence, "uncertain": uncertain}
+
+    records = []
+    regions = region_masks(result)
+    for rank, (defect, (crop, origin)) in enumerate(zip(result.defects, regions, strict=True)):
+        primary = rank == 0
+        ratio = (result.score if primary else float(defect["peak"])) / result.threshold
+        record = {
+            **defect,
+            **type_facts,
+            "classified": primary,
+            "localised": True,
+            **region_geometry(
+                crop, origin, part_mask=part_mask, part_area=part_area,
+                image_size=(height, width), scale_mm_per_px=scale_mm_per_px,
+            ),  # fmt: skip
+            "severity": severity_level(ratio),
+            "severity_ratio": round(ratio, 3),
+            "note": note if primary else None,
+            "vocabulary": vocab if primary else None,
+        }
+        records.append(record)
+    if not records:  # a defective verdict without a region (global defect, tiny regions)
+        ratio = result.score / result.threshold
+        records.append(
+            {
+                **type_facts,
+                "classified": True,
+                "localised": False,
+                "severity": severity_level(ratio),
+                "severity_ratio": round(ratio, 3),
+                "note": note,
+                "vocabulary": vocab,
+            }
+        )
+    for record in records:
+        record["sentence"] = sentence_of(record, result, text)
+    return records, " ".join(r["sentence"] for r in records)
+
+
+# --------------------------------------------------------------------------- words
+def _type_phrase(record: dict[str, Any], text: Mapping[str, Any]) -> str:
+    name = str(record["type"]).replace("_", " ")
+    values = {"type": name, "Type": name[:1].upper() + name[1:]}
+    if record["type"] == ANOMALY:
+        key = "type_unclassified" if record["classified"] else "type_secondary_unclassified"
+        return text[key].format(**values)
+    if not record["classified"]:
+        return text["type_secondary"].format(**values)
+    key = "type_uncertain" if record["uncertain"] else "type_confident"
+    return text[key].format(**values, confidence=100.0 * record["confidence"])
+
+
+def _size_phrase(record: dict[str, Any], text: Mapping[str, Any]) -> str:
+    if record["shape"] != "compact":
+        if "length_mm" in record:
+            return text["length_mm"].format(length=record["length_mm"])
+        return text["length_px"].format(length=record["length_px"])
+    if "diameter_mm" in record:
+        return text["area_mm"].format(diameter=record["diameter_mm"], percent=record["area_percent"])
+    return text["area_px"].format(area=record["area_px"], percent=record["area_percent"])
+
+
+def _vocab_phrase(vocab: dict[str, Any] | None, text: Mapping[str, Any]) -> str | None:
+    if not vocab:
+        return None
+    terms = [vocab[k] for k in ("term", "attribute") if vocab.get(k)]
+    if not terms:
+        return None
+    listed = text["vocabulary_separator"].join(text["vocabulary_term"].format(term=t) for t in terms)
+    return text["vocabulary"].format(terms=listed)
+
+
+def sentence_of(record: dict[str, Any], result: InspectionResult, text: Mapping[str, Any]) -> str:
+    """One sentence for one record, in the language of ``text``."""
+    parts = [_type_phrase(record, text)]
+    if record["localised"]:
+        parts.append(text["between_cells"].join(text["cells"][c] for c in record["position"]))
+        parts.append(_size_phrase(record, text))
+        orientation = text["orientation"].get(record["orientation"] or "", "")
+        parts.append(text["shape"][record["shape"]].format(orientation=orientation))
+    else:
+        parts.append(text["not_localised"].format(score=result.score, threshold=result.threshold))
+    level = text["severity_levels"][record["severity"]]
+    parts.append(text["severity"].format(level=level, ratio=record["severity_ratio"]))
+    vocab = _vocab_phrase(record.get("vocabulary"), text)
+    if vocab:
+        parts.append(vocab)
+    sentence = text["separator"].join(parts)
+    if record.get("note"):
+        sentence += text["note_separator"] + text["note"].format(note=record["note"]["text"])
+    return sentence + text["end"]

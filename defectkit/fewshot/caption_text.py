@@ -1,0 +1,87 @@
+"""Every word a caption may contain, in one place, so a translation is one more dict.
+
+:mod:`defectkit.fewshot.caption` decides *what* is true of a defect (a record of facts
+and symbolic values such as ``"upper left"`` or ``"falling"``); this module decides how
+those facts read. A translation copies :data:`EN`, translates the values (keep the
+``{placeholders}``), and registers itself in :data:`LANGUAGES`. Word order lives in the
+templates, so languages that put the size before the place can do so.
+
+Numbers are formatted here too (``{confidence:.0f}``), because decimal marks and spacing
+before ``%`` differ between languages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from defectkit.errors import ConfigError
+
+EN: dict[str, Any] = {
+    # A whole sentence when nothing is wrong: the verdict and the two numbers behind it.
+    "no_defect": "No defect found (score {score:.2f}, threshold {threshold:.2f}).",
+    # What the defect is. {type} is the class name as labelled, {Type} capitalised.
+    "type_confident": "{Type}, {confidence:.0f} % confidence",
+    "type_uncertain": "Possibly {type} (uncertain, {confidence:.0f} %)",
+    "type_unclassified": "{Type}",  # "anomaly": no defect class was labelled
+    # Regions after the first: the class head pooled the most anomalous patches, so
+    # its class is evidence about the first region only.
+    "type_secondary": "Another region, possibly {type}",
+    "type_secondary_unclassified": "Another anomalous region",
+    "not_localised": "not localised to a region (score {score:.2f}, threshold {threshold:.2f})",
+    # Where: a 3 x 3 grid of the image, "row-column" cell ids -> words.
+    "cells": {
+        "upper-left": "upper left",
+        "upper-centre": "upper centre",
+        "upper-right": "upper right",
+        "middle-left": "centre left",
+        "middle-centre": "centre",
+        "middle-right": "centre right",
+        "lower-left": "lower left",
+        "lower-centre": "lower centre",
+        "lower-right": "lower right",
+    },
+    # A centroid within a few pixels of a cell border names both cells.
+    "between_cells": " / ",
+    # How big. Elongated regions state their length, compact ones their area.
+    "length_px": "about {length:.0f} px long",
+    "length_mm": "about {length:.1f} mm long",
+    "area_px": "about {area:,.0f} px ({percent:.1f} % of the part)",
+    "area_mm": "about {diameter:.1f} mm across ({percent:.1f} % of the part)",
+    # Shape and orientation (orientation only for elongated regions).
+    "shape": {
+        "thin": "thin and {orientation}",
+        "elongated": "elongated and {orientation}",
+        "compact": "compact",
+    },
+    "orientation": {
+        "horizontal": "horizontal",
+        "vertical": "vertical",
+        "rising": "diagonal ↗",
+        "falling": "diagonal ↘",
+    },
+    "severity": "{level} ({ratio:.1f}× threshold)",
+    "severity_levels": {"minor": "minor", "moderate": "moderate", "severe": "severe"},
+    # Text-aligned backbones only: the vocabulary term that best matches the region.
+    "vocabulary": "image-text match {terms}",
+    "vocabulary_term": "'{term}'",
+    "vocabulary_separator": ", ",
+    # The engineer's own words about the most similar labelled shot of the same class.
+    "note": "like the labelled example '{note}'",
+    "separator": ", ",
+    "note_separator": " — ",
+    "end": ".",
+}
+
+#: Language code -> strings. ``describe(..., language="en")`` picks one.
+LANGUAGES: dict[str, Mapping[str, Any]] = {"en": EN}
+
+
+def strings(language: str = "en") -> Mapping[str, Any]:
+    """The strings of ``language``; an unknown code raises :class:`ConfigError`."""
+    try:
+        return LANGUAGES[language]
+    except KeyError:
+        raise ConfigError(
+            f"no caption strings for language {language!r}; known: {', '.join(LANGUAGES)}"
+        ) from None

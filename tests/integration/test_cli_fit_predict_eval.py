@@ -1,0 +1,83 @@
+"""The ``inspect`` CLI end to end on a folder dataset, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from defectkit.datasets import make_synthetic, write_folder
+from defectkit.inspect.cli import main
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "parts"
+    samples = make_synthetic(n_good=6, defects={"scratch": 4, "spot": 4}, size=(96, 96), seed=5)
+    write_folder(samples, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "model"
+    assert main(["fit", str(dataset), "-o", str(out), "--shots", "2", "--augmentations", "1", "--bank-size", "256"]) == 0
+    return out
+
+
+def test_fit_writes_a_model_folder(model):
+    assert (model / "config.json").is_file() and (model / "heads.safetensors").is_file()
+    meta = json.loads((model / "config.json").read_text())
+    assert meta["support"]["shots_per_class"] == {"good": 2, "scratch": 2, "spot": 2}
+
+
+def test_predict_json_lines_and_overlays(model, dataset, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(model), str(dataset / "scratch"), "--json", "--save-overlays", str(tmp_path / "ov")]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 4
+    for rec in lines:
+        assert {"path", "score", "verdict", "label", "probabilities"} <= set(rec)
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 4
+
+
+def test_eval_json_and_report(model, dataset, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(model), str(dataset), "--json", "--report", str(tmp_path / "rep")]) == 0
+    m = json.loads(capsys.readouterr().out)
+    for key in ("image_auroc", "pixel_auroc", "aupro", "accuracy", "balanced_accuracy", "macro_f1", "per_class", "n_images"):
+        assert key in m
+    assert m["n_images"] == 14 - 6  # the six fitted shots are left out
+    assert m["pixel_auroc"] is not None and m["pixel_auroc"] > 0.8
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "<svg" in html and "Confusion matrix" in html and "images/00.png" in html
+
+
+def _one_line_error(capsys, argv) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("inspect: error:"), err
+    assert "Traceback" not in err
+    return err
+
+
+def test_user_errors_are_one_line_exit_2(dataset, model, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    assert "unknown backbone" in _one_line_error(capsys, ["fit", str(dataset), "-o", out, "--backbone", "resnet9000"]).lower()
+    err = _one_line_error(capsys, ["fit", str(dataset), "-o", out, "--backbone", "ViT-B-16"])
+    assert "inspect weights fetch" in err
+    assert "no such" in _one_line_error(capsys, ["fit", str(tmp_path / "nowhere"), "-o", out]).lower()
+    assert not (tmp_path / "o").exists(), "nothing half-written"
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    # a batch carries on past an unreadable image, names it, and exits 2 at the end
+    capsys.readouterr()
+    assert main(["predict", str(model), str(bad), str(dataset / "good"), "--json"]) == 2
+    captured = capsys.readouterr()
+    rows = [json.loads(x) for x in captured.out.splitlines()]
+    assert rows[0]["path"] == str(bad) and "error" in rows[0] and len(rows) == 7
+    assert "1 of 7 images could not be read" in captured.err
+    (tmp_path / "empty_model").mkdir()
+    assert "not a model folder" in _one_line_error(capsys, ["predict", str(tmp_path / "empty_model"), str(bad)])
+    assert "--bank-size" in _one_line_error(capsys, ["fit", str(dataset), "-o", out, "--bank-size", "1"])

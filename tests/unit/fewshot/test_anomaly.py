@@ -1,0 +1,51 @@
+import torch
+
+from defectkit.fewshot.anomaly import AnomalyHead, greedy_coreset, nearest_distance
+
+
+def test_nearest_distance_matches_cdist():
+    g = torch.Generator().manual_seed(0)
+    patches = torch.randn(2, 50, 16, generator=g)
+    bank = torch.randn(70, 16, generator=g)
+    expected = torch.cdist(patches, bank[None].expand(2, -1, -1)).amin(dim=-1)
+    torch.testing.assert_close(nearest_distance(patches, bank), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_greedy_coreset_covers_clusters_random_sampling_would_miss():
+    g = torch.Generator().manual_seed(0)
+    big = torch.randn(500, 8, generator=g) * 0.01
+    outliers = torch.randn(3, 8, generator=g) * 0.01 + torch.tensor([10.0] + [0.0] * 7)
+    feats = torch.cat([big, outliers])
+    chosen = greedy_coreset(feats, 10, seed=0)
+    assert len(set(chosen.tolist())) == 10
+    assert any(i >= 500 for i in chosen.tolist()), "the far cluster must be represented"
+    assert torch.equal(chosen, greedy_coreset(feats, 10, seed=0)), "seeded: reproducible"
+    assert len(greedy_coreset(feats, 1000)) == len(feats)
+
+
+def test_calibration_makes_worst_good_shot_score_one():
+    head = AnomalyHead(4, sigma=0)
+    g = torch.Generator().manual_seed(1)
+    head.set_bank(torch.randn(30, 4, generator=g))
+    good = torch.randn(2, 4, 5, 5, generator=g) * 0.5
+    z = torch.randn(2, 5, 5, generator=g)
+    appearance, excess = head.raw_maps(good, z)
+    head.calibrate(appearance, excess)
+    amap, score = head(good, z)
+    assert torch.isclose(score.max(), torch.tensor(1.0))
+    assert amap.max() <= 1.0 + 1e-6
+    # a patch far from everything is more unusual than any good patch
+    odd = good.clone()
+    odd[0, :, 2, 2] = 50.0
+    amap2, score2 = head(odd, z)
+    assert score2[0] > 1.0 and amap2[0, 2, 2] > 1.0
+
+
+def test_detail_excess_is_one_sided():
+    head = AnomalyHead(2, sigma=0)
+    head.set_bank(torch.zeros(1, 2))
+    feats = torch.zeros(1, 2, 3, 3)
+    low = torch.full((1, 3, 3), -5.0)
+    high = torch.full((1, 3, 3), 5.0)
+    assert head.raw_maps(feats, low)[1].abs().max() == 0, "less detail than good is not a defect"
+    assert head.raw_maps(feats, high)[1].min() > 0
