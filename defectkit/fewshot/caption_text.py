@@ -24,6 +24,9 @@ EN: dict[str, Any] = {
     "type_confident": "{Type}, {confidence:.0f} % confidence",
     "type_uncertain": "Possibly {type} (uncertain, {confidence:.0f} %)",
     "type_unclassified": "{Type}",  # "anomaly": no defect class was labelled
+    # The anomaly score says defect, but the class head finds the region closer to the
+    # good shots than to any labelled defect: the type is only the nearest defect class.
+    "type_near_good": "Unclassified anomaly (nearest defect class: {type}, {confidence:.0f} %)",
     # Regions after the first: the class head pooled the most anomalous patches, so
     # its class is evidence about the first region only.
     "type_secondary": "Another region, possibly {type}",
@@ -43,11 +46,12 @@ EN: dict[str, Any] = {
     },
     # A centroid within a few pixels of a cell border names both cells.
     "between_cells": " / ",
-    # How big. Elongated regions state their length, compact ones their area.
+    # How big. Elongated regions state their length (an estimate), compact ones their
+    # area as an upper bound: the region includes the anomaly map's blur around the defect.
     "length_px": "about {length:.0f} px long",
     "length_mm": "about {length:.1f} mm long",
-    "area_px": "about {area:,.0f} px ({percent:.1f} % of the part)",
-    "area_mm": "about {diameter:.1f} mm across ({percent:.1f} % of the part)",
+    "area_px": "up to {area:,.0f} px ({percent:.1f} % of the part)",
+    "area_mm": "up to {diameter:.1f} mm across ({percent:.1f} % of the part)",
     # Shape and orientation (orientation only for elongated regions).
     "shape": {
         "thin": "thin and {orientation}",

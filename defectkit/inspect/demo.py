@@ -2,7 +2,9 @@
 
 Fits from ``shots`` labelled images per class (good, local, global) of the textile
 benchmark shipped by ``conformal-clip-data``, evaluates on the paper's held-out test set
-(100 good, 50 local, 50 global), writes the model and an HTML report, and prints a table.
+(100 good, 50 local, 50 global), writes the model and an HTML report, exports an OpenVINO
+bundle (which checks itself against PyTorch), inspects the test set again through the
+torch-free runtime, and prints a table.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from defectkit.datasets.base import GOOD
 
 def run_demo(output: Path, *, shots: int = 2, seed: int = 0) -> int:
     from defectkit.datasets.textile import load_textile, textile_protocol_split
+    from defectkit.exporters.export import export_bundle
+    from defectkit.exporters.runtime import load_bundle
     from defectkit.fewshot.support import SupportSet
     from defectkit.inspect.cli_fit import format_metrics
     from defectkit.inspect.evaluate import evaluate
@@ -36,12 +40,27 @@ def run_demo(output: Path, *, shots: int = 2, seed: int = 0) -> int:
     evaluation = evaluate(inspector, split.test, progress=True)
     report_dir = write_report(evaluation, output / "report", title="defectkit demo: textile, "
                               f"{shots} shots per class, {inspector.backbone.name}")
+    print("exporting to OpenVINO (with self-check against PyTorch) ...", flush=True)
+    bundle_dir = export_bundle(
+        inspector, output / "bundle", target="openvino",
+        check_images=[s.load_image() for s in support.shots],
+    )
+    bundle = load_bundle(bundle_dir)
+    runtime_eval = evaluate(bundle, split.test, progress=True, keep_maps=False)
     m = evaluation.metrics
-    latency = sorted(r.timings["model"] for r in evaluation.results)
+    agree = sum(a.label == b.label for a, b in zip(evaluation.results, runtime_eval.results, strict=True))
     print()
     print(format_metrics(m))
     print(f"{'fit time':<20}{fit.seconds['total']:.2f} s ({fit.bank_size} bank patches)")
-    print(f"{'latency (PyTorch)':<20}median {latency[len(latency) // 2]:.1f} ms / image")
+    print(f"{'latency PyTorch':<20}median {_median_ms(evaluation)} ms / image")
+    print(f"{'latency OpenVINO':<20}median {_median_ms(runtime_eval)} ms / image")
+    print(f"{'OpenVINO agrees':<20}{agree} of {len(split.test)} labels; "
+          f"self-check max relative score error {bundle.manifest['selfcheck']['score_max_rel']:.1e}")
     print(f"{'total':<20}{time.perf_counter() - t0:.1f} s")
-    print(f"model:  {model_dir}\nreport: {report_dir / 'index.html'}")
+    print(f"model:  {model_dir}\nreport: {report_dir / 'index.html'}\nbundle: {bundle_dir}")
     return 0
+
+
+def _median_ms(evaluation) -> str:
+    values = sorted(r.timings["model"] for r in evaluation.results)
+    return f"{values[len(values) // 2]:.1f}"

@@ -199,7 +199,7 @@ def postprocess(
     defects = (
         find_defects(amap, mask, min_area=thresholds.min_defect_area) if verdict != GOOD else []
     )
-    return InspectionResult(
+    result = InspectionResult(
         score=float(score),
         verdict=verdict,
         label=label,
@@ -211,3 +211,8 @@ def postprocess(
         timings=dict(timings or {}),
         path=path,
     )
+    # Captions are written here, once, for every execution path (PyTorch, runtime, daemon).
+    from defectkit.fewshot.caption import describe  # caption imports this module
+
+    result.defects, result.caption = describe(result, classes=classes)
+    return result

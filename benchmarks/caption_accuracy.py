@@ -1,0 +1,379 @@
+"""Are captions true? Synthetic defects of known type, place and size, checked statement by statement.
+
+For every (texture, seed): make synthetic images (every defect kind), take 2 labelled
+shots per class (good included) with an engineer-style note on each defect shot, fit
+the default Inspector (embedded efficientnet_lite0, real weights), inspect held-out
+images, caption them with :func:`defectkit.fewshot.caption.describe` and check every
+checkable statement of each caption against the ground truth the generator recorded:
+
+- detected: a defective image must not be captioned "No defect found" (and a good one must);
+- type: the stated type (hedged or not) equals the true type;
+- place: the stated 3 x 3 cell(s) contain the true defect centre;
+- size: for regions stated as elongated, the stated length is within +-25 % of the true
+  major-axis length (measured the same way on the true mask); compact regions state
+  their area as an upper bound ("up to N px"), which must hold. ``size_strict`` also
+  asks the area to be within +-25 %, the brief's check, and is reported beside it;
+- shape: "elongated" for true elongation >= 3, "compact" below 1.5 (either in between);
+- orientation: when stated, within 30 degrees of the truth (true elongation >= 1.5);
+- further regions (those stated: peak at or above the image threshold): each touches
+  the true defect;
+- note: the cited labelled example is of the stated type.
+
+A caption counts as *all true* when every statement it makes holds. The Inspector's
+graph does not yet return ``prototype_similarity`` (nearest-shot notes); until the lead
+wires it, :func:`forward_with_captions` computes the same tensors from the Inspector's
+parts in one pass.
+
+    python benchmarks/caption_accuracy.py            # writes benchmarks/results/caption_accuracy.md
+    python benchmarks/caption_accuracy.py --seeds 0 --textures fabric --test-per-kind 4   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "benchmarks" / "results" / "caption_accuracy.md"
+KINDS = ("scratch", "spot", "crack", "hole", "stain", "missing")
+NOTES = {
+    "scratch": ("hairline scratch from the gripper", "scratch from the conveyor guide"),
+    "spot": ("oil droplet", "dust speck under the coating"),
+    "crack": ("stress crack near the clamp", "branched crack"),
+    "hole": ("punched hole", "burn-through"),
+    "stain": ("coffee-coloured stain", "rust stain from the rack"),
+    "missing": ("missing patch of coating", "material torn out"),
+}
+ORIENTATION_ANGLE = {"horizontal": 0.0, "rising": 45.0, "vertical": 90.0, "falling": 135.0}
+SIZE_TOLERANCE = 0.25
+ANGLE_TOLERANCE = 30.0
+STATEMENTS = ("detected", "type", "place", "size", "shape", "orientation", "further", "note")
+
+
+def make_split(seed: int, texture: str, size: int, test_per_kind: int):
+    """(support with notes, held-out samples): 2 shots per class, then the test images."""
+    from defectkit.datasets import make_synthetic
+
+    samples = make_synthetic(
+        n_good=2 + test_per_kind,
+        defects={k: 2 + test_per_kind for k in KINDS},
+        size=(size, size),
+        seed=seed,
+        texture=texture,
+    )
+    support, test, seen = [], [], Counter()
+    for s in samples:
+        if seen[s.label] < 2:
+            note = NOTES[s.label][seen[s.label]] if s.label in NOTES else None
+            support.append(replace(s, note=note))
+            seen[s.label] += 1
+        else:
+            test.append(s)
+    return support, test
+
+
+def forward_with_captions(inspector, x):
+    """Inspector.forward plus ``prototype_similarity`` (N x P) in one pass.
+
+    What the wired graph returns as its extra output; computed here from the parts.
+    """
+    import torch.nn.functional as F
+
+    from defectkit.fewshot.caption_head import prototype_similarity
+    from defectkit.fewshot.prototypes import anomaly_weights, region_descriptor
+
+    feats = inspector.patch_features(x)
+    pmap, score = inspector.anomaly(feats, inspector.norm.detail_z(feats))
+    desc = region_descriptor(feats, anomaly_weights(pmap, inspector.prototypes.sharpness))
+    logits = inspector.prototypes(desc)
+    sims = prototype_similarity(desc, inspector.prototypes)
+    amap = F.interpolate(
+        pmap[:, None], size=inspector.input_size, mode="bilinear", align_corners=False
+    )[:, 0]
+    return score, amap, logits, sims
+
+
+def caption_all(inspector, shot_labels, shot_notes, images):
+    """Images -> [(result, records, sentence)] through postprocess + describe."""
+    import torch
+
+    from defectkit.fewshot.caption import describe
+    from defectkit.inspect.images import preprocess
+    from defectkit.inspect.results import postprocess
+
+    out = []
+    for image in images:
+        x = torch.from_numpy(preprocess([image], inspector.input_size))
+        with torch.inference_mode():
+            score, amap, logits, sims = (t.numpy()[0] for t in forward_with_captions(inspector, x))
+        result = postprocess(
+            float(score), amap, logits, classes=inspector.classes,
+            thresholds=inspector.thresholds, image_size=image.shape[:2],
+        )  # fmt: skip
+        notes = {"labels": shot_labels, "notes": shot_notes, "similarity": sims.tolist()}
+        records, sentence = describe(result, classes=inspector.classes, notes=notes)
+        out.append((result, records, sentence))
+    return out
+
+
+def check(sample, result, records, size_ratios) -> dict[str, bool | None]:
+    """Statement -> True / False, or None when the caption does not make it."""
+    from defectkit.datasets.geometry import angle_difference
+    from defectkit.fewshot.caption import cells_of, major_axis_length
+
+    found: dict[str, bool | None] = dict.fromkeys(STATEMENTS)
+    if sample.label == "good":
+        found["detected"] = not result.is_defective
+        return found
+    found["detected"] = result.is_defective
+    if not records:
+        return found
+    meta, first = sample.meta, records[0]
+    found["type"] = first["type"] == sample.label
+    if first.get("note"):
+        found["note"] = result.label == first["type"]  # the cited shot's class is the stated one
+    if not first["localised"]:
+        return found
+    h, w = sample.mask_array.shape
+    (true_cell,) = cells_of(*meta["centre"], w, h, margin=0.0)
+    found["place"] = true_cell in first["position"]
+    elongated = first["shape"] != "compact"
+    if elongated:
+        truth, stated = major_axis_length(sample.mask_array), first["length_px"]
+    else:
+        truth, stated = meta["area_px"], first["area_px"]
+    ratio = stated / truth
+    size_ratios[(sample.label, "length" if elongated else "area")].append(ratio)
+    strict = abs(ratio - 1.0) <= SIZE_TOLERANCE
+    # As worded: a compact region's area is stated as an upper bound ("up to N px").
+    found["size"] = strict if elongated else ratio >= 1.0
+    found["size_strict"] = strict
+    if meta["elongation"] >= 3.0:
+        found["shape"] = elongated
+    elif meta["elongation"] < 1.5:
+        found["shape"] = not elongated
+    if first["orientation"] is not None and meta["elongation"] >= 1.5:
+        word = angle_difference(ORIENTATION_ANGLE[first["orientation"]], meta["orientation_deg"])
+        number = angle_difference(first["orientation_deg"], meta["orientation_deg"])
+        found["orientation"] = max(word, number) <= ANGLE_TOLERANCE
+    further = [r for r in records[1:] if r["stated"]]
+    if further:
+        found["further"] = all(_touches(r, sample.mask_array) for r in further)
+    return found
+
+
+def _touches(record, truth) -> bool:
+    x0, y0, x1, y1 = record["box"]
+    return bool(truth[y0:y1, x0:x1].any())
+
+
+def run_one(seed: int, texture: str, args, size_ratios) -> list[dict]:
+    from defectkit.datasets.base import GOOD
+    from defectkit.fewshot.support import SupportSet
+    from defectkit.inspect.inspector import Inspector, InspectorConfig
+
+    support, test = make_split(seed, texture, args.size, args.test_per_kind)
+    inspector = Inspector(InspectorConfig(seed=seed))
+    t0 = time.perf_counter()
+    inspector.fit(support)
+    fit_s = time.perf_counter() - t0
+    if args.pixel_threshold is not None:
+        inspector.set_threshold(pixel=args.pixel_threshold)
+    # Prototype order = Inspector.fit's: the good shots, then the defect shots, in support order.
+    groups = SupportSet.from_samples(support).by_class()
+    shots = groups[GOOD] + [s for s in support if s.label != GOOD]
+    labels, notes = [s.label for s in shots], [s.note for s in shots]
+    t0 = time.perf_counter()
+    captions = caption_all(inspector, labels, notes, [s.load_image() for s in test])
+    per_image_ms = (time.perf_counter() - t0) * 1e3 / len(test)
+    rows = []
+    for sample, (result, records, sentence) in zip(test, captions, strict=True):
+        found = check(sample, result, records, size_ratios)
+        made = [v for k, v in found.items() if k in STATEMENTS and v is not None]
+        strict = {**found, "size": found.get("size_strict")}
+        rows.append(
+            {
+                "seed": seed, "texture": texture, "id": sample.key, "kind": sample.label,
+                "found": found, "all_true": all(made),
+                "all_true_strict": all(v for k, v in strict.items() if k in STATEMENTS and v is not None),
+                "geometry_true": all(
+                    v for k, v in found.items()
+                    if k in STATEMENTS and k not in ("type", "note") and v is not None
+                ),
+                "confidence": records[0]["confidence"] if records else None,
+                "uncertain": records[0]["uncertain"] if records else None,
+                "regions": len(records), "sentence": sentence,
+                "records": [{k: v for k, v in r.items() if k != "sentence"} for r in records],
+                "truth": {k: v for k, v in sample.meta.items() if k != "params"},
+                "fit_s": fit_s, "ms_per_image": per_image_ms,
+            }
+        )  # fmt: skip
+    return rows
+
+
+def _pct(values) -> str:
+    values = list(values)
+    return (
+        f"{100.0 * sum(values) / len(values):.1f} % ({sum(values)}/{len(values)})"
+        if values
+        else "n/a"
+    )
+
+
+def _revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+
+
+def write_markdown(rows, size_ratios, args, seconds: float, path: Path) -> str:
+    defects = [r for r in rows if r["kind"] != "good"]
+    goods = [r for r in rows if r["kind"] == "good"]
+    from benchmarks.common import header
+
+    lines = [
+        header("Caption accuracy on synthetic defects"),
+        f"defectkit at {_revision()}, {seconds:.0f} s. Seeds {list(args.seeds)}, textures {list(args.textures)}, "
+        f"{args.size} x {args.size} px, 2 shots per class (good included) with notes, "
+        f"{args.test_per_kind} held-out images per kind and {args.test_per_kind} good per run; "
+        "default `InspectorConfig` (embedded efficientnet_lite0, real weights); pixel threshold "
+        f"{'as calibrated' if args.pixel_threshold is None else args.pixel_threshold}.",
+        "",
+        "A caption is *all true* when every statement it makes holds (see the module docstring "
+        "for the checks). *Geometry true* leaves out the type (and the note, which follows the type). "
+        "Seeds 0-1 were used to choose `caption.ELONGATED` and `caption.FURTHER_MIN_RATIO`, so "
+        "the default run uses seeds 3-5.",
+        "",
+        "| | share |",
+        "|---|---|",
+        f"| defect captions all true | {_pct(r['all_true'] for r in defects)} |",
+        f"| defect captions all true, size checked strictly (±25 % also for areas) | {_pct(r['all_true_strict'] for r in defects)} |",
+        f"| defect captions, geometry all true | {_pct(r['geometry_true'] for r in defects)} |",
+        f"| good parts captioned 'No defect found' | {_pct(r['found']['detected'] for r in goods)} |",
+        "",
+        "## Per statement (defective images; share of the captions that make it)",
+        "",
+        "| statement | true |",
+        "|---|---|",
+    ]
+    for key in (*STATEMENTS[:4], "size_strict", *STATEMENTS[4:]):
+        lines.append(
+            f"| {key} | {_pct(r['found'][key] for r in defects if r['found'].get(key) is not None)} |"
+        )
+    lines += [
+        "",
+        "## Per kind",
+        "",
+        "| kind | all true | geometry | type | place | size | shape | orientation |",
+        "|---" * 8 + "|",
+    ]
+    by_kind = defaultdict(list)
+    for r in defects:
+        by_kind[r["kind"]].append(r)
+    for kind, rs in by_kind.items():
+        cells = [_pct(r["all_true"] for r in rs), _pct(r["geometry_true"] for r in rs)]
+        for key in ("type", "place", "size", "shape", "orientation"):
+            cells.append(_pct(r["found"][key] for r in rs if r["found"][key] is not None))
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += ["", "## Stated size / true size (what limits the size statement)", "",
+              "| kind | measure | n | p10 | median | p90 | within ±25 % |", "|---" * 7 + "|"]  # fmt: skip
+    for (kind, measure), ratios in sorted(size_ratios.items()):
+        a = np.asarray(ratios)
+        p10, p50, p90 = np.percentile(a, [10, 50, 90])
+        ok = np.abs(a - 1) <= SIZE_TOLERANCE
+        lines.append(
+            f"| {kind} | {measure} | {a.size} | {p10:.2f} | {p50:.2f} | {p90:.2f} | {_pct(ok.tolist())} |"
+        )
+    conf = [r["confidence"] for r in defects if r["confidence"] is not None]
+    type_ok = [r for r in defects if r["found"]["type"] is not None]
+    hedged = [r for r in type_ok if r["uncertain"]]
+    lines += [
+        "",
+        "## Type statements",
+        "",
+        f"- stated with confidence (>= 60 %): {_pct(r['found']['type'] for r in type_ok if not r['uncertain'])} true",
+        f"- hedged as uncertain (< 60 %): {len(hedged)} captions, {_pct(r['found']['type'] for r in hedged)} true",
+        f"- median stated confidence {np.median(conf) if conf else float('nan'):.2f}",
+        "",
+        "## Cost",
+        "",
+        f"- fit: median {np.median([r['fit_s'] for r in rows]):.1f} s per run; inspect + caption: "
+        f"median {np.median([r['ms_per_image'] for r in rows]):.0f} ms per image (shared 2-core CPU)",
+        "",
+        "## Reading the numbers",
+        "",
+        "- *type* is the class head's prediction; the caption cannot be truer than the classifier "
+        "(its probabilities are near 0 or 1, so 'uncertain' rarely fires even when it is wrong).",
+        "- *size_strict* is limited by the anomaly map's resolution (8-px patch grid, 3 x 3 "
+        "pooling, Gaussian smoothing): regions are at least ~20 px wide however thin or small the "
+        "defect, so a spot's or hole's region is several times its area, while half-maximum regions "
+        "crop the faint rims of soft stains. Lengths of elongated defects and places survive the "
+        "blur; areas do not, which is why compact areas are worded as upper bounds.",
+        "- *detected* and good parts are the inspector's verdicts, not the caption's choices.",
+        "",
+        "## Examples (first seed and texture)",
+        "",
+    ]
+    first = [r for r in rows if r["seed"] == rows[0]["seed"] and r["texture"] == rows[0]["texture"]]
+    for r in first[:: max(1, len(first) // 12)][:12]:
+        false = [k for k, v in r["found"].items() if v is False]
+        lines.append(
+            f"- `{r['id']}` ({'all true' if r['all_true'] else 'false: ' + ', '.join(false)}): {r['sentence']}"
+        )
+    report = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report)
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # Seeds 0-1 were used to choose caption.ELONGATED and caption.FURTHER_MIN_RATIO;
+    # the reported run uses others.
+    parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5])
+    parser.add_argument("--textures", nargs="+", default=["fabric", "metal"])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--test-per-kind", type=int, default=10)
+    parser.add_argument("--pixel-threshold", type=float, default=None,
+                        help="override the calibrated pixel threshold (regions = map >= it)")  # fmt: skip
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write every row (records, truth) here"
+    )
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    rows, size_ratios = [], defaultdict(list)
+    for texture in args.textures:
+        for seed in args.seeds:
+            rows += run_one(seed, texture, args, size_ratios)
+            done = [r for r in rows if r["kind"] != "good"]
+            print(
+                f"{texture} seed {seed}: all true so far {_pct(r['all_true'] for r in done)}",
+                flush=True,
+            )
+    print(write_markdown(rows, size_ratios, args, time.perf_counter() - t0, args.output))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

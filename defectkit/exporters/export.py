@@ -1,0 +1,158 @@
+"""``export_bundle``: model files + manifest, self-checked, written atomically.
+
+Order of work: export the graph into a temporary folder beside the target, hash the
+files and write the manifest, load that folder with the real runtime and compare it with
+PyTorch (:mod:`.selfcheck`), record what was measured, and only then rename the folder
+into place. A failed export leaves nothing behind (and an older bundle at the same path
+untouched).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectkit.errors import ConfigError
+from defectkit.exporters import selfcheck as sc
+from defectkit.exporters.bundle import (
+    ENTRY_FILES,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    PRECISIONS,
+    TARGETS,
+    hash_files,
+    write_manifest,
+)
+from defectkit.exporters.onnx_export import (
+    INPUT_NAME,
+    MAX_BATCH,
+    at_input_size,
+    convert_onnx_to_fp16,
+    export_onnx,
+    output_names,
+    require_fitted,
+)
+from defectkit.exporters.openvino_export import convert_onnx_to_openvino
+from defectkit.inspect.fsutil import atomic_directory
+
+
+def build_manifest(
+    inspector, *, target: str, precision: str, fitted_size, files: dict
+) -> dict[str, Any]:
+    """Everything a line-side PC needs to run and trust the model, as plain JSON."""
+    from defectkit.inspect.saved import package_versions
+
+    pre = inspector.backbone.preprocessing
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "target": target,
+        "precision": precision,
+        "input_size": list(inspector.input_size),
+        "fitted_input_size": list(fitted_size),
+        "input_name": INPUT_NAME,
+        "input": {
+            "layout": "NCHW",
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "batch": f"dynamic, 1..{MAX_BATCH}",
+        },
+        "preprocessing": {
+            "function": "defectkit.inspect.images.preprocess",
+            "resize": "Pillow bilinear to input_size, then /255",
+            "interpolation": pre.interpolation,
+            # Applied inside the graph (buffers of the Inspector), listed for reference.
+            "normalisation": "in_graph",
+            "mean": [float(v) for v in inspector.mean.flatten().tolist()],
+            "std": [float(v) for v in inspector.std.flatten().tolist()],
+        },
+        "output_names": list(output_names()),
+        "classes": list(inspector.classes),
+        "thresholds": inspector.thresholds.to_dict(),
+        "vocabulary": list(getattr(inspector, "vocabulary", ()) or ()),
+        "backbone": {"name": inspector.backbone.name, "weights_id": inspector.backbone.weights_id},
+        "inspector_config": inspector.config.to_dict(),
+        "support": inspector.support_summary,
+        "versions": package_versions(),
+        "files": files,
+    }
+
+
+def _write_model(model, folder: Path, *, target: str, precision: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="defectkit-export-") as work:
+        fp32 = export_onnx(model, Path(work) / "model.onnx")
+        entry = folder / ENTRY_FILES[target]
+        if target == "openvino":
+            convert_onnx_to_openvino(fp32, entry, precision=precision)
+        elif precision == "fp16":
+            convert_onnx_to_fp16(fp32, entry)
+        else:
+            # The dynamo exporter may write weights beside the graph (huge models only).
+            for file in Path(work).iterdir():
+                file.replace(folder / file.name)
+
+
+def export_bundle(
+    inspector,
+    out_dir: str | Path,
+    *,
+    target: str,
+    precision: str = "fp32",
+    input_size: tuple[int, int] | None = None,
+    check_images: Sequence[np.ndarray] | None = None,
+    device: str = "CPU",
+) -> Path:
+    """Export a fitted inspector to a verified bundle folder.
+
+    Args:
+        inspector: a fitted :class:`~defectkit.inspect.inspector.Inspector`.
+        out_dir: the bundle folder to write (replaced if it holds an older bundle).
+        target: ``"openvino"`` or ``"onnx"``.
+        precision: ``"fp32"`` or ``"fp16"`` (weights and arithmetic; see the tolerances
+            in :mod:`.selfcheck`).
+        input_size: (H, W) of the exported graph; default: the inspector's.
+        check_images: H x W x 3 images for the self-check, ideally the support images;
+            flipped, rotated and noised copies are added. Default: generated textures.
+        device: where the self-check runs the exported model.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        NotFittedError: the inspector was never fitted.
+        BundleError: the exported model disagrees with PyTorch (nothing is written).
+    """
+    if target not in TARGETS:
+        raise ConfigError(f"unknown export target {target!r}; use one of: {', '.join(TARGETS)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
+    require_fitted(inspector)
+    model = at_input_size(inspector, input_size)
+    base = list(check_images) if check_images else sc.default_check_images(model.input_size)
+    images = sc.check_images(base)
+
+    from defectkit.exporters.runtime import load_bundle
+
+    with atomic_directory(out_dir, marker=MANIFEST) as tmp:
+        _write_model(model, tmp, target=target, precision=precision)
+        manifest = build_manifest(
+            model,
+            target=target,
+            precision=precision,
+            fitted_size=inspector.input_size,
+            files=hash_files(tmp),
+        )
+        write_manifest(tmp, manifest)
+        check = sc.run_selfcheck(
+            model, load_bundle(tmp, device=device), images, precision=precision
+        )
+        manifest["selfcheck"] = check.to_dict()
+        write_manifest(tmp, manifest)
+    return Path(out_dir)

@@ -1,0 +1,241 @@
+"""Every export checks itself: the exported graph must match PyTorch, or there is no bundle.
+
+The check runs the *written* bundle through the runtime (manifest parse, hashes, engine,
+``preprocess``), on the support images plus flipped, rotated and noised copies, and
+compares the three raw outputs with ``Inspector.raw`` on the same images. The
+exported graph runs once batched and once at batch 1, so dynamic batch is checked too.
+
+Tolerances, per image, as ``|exported - pytorch| <= allowed``:
+
+- ``score``: ``max(score_rtol * |s|, score_atol)``: relative, with a floor for scores
+  near 0. Distances are written ``sqrt(|a|^2 - 2 a.b + |b|^2)``; when a patch matches a
+  bank entry the large terms cancel and float32 rounding (~1e-7 of them) becomes
+  ~1e-4..1e-3 after the square root, so a near-zero score carries that absolute noise.
+- ``anomaly_map``: ``map_atol + map_rtol * max|map|`` of that image: the same absolute
+  noise next to near-zero patches, plus a part that scales with the map, because the
+  feature scale (and so the map's) is the inspector's business and changes with it.
+- ``class_logits``: ``logit_atol + logit_rtol * max|logits|`` of that image. Logits are
+  ``-distance / temperature`` and reach hundreds, so only an error relative to their
+  scale means anything. The argmax must agree wherever the reference's top-two margin
+  exceeds twice the allowance (closer calls may legitimately flip).
+
+Measured on the textile benchmark (default config, support images + variants and 20
+test images), worst of ONNX Runtime and OpenVINO; "rel" is relative to the image's
+largest value, as in the tolerances:
+
+=========  ===========  ==============  ==============
+precision  score (rel)  map (abs; rel)  logits (rel)
+=========  ===========  ==============  ==============
+fp32       4e-7         4e-4; 6e-4      1e-5
+fp16       8e-3         2.5e-2; 3.4e-2  2.2e-2
+=========  ===========  ==============  ==============
+
+The fp32 bounds sit about 10x above that (yet a wrong normalisation, a stale bank or a
+swapped output moves these numbers by orders of magnitude); the fp16 bounds 3-4x,
+covering fp16 weights computed in f32 (OpenVINO on CPUs without f16 arithmetic) and
+fp16 arithmetic (ONNX Runtime's fp16 graph). bf16 is not covered and never used: with 8
+mantissa bits it moved maps by 13% and logits by 9% of their scale (see the runtime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from defectkit.errors import BundleError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Largest differences from PyTorch an export may show (see the module docstring)."""
+
+    score_rtol: float
+    score_atol: float
+    map_rtol: float
+    map_atol: float
+    logit_rtol: float
+    logit_atol: float
+
+
+TOLERANCES = {
+    "fp32": Tolerance(
+        score_rtol=1e-4,
+        score_atol=2e-4,
+        map_rtol=1e-3,
+        map_atol=2e-3,
+        logit_rtol=1e-4,
+        logit_atol=1e-3,
+    ),
+    "fp16": Tolerance(
+        score_rtol=3e-2,
+        score_atol=1e-2,
+        map_rtol=0.1,
+        map_atol=2e-2,
+        logit_rtol=6e-2,
+        logit_atol=0.5,
+    ),
+}
+
+
+MEASURES = (
+    "score_max_abs", "score_max_rel", "map_max_abs", "map_max_rel", "logit_max_abs", "logit_max_rel"
+)  # fmt: skip
+
+
+@dataclass
+class SelfCheck:
+    """What the check measured; stored in the manifest under ``selfcheck``."""
+
+    engine: str
+    device: str
+    inference_precision: str
+    images: int
+    batch_sizes: list[int]
+    tolerance: dict[str, float]
+    score_max_abs: float
+    score_max_rel: float
+    map_max_abs: float
+    map_max_rel: float
+    logit_max_abs: float
+    logit_max_rel: float
+    argmax_checked: int
+    argmax_agree: int
+    verdicts_agree: int
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in MEASURES:
+            out[key] = float(f"{out[key]:.3g}")
+        return out
+
+
+def check_images(images: list[np.ndarray], *, limit: int = 24, seed: int = 0) -> list[np.ndarray]:
+    """The support images plus variants the model has not seen exactly: flipped,
+    rotated by 90 degrees and noised copies (up to ``limit`` images in all)."""
+    base = [np.asarray(im) for im in images][:limit]
+    rng = np.random.default_rng(seed)
+    variants: list[np.ndarray] = []
+    for image in base:
+        noisy = image.astype(np.float32) + rng.normal(0.0, 6.0, image.shape)
+        variants += [
+            np.ascontiguousarray(image[:, ::-1]),
+            np.ascontiguousarray(np.rot90(image)),
+            np.clip(noisy, 0, 255).astype(image.dtype) if image.dtype == np.uint8 else image,
+        ]
+    return base + variants[: max(0, limit - len(base))]
+
+
+def default_check_images(size: tuple[int, int], *, seed: int = 0) -> list[np.ndarray]:
+    """Generated textures with defects, for exports whose support images are not at hand.
+
+    Parity does not need realistic parts, only inputs that exercise every operation
+    (both heads, near and far from the bank).
+    """
+    from defectkit.datasets import make_synthetic
+
+    samples = make_synthetic(n_good=3, defects=("scratch", "spot", "hole"), size=size, seed=seed)
+    return [s.load_image() for s in samples]
+
+
+def _per_image_max(a: np.ndarray) -> np.ndarray:
+    return np.abs(a).reshape(len(a), -1).max(axis=1, initial=0.0)
+
+
+def compare(
+    reference: tuple[np.ndarray, ...],
+    exported: tuple[np.ndarray, ...],
+    tol: Tolerance,
+    *,
+    threshold: float,
+) -> dict:
+    """Differences between two sets of raw outputs, and which tolerances they break."""
+    s_ref, m_ref, l_ref = (np.asarray(a, dtype=np.float64) for a in reference)
+    s_exp, m_exp, l_exp = (np.asarray(a, dtype=np.float64) for a in exported)
+    n = len(s_ref)
+    ds = np.abs(s_exp - s_ref)
+    dm = _per_image_max(m_exp - m_ref)
+    dl = _per_image_max(l_exp - l_ref)
+    m_scale, l_scale = _per_image_max(m_ref), _per_image_max(l_ref)
+    allowed = {
+        "score": np.maximum(tol.score_rtol * np.abs(s_ref), tol.score_atol),
+        "anomaly map": tol.map_atol + tol.map_rtol * m_scale,
+        "class logits": tol.logit_atol + tol.logit_rtol * l_scale,
+    }
+    failures = []
+    for what, diff in (("score", ds), ("anomaly map", dm), ("class logits", dl)):
+        if (diff > allowed[what]).any():
+            i = int(np.argmax(diff / allowed[what]))
+            failures.append(
+                f"{what} differs by up to {diff[i]:.3g} on check image {i} "
+                f"(allowed {allowed[what][i]:.3g})"
+            )
+    top2 = np.sort(l_ref, axis=1)[:, -2:] if l_ref.shape[1] > 1 else np.zeros((n, 2))
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * allowed["class logits"]
+    agree = l_ref.argmax(axis=1) == l_exp.argmax(axis=1)
+    if (clear & ~agree).any():
+        failures.append(
+            f"predicted class differs on {int((clear & ~agree).sum())} clear-cut images"
+        )
+    return {
+        "score_max_abs": float(ds.max(initial=0.0)),
+        "score_max_rel": float((ds / np.maximum(np.abs(s_ref), 1e-12)).max(initial=0.0)),
+        "map_max_abs": float(dm.max(initial=0.0)),
+        "map_max_rel": float((dm / np.maximum(m_scale, 1e-12)).max(initial=0.0)),
+        "logit_max_abs": float(dl.max(initial=0.0)),
+        "logit_max_rel": float((dl / np.maximum(l_scale, 1e-12)).max(initial=0.0)),
+        "argmax_checked": int(clear.sum()),
+        "argmax_agree": int((clear & agree).sum()),
+        "verdicts_agree": int(((s_ref >= threshold) == (s_exp >= threshold)).sum()),
+        "failures": failures,
+    }
+
+
+def _batch_sizes(n: int) -> list[int]:
+    from defectkit.exporters.runtime import MAX_BATCH
+
+    return sorted({min(MAX_BATCH, n - i) for i in range(0, n, MAX_BATCH)} | {1})
+
+
+def run_selfcheck(inspector, bundle, images: list[np.ndarray], *, precision: str) -> SelfCheck:
+    """Compare a loaded bundle with the inspector it came from on ``images``.
+
+    Args:
+        inspector: the PyTorch inspector that was exported (at the exported input size).
+        bundle: the written bundle, loaded with :func:`~defectkit.exporters.runtime.load_bundle`.
+        images: H x W x 3 images, e.g. :func:`check_images` of the support set.
+        precision: ``"fp32"`` or ``"fp16"``, which picks the tolerance.
+
+    Raises:
+        BundleError: the exported model disagrees with PyTorch, saying by how much.
+    """
+    tol = TOLERANCES[precision]
+    reference = inspector.raw(images)
+    found = compare(reference, bundle.raw(images), tol, threshold=bundle.thresholds.image)
+    # The first image again at batch 1: a graph whose batch dimension was frozen to the
+    # batched size, or that mixes images across the batch, fails here.
+    alone = compare(
+        tuple(r[:1] for r in reference),
+        bundle.raw(images[:1]),
+        tol,
+        threshold=bundle.thresholds.image,
+    )
+    for key in MEASURES:
+        found[key] = max(found[key], alone[key])
+    found["failures"] += [f"at batch 1: {f}" for f in alone["failures"]]
+    engine = bundle.engine
+    check = SelfCheck(
+        engine=engine.name, device=engine.device, inference_precision=engine.precision,
+        images=len(images), batch_sizes=_batch_sizes(len(images)),
+        tolerance=asdict(tol), passed=not found["failures"], **found,
+    )  # fmt: skip
+    if not check.passed:
+        raise BundleError(
+            f"export self-check failed: the {engine.name} model ({engine.precision} on "
+            f"{engine.device}) disagrees with PyTorch on {len(images)} check images: "
+            + "; ".join(check.failures)
+            + ". No bundle was written."
+        )
+    return check

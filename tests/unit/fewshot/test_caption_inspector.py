@@ -1,0 +1,109 @@
+"""Captions of a real fitted Inspector (embedded efficientnet_lite0) on held-out synthetic defects.
+
+Checks the statements the inspector's localisation supports: the place holds the true
+centre, the type is the class prediction, notes come from shots of the stated class,
+elongated defects point the right way, good parts read "No defect found". Sizes are
+checked on exact masks (test_caption.py) and measured in benchmarks/caption_accuracy.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from defectkit.datasets import angle_difference, make_synthetic
+from defectkit.datasets.base import GOOD
+from defectkit.fewshot.caption import cells_of, describe
+from defectkit.fewshot.caption_head import prototype_similarity
+from defectkit.fewshot.prototypes import anomaly_weights, region_descriptor
+from defectkit.inspect.config import InspectorConfig
+from defectkit.inspect.images import preprocess
+from defectkit.inspect.inspector import Inspector
+from defectkit.inspect.results import postprocess
+
+KINDS = {"scratch": 6, "hole": 6}
+
+
+def forward_with_similarity(inspector, x):
+    """Inspector.forward plus the ``prototype_similarity`` output the lead wires in."""
+    feats = inspector.patch_features(x)
+    pmap, score = inspector.anomaly(feats, inspector.norm.detail_z(feats))
+    desc = region_descriptor(feats, anomaly_weights(pmap, inspector.prototypes.sharpness))
+    amap = F.interpolate(
+        pmap[:, None], size=inspector.input_size, mode="bilinear", align_corners=False
+    )[:, 0]
+    return score, amap, inspector.prototypes(desc), prototype_similarity(desc, inspector.prototypes)
+
+
+@pytest.fixture(scope="module")
+def captioned():
+    samples = make_synthetic(n_good=6, defects=KINDS, size=(128, 128), seed=4, texture="metal")
+    support, test, seen = [], [], {}
+    for s in samples:
+        seen[s.label] = seen.get(s.label, 0) + 1
+        if seen[s.label] <= 2:
+            support.append(replace(s, note=f"{s.label} example {seen[s.label]}"))
+        else:
+            test.append(s)
+    torch.manual_seed(0)
+    inspector = Inspector(InspectorConfig(augmentations=1, bank_size=512, seed=0))
+    inspector.fit(support)
+    # Prototype order of Inspector.fit: the good shots, then the defect shots.
+    shots = [s for s in support if s.label == GOOD] + [s for s in support if s.label != GOOD]
+    book = {"labels": [s.label for s in shots], "notes": [s.note for s in shots]}
+    out = []
+    with torch.inference_mode():
+        for sample in test:
+            image = sample.load_image()
+            x = torch.from_numpy(preprocess([image], inspector.input_size))
+            score, amap, logits, sims = (
+                t.numpy()[0] for t in forward_with_similarity(inspector, x)
+            )
+            result = postprocess(float(score), amap, logits, classes=inspector.classes,
+                                 thresholds=inspector.thresholds, image_size=image.shape[:2])  # fmt: skip
+            # The extra output does not change the three existing ones.
+            ref = inspector.raw([image])
+            np.testing.assert_allclose(ref[2][0], logits, rtol=1e-5, atol=1e-4)
+            notes = {**book, "similarity": sims.tolist()}
+            out.append((sample, result, *describe(result, classes=inspector.classes, notes=notes)))
+    return out
+
+
+def test_captions_state_only_what_the_result_supports(captioned):
+    detected = 0
+    for sample, result, records, sentence in captioned:
+        if not result.is_defective:
+            assert records == [] and sentence.startswith("No defect found (score ")
+            continue
+        first = records[0]
+        assert first["type"] == result.label  # the class prediction, nothing else
+        assert first["note"]["text"].startswith(first["type"] + " example")
+        hedged = first["confidence"] < 0.6
+        assert first["uncertain"] == hedged
+        if first["nearer_good"]:
+            expected = f"Unclassified anomaly (nearest defect class: {result.label},"
+        elif hedged:
+            expected = f"Possibly {result.label} (uncertain,"
+        else:
+            expected = result.label.capitalize() + ","
+        assert sentence.startswith(expected)
+        assert "mm" not in sentence
+        if sample.label == GOOD or not first["localised"]:
+            continue
+        detected += 1
+        (true_cell,) = cells_of(*sample.meta["centre"], 128, 128, margin=0.0)
+        assert true_cell in first["position"], (sample.key, sentence)
+        if sample.meta["elongation"] >= 3.0 and first["orientation"] is not None:
+            assert (
+                angle_difference(first["orientation_deg"], sample.meta["orientation_deg"]) <= 30.0
+            )
+    assert detected >= 8  # most held-out defects are found, so the checks above bite
+
+
+def test_good_parts_read_no_defect(captioned):
+    goods = [(r, s) for sample, r, _, s in captioned if sample.label == GOOD]
+    assert goods and all(s.startswith("No defect found") for r, s in goods if not r.is_defective)
