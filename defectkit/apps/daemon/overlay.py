@@ -1,8 +1,7 @@
 """Overlay PNGs: the anomaly heatmap blended on the image, defect boxes drawn on top.
 
-The colour scale is tied to the image threshold (half-way up the scale = the decision
-boundary), not stretched per image: a good part then looks calm and a defect hot, and
-two overlays can be compared by eye.
+Drawn by :func:`defectkit.inspect.overlay.overlay`: the colour scale is tied to the
+image threshold, not stretched per image, so overlays can be compared by eye.
 """
 
 from __future__ import annotations
@@ -12,23 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from defectkit.inspect.overlay import overlay
 from defectkit.inspect.results import resize_map
-
-# A compact "jet"-like ramp: blue -> cyan -> green -> yellow -> red.
-_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-_COLOURS = np.array(
-    [[0, 0, 255], [0, 255, 255], [0, 255, 0], [255, 255, 0], [255, 0, 0]], dtype=np.float32
-)
-
-
-def colourise(values: np.ndarray) -> np.ndarray:
-    """H x W values in [0, 1] -> H x W x 3 float32 RGB."""
-    v = np.clip(values, 0.0, 1.0)
-    return np.stack([np.interp(v, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1).astype(
-        np.float32
-    )
 
 
 def render_overlay(
@@ -38,24 +24,11 @@ def render_overlay(
     threshold: float,
     defects: list[dict[str, Any]] = (),
 ) -> Image.Image:
-    """Blend ``anomaly_map`` (any h x w) on ``image`` (H x W x 3 uint8) and draw boxes."""
-    h, w = image.shape[:2]
-    amap = resize_map(np.asarray(anomaly_map, dtype=np.float32), (h, w))
-    scale = 2.0 * threshold if threshold > 0 else float(np.nanmax(amap) or 1.0)
-    values = np.nan_to_num(amap / scale, nan=0.0)
-    alpha = (0.15 + 0.5 * np.clip(values, 0.0, 1.0))[..., None]
-    blended = image.astype(np.float32) * (1 - alpha) + colourise(values) * alpha
-    out = Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(out)
-    width = max(1, min(h, w) // 200)
-    for defect in defects:
-        box = defect.get("box")
-        if box and len(box) == 4:
-            x0, y0, x1, y1 = (int(v) for v in box)
-            draw.rectangle(
-                [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=(255, 0, 0), width=width
-            )
-    return out
+    """Blend ``anomaly_map`` (any h x w) on ``image`` (H x W x 3 uint8) and draw boxes,
+    with the one overlay renderer the CLI, report and app use too."""
+    amap = resize_map(np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32)), image.shape[:2])
+    boxes = [d["box"] for d in defects if d.get("box") and len(d["box"]) == 4]
+    return Image.fromarray(overlay(image, amap, threshold=threshold, boxes=boxes))
 
 
 class OverlayWriter:
