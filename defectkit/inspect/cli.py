@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "defectkit.inspect.cli_fit",
     "defectkit.exporters.cli",
     "defectkit.apps.daemon.cli",
+    "defectkit.apps.labelling.cli",
 )
 
 DESCRIPTION = """\

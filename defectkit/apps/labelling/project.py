@@ -1,0 +1,551 @@
+"""A labelling project: one folder on disk holding everything the app knows.
+
+::
+
+    PROJECT/project.json          the manifest: classes, images (label, note, mask), last fit
+    PROJECT/images/<id>.<ext>     the uploaded bytes, unchanged
+    PROJECT/thumbs/<id>.png       gallery thumbnails (derived; rebuilt when missing)
+    PROJECT/masks/<id>.png        painted defect masks (0 / 255, the image's size)
+    PROJECT/models/<fit id>/      the fitted inspector (defectkit.inspect.saved format)
+    PROJECT/exports/<target>-<precision>/ and .zip   exported bundles
+
+Why one folder and one manifest: closing the browser or restarting the server must lose
+nothing, and an engineer must be able to copy or back up a project as a folder. Every
+write is atomic (:mod:`.storage`) and files are written *before* the manifest that
+names them, so a kill at any moment leaves a manifest that only names complete files.
+
+A :class:`Project` is shared by every browser tab that opened it; a lock serialises
+edits. Fitting runs outside that lock (labelling goes on while a fit runs) and records
+the fingerprint of the labels it used, so a later edit marks the fit stale instead of
+being silently ignored. Torch is imported only by :meth:`Project.fit` and
+:meth:`Project.load_inspector`. Imports live in :mod:`.importing`, exports in
+:mod:`.exporting`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import shutil
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from defectkit.apps.labelling import storage
+from defectkit.apps.labelling.records import (
+    GOOD,
+    SHOTS_WANTED,
+    FitRecord,
+    ImageRecord,
+    ProjectError,
+    check_class_name,
+    safe_stem,
+)
+from defectkit.datasets.base import Sample
+from defectkit.errors import ImageError, NotFittedError, SupportSetError
+from defectkit.inspect.images import read_image, read_mask
+
+MANIFEST = "project.json"
+FORMAT = "defectkit-labelling-project"
+FORMAT_VERSION = 1
+THUMB_SIDE = 160
+DEFAULT_BACKBONE = "efficientnet_lite0"
+#: Sentinel for "leave this field as it is" in :meth:`Project.annotate`.
+KEEP: Any = object()
+# Pillow format -> the suffix we store it under; other formats are re-encoded as PNG
+# because the dataset loaders only list these suffixes.
+_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class Project:
+    """An on-disk labelling project. Open with :meth:`open`; all methods are thread-safe."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self._lock = threading.RLock()
+        self._fit_lock = threading.Lock()
+        self._created = manifest.get("created", _now())
+        self._classes: list[str] = list(manifest.get("classes", []))
+        self._images: dict[str, ImageRecord] = {
+            d["id"]: ImageRecord.from_dict(d) for d in manifest.get("images", [])
+        }
+        fit = manifest.get("fit")
+        self._fit: FitRecord | None = FitRecord.from_dict(fit) if fit else None
+        self._settings: dict[str, Any] = dict(manifest.get("settings", {}))
+        self._inspector: tuple[str, Any] | None = None  # (fit id, Inspector), loaded lazily
+
+    # ------------------------------------------------------------------ open / save
+    @classmethod
+    def open(cls, root: str | Path, *, create: bool = True) -> Project:
+        """Open the project in ``root``, creating it when ``create`` and the folder is new or empty.
+
+        Raises:
+            ProjectError: the folder is a file, a non-empty folder that is not a project,
+                or holds an unreadable / newer manifest.
+        """
+        root = Path(root).expanduser().resolve()
+        path = root / MANIFEST
+        if root.exists() and not root.is_dir():
+            raise ProjectError(f"{root} is a file; give a folder for the project")
+        if path.is_file():
+            _clean_leftovers(root)
+            return cls(root, _read_manifest(path))
+        if not create:
+            raise ProjectError(f"{root}: no project here ({MANIFEST} is missing)")
+        if root.is_dir() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+            raise ProjectError(
+                f"{root} is not empty and is not a labelling project; choose an empty or new "
+                "folder (to import images from it, use 'Add folder' instead)"
+            )
+        project = cls(root, {"created": _now()})
+        with project._lock:
+            project._save()
+        return project
+
+    def _manifest(self, **changes: Any) -> dict[str, Any]:
+        images = changes.get("images", self._images)
+        fit = changes.get("fit", self._fit)
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": self._created,
+            "classes": list(changes.get("classes", self._classes)),
+            "settings": dict(changes.get("settings", self._settings)),
+            "images": [record.to_dict() for record in images.values()],
+            "fit": fit.to_dict() if fit else None,
+        }
+
+    def _save(self, **changes: Any) -> None:
+        """Write the manifest with ``changes`` applied, then adopt them in memory.
+
+        Memory changes only after the write succeeded, so a full disk leaves the page,
+        the memory and the disk agreeing on the old state.
+        """
+        storage.write_json(self.root / MANIFEST, self._manifest(**changes))
+        if "images" in changes:
+            self._images = dict(changes["images"])
+        if "classes" in changes:
+            self._classes = list(changes["classes"])
+        if "fit" in changes:
+            self._fit = changes["fit"]
+        if "settings" in changes:
+            self._settings = dict(changes["settings"])
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Defect classes, in the order they were created (``good`` is implicit)."""
+        with self._lock:
+            return tuple(self._classes)
+
+    @property
+    def images(self) -> list[ImageRecord]:
+        """Every image, in import order."""
+        with self._lock:
+            return list(self._images.values())
+
+    @property
+    def backbone(self) -> str:
+        return str(self._settings.get("backbone", DEFAULT_BACKBONE))
+
+    @property
+    def fit_record(self) -> FitRecord | None:
+        return self._fit
+
+    def get(self, image_id: str) -> ImageRecord:
+        with self._lock:
+            if image_id not in self._images:
+                raise ProjectError(f"no image {image_id!r} in this project (was it removed?)")
+            return self._images[image_id]
+
+    def labelled(self) -> list[ImageRecord]:
+        return [r for r in self.images if r.label is not None]
+
+    def unlabelled(self) -> list[ImageRecord]:
+        return [r for r in self.images if r.label is None]
+
+    def shot_counts(self) -> dict[str, int]:
+        """Labelled images per class, ``good`` first then the defect classes."""
+        with self._lock:
+            counts = {GOOD: 0, **{c: 0 for c in self._classes}}
+            for record in self._images.values():
+                if record.label is not None:
+                    counts[record.label] = counts.get(record.label, 0) + 1
+            return counts
+
+    def missing_shots(self) -> list[str]:
+        """What still needs labelling, e.g. ``["scratch: 1 of 2", "spot: 0 of 2"]``."""
+        return [
+            f"{label}: {count} of {SHOTS_WANTED}"
+            for label, count in self.shot_counts().items()
+            if count < SHOTS_WANTED
+        ]
+
+    def path_of(self, image_id: str) -> Path:
+        return self.root / self.get(image_id).file
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        """The image as H x W x 3 uint8."""
+        return read_image(self.path_of(image_id))
+
+    def load_mask(self, image_id: str) -> np.ndarray | None:
+        """The painted mask as H x W bool, or None."""
+        record = self.get(image_id)
+        if record.mask is None:
+            return None
+        return read_mask(self.root / record.mask, (record.height, record.width))
+
+    def thumbnail(self, image_id: str) -> Path:
+        """The gallery thumbnail's path (rebuilt if someone deleted it)."""
+        path = self.root / "thumbs" / f"{image_id}.png"
+        if not path.is_file():
+            storage.write_bytes(path, _thumbnail(self.load_image(image_id)))
+        return path
+
+    def samples(self) -> list[Sample]:
+        """The labelled shots as :class:`Sample` s (masks only on defect shots)."""
+        return [
+            Sample(
+                label=r.label,
+                path=self.root / r.file,
+                mask_path=self.root / r.mask if (r.mask and r.label != GOOD) else None,
+                note=r.note or None,
+                meta={"id": r.id, "name": r.name},
+            )
+            for r in self.labelled()
+        ]
+
+    def fingerprint(self) -> str:
+        """Hash of everything a fit depends on: classes, labels, masks, notes."""
+        with self._lock:
+            body = {
+                "classes": sorted(self._classes),
+                "shots": sorted(
+                    (r.id, r.sha256, r.label, r.mask_sha256 if r.label != GOOD else None, r.note)
+                    for r in self._images.values()
+                    if r.label is not None
+                ),
+            }
+        return _sha256(json.dumps(body, sort_keys=True).encode())[:16]
+
+    @property
+    def fit_is_stale(self) -> bool:
+        """True when labels, masks, notes or classes changed since the last fit."""
+        return self._fit is not None and self._fit.fingerprint != self.fingerprint()
+
+    # ------------------------------------------------------------------ images
+    def add_image(self, data: bytes, name: str) -> tuple[ImageRecord, bool]:
+        """Add one image from its encoded bytes; returns (record, added).
+
+        ``added`` is False when the same bytes are already in the project (the existing
+        record is returned): uploading a folder twice must not double the shots.
+
+        Raises:
+            ImageError: empty, truncated, not an image, or too big; names the file.
+        """
+        try:
+            image = read_image(data)
+            with Image.open(io.BytesIO(data)) as pil:
+                fmt = pil.format
+        except ImageError as exc:
+            raise ImageError(str(exc).replace("<bytes>", name)) from None
+        sha = _sha256(data)
+        with self._lock:
+            for record in self._images.values():
+                if record.sha256 == sha:
+                    return record, False
+            image_id = f"{safe_stem(Path(name).stem)}-{sha[:8]}"
+            suffix = _SUFFIX.get(fmt or "")
+            if suffix is None:  # e.g. GIF: store what we decoded, losslessly
+                data, suffix = _png(image), ".png"
+            record = ImageRecord(
+                id=image_id, file=f"images/{image_id}{suffix}", name=Path(name).name, sha256=sha,
+                width=int(image.shape[1]), height=int(image.shape[0]), added=_now(),
+            )  # fmt: skip
+            storage.write_bytes(self.root / record.file, data)
+            storage.write_bytes(self.root / "thumbs" / f"{image_id}.png", _thumbnail(image))
+            self._save(images={**self._images, image_id: record})
+            return record, True
+
+    def remove_image(self, image_id: str) -> None:
+        """Forget an image; its files go after the manifest no longer names them."""
+        with self._lock:
+            record = self.get(image_id)
+            images = dict(self._images)
+            del images[image_id]
+            self._save(images=images)
+            for rel in (record.file, record.mask, f"thumbs/{image_id}.png"):
+                if rel:
+                    (self.root / rel).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ labels
+    def annotate(
+        self, image_id: str, *, label: Any = KEEP, note: Any = KEEP, mask: Any = KEEP
+    ) -> ImageRecord:
+        """Set any of label (a class, ``"good"`` or None), note and mask in one write.
+
+        Args:
+            mask: H x W bool (the image's size) or None to remove it; an empty mask
+                counts as None (the engineer cleared the canvas).
+        """
+        with self._lock:
+            record = self.get(image_id)
+            changes: dict[str, Any] = {}
+            if label is not KEEP:
+                if label is not None and label != GOOD and label not in self._classes:
+                    raise ProjectError(f"no class {label!r}; create it first")
+                changes["label"] = label
+            if note is not KEEP:
+                changes["note"] = (note or "").strip()
+            if mask is not KEEP:
+                changes.update(self._write_mask(record, mask))
+            if not changes:
+                return record
+            new = replace(record, **changes)
+            self._save(images={**self._images, image_id: new})
+            if mask is not KEEP and new.mask is None and record.mask:
+                (self.root / record.mask).unlink(missing_ok=True)
+            return new
+
+    def set_label(self, image_id: str, label: str | None) -> ImageRecord:
+        return self.annotate(image_id, label=label)
+
+    def set_note(self, image_id: str, note: str) -> ImageRecord:
+        return self.annotate(image_id, note=note)
+
+    def set_mask(self, image_id: str, mask: np.ndarray | None) -> ImageRecord:
+        return self.annotate(image_id, mask=mask)
+
+    def _write_mask(self, record: ImageRecord, mask: np.ndarray | None) -> dict[str, Any]:
+        if mask is None or not np.asarray(mask).any():
+            return {"mask": None, "mask_sha256": None}
+        mask = np.asarray(mask).astype(bool)
+        if mask.shape != (record.height, record.width):
+            raise ProjectError(
+                f"{record.name}: the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{record.width}x{record.height}"
+            )
+        data = _png(mask.astype(np.uint8) * 255)
+        rel = f"masks/{record.id}.png"
+        storage.write_bytes(self.root / rel, data)
+        return {"mask": rel, "mask_sha256": _sha256(data)}
+
+    # ------------------------------------------------------------------ classes
+    def add_class(self, name: str) -> str:
+        with self._lock:
+            name = check_class_name(name)
+            if name.lower() in (c.lower() for c in self._classes):
+                raise ProjectError(f"class {name!r} already exists")
+            self._save(classes=[*self._classes, name])
+            return name
+
+    def rename_class(self, old: str, new: str) -> str:
+        """Rename a class; its labelled images follow."""
+        with self._lock:
+            if old not in self._classes:
+                raise ProjectError(f"no class {old!r} to rename; pick one from the list")
+            new = check_class_name(new)
+            if new != old and new.lower() in (c.lower() for c in self._classes if c != old):
+                raise ProjectError(f"class {new!r} already exists")
+            images = {
+                k: replace(r, label=new) if r.label == old else r for k, r in self._images.items()
+            }
+            classes = [new if c == old else c for c in self._classes]
+            self._save(classes=classes, images=images)
+            return new
+
+    def delete_class(self, name: str) -> int:
+        """Delete a class; its images become unlabelled (they are kept). Returns how many."""
+        with self._lock:
+            if name not in self._classes:
+                raise ProjectError(f"no class {name!r} to delete")
+            images = {
+                k: replace(r, label=None) if r.label == name else r for k, r in self._images.items()
+            }
+            count = sum(r.label == name for r in self._images.values())
+            self._save(classes=[c for c in self._classes if c != name], images=images)
+            return count
+
+    def set_backbone(self, name: str) -> None:
+        with self._lock:
+            if name != self.backbone:
+                self._save(settings={**self._settings, "backbone": name})
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, *, backbone: str | None = None, config=None, progress: bool = False) -> FitRecord:
+        """Fit an inspector on the labelled shots, save it in ``models/``, record the fit.
+
+        Args:
+            backbone: registry name; default: the project's (``efficientnet_lite0``).
+            config: a full :class:`~defectkit.inspect.config.InspectorConfig`
+                (overrides ``backbone``); tests use it for tiny, fast fits.
+            progress: show tqdm bars (the app's progress bar tracks them).
+
+        Raises:
+            SupportSetError: nothing labelled, no good shot, or a class without shots.
+            BackboneError: the backbone cannot be built (e.g. its weights are missing).
+        """
+        from defectkit.fewshot.support import SupportSet
+        from defectkit.inspect.config import InspectorConfig
+        from defectkit.inspect.inspector import Inspector
+        from defectkit.inspect.saved import save_inspector
+
+        if not self._fit_lock.acquire(blocking=False):
+            raise ProjectError("a fit of this project is already running; wait for it to finish")
+        try:
+            with self._lock:  # a consistent snapshot; labelling may go on during the fit
+                samples, fingerprint, classes = self.samples(), self.fingerprint(), self.classes
+            if not samples:
+                raise SupportSetError(
+                    "nothing is labelled yet: label at least one good image (two is better) "
+                    "and the defect images, then fit"
+                )
+            support = SupportSet.from_samples(samples, classes=classes)
+            config = config or InspectorConfig(backbone=backbone or self.backbone)
+            inspector = Inspector(config)
+            report = inspector.fit(support, progress=progress)
+            fit_id = _dt.datetime.now().strftime("fit-%Y%m%d-%H%M%S-%f")
+            save_inspector(inspector, self.root / "models" / fit_id)
+            record = FitRecord(
+                id=fit_id, created=_now(), backbone=config.backbone, fingerprint=fingerprint,
+                classes=list(inspector.classes), shots=support.summary()["shots_per_class"],
+                good_scores=[float(s) for s in report.good_scores],
+                defect_scores={k: [float(s) for s in v] for k, v in report.defect_scores.items()},
+                fitted_thresholds=report.thresholds.to_dict(),
+                seconds=round(float(report.seconds.get("total", 0.0)), 3),
+                config=config.to_dict(),
+            )  # fmt: skip
+            with self._lock:
+                self._save(fit=record, settings={**self._settings, "backbone": config.backbone})
+                self._inspector = (fit_id, inspector)
+            self._remove_old_models(keep=fit_id)
+            return record
+        finally:
+            self._fit_lock.release()
+
+    def _remove_old_models(self, *, keep: str) -> None:
+        models = self.root / "models"
+        for folder in models.iterdir() if models.is_dir() else ():
+            if folder.name != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def load_inspector(self):
+        """The fitted inspector (loaded once, then cached), with the current threshold.
+
+        Raises:
+            NotFittedError: nothing fitted yet.
+            ModelFormatError: the model folder is missing or damaged (refit).
+        """
+        from defectkit.inspect.saved import load_inspector
+
+        with self._lock:
+            record = self._fit
+            if record is None:
+                raise NotFittedError(
+                    "nothing is fitted in this project yet: label the shots and click Fit first"
+                )
+            if self._inspector is None or self._inspector[0] != record.id:
+                self._inspector = (record.id, load_inspector(self.root / record.model))
+            inspector = self._inspector[1]
+            thresholds = self.thresholds()
+            inspector.set_threshold(image=thresholds.image, pixel=thresholds.pixel)
+            return inspector
+
+    def thresholds(self):
+        """The thresholds in use: the slider's image threshold, the calibrated rest.
+
+        The pixel threshold never exceeds the image threshold (the Inspector's rule at
+        fit time), so a lowered threshold still shows the region that made the verdict.
+        """
+        from defectkit.inspect.results import Thresholds
+
+        record = self._fit
+        if record is None:
+            raise NotFittedError("nothing is fitted in this project yet: click Fit first")
+        fitted = Thresholds.from_dict(record.fitted_thresholds)
+        image = record.image_threshold
+        return Thresholds(
+            image=image, pixel=min(fitted.pixel, image), min_defect_area=fitted.min_defect_area
+        )
+
+    def set_threshold(self, value: float) -> None:
+        """Move the image threshold (saved; no refit). ``None`` restores the calibrated one."""
+        with self._lock:
+            if self._fit is None:
+                raise NotFittedError("fit the project before moving the threshold")
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise ProjectError(f"the threshold must be a positive number, got {value!r}")
+            self._save(fit=replace(self._fit, threshold=None if value is None else float(value)))
+            if self._inspector is not None and self._inspector[0] == self._fit.id:
+                thresholds = self.thresholds()
+                self._inspector[1].set_threshold(image=thresholds.image, pixel=thresholds.pixel)
+
+    def write_dataset(self, root: str | Path) -> Path:
+        """Write the labelled shots in the folder layout ``inspect fit DATA`` reads."""
+        from defectkit.datasets.folder import write_folder
+
+        samples = self.samples()
+        if not samples:
+            raise ProjectError("nothing is labelled yet; label some images first")
+        return write_folder(samples, root)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProjectError(
+            f"{path}: cannot read the project manifest ({exc}); restore it from a backup"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ProjectError(f"{path}: not a defectkit labelling project")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ProjectError(
+            f"{path}: project format version {manifest.get('format_version')!r} is not "
+            f"supported (this defectkit reads version {FORMAT_VERSION})"
+        )
+    return manifest
+
+
+def _clean_leftovers(root: Path) -> None:
+    """Remove what a killed write left behind: our temp files, and the temp / old folders
+    of :func:`~defectkit.inspect.fsutil.atomic_directory` (``.<name>.tmp-*``, ``.<name>.old-*``)
+    in the folders we own. Never anything the manifest could name."""
+    for folder in (root, root / "images", root / "masks", root / "thumbs", root / "exports"):
+        storage.remove_temporaries(folder)
+    for folder in (root / "models", root / "exports"):
+        for leftover in folder.glob(".*") if folder.is_dir() else ():
+            if leftover.is_dir() and (".tmp-" in leftover.name or ".old-" in leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _thumbnail(image: np.ndarray) -> bytes:
+    pil = Image.fromarray(image)
+    pil.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.BILINEAR)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return buffer.getvalue()

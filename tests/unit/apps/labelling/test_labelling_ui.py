@@ -1,0 +1,79 @@
+"""The Gradio page builds, names its elements, and converts editor values (no browser)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+
+from defectkit.apps.labelling.ui import create_app  # noqa: E402
+from defectkit.apps.labelling.views import editor_value, mask_from_editor  # noqa: E402
+from defectkit.apps.labelling.workspace import Workspace  # noqa: E402
+
+ELEM_IDS = {
+    "project-path", "open-project", "status", "upload", "folder-path", "add-folder",
+    "shot-counts", "class-name", "add-class", "class-select", "rename-class", "delete-class",
+    "gallery-filter", "gallery", "selected-image", "label-choice", "note",
+    "save-label", "remove-image", "backbone", "fit", "fit-summary", "threshold", "histogram",
+    "review-sort", "review-table", "review-gallery", "review-details", "review-overlay",
+    "review-mask", "accept-label", "accept-shot", "export-target", "export-precision",
+    "export", "export-summary", "export-download",
+}  # fmt: skip
+
+
+def test_the_page_has_every_stable_elem_id(tmp_path):
+    demo = create_app(Workspace(tmp_path / "project"))
+    found = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert ELEM_IDS <= found
+    backbone = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "backbone")
+    assert backbone.value == "efficientnet_lite0"  # the embedded default, preselected
+    # "mask-editor" is made by a gr.render block, once per selected image (browser-tested)
+
+
+def test_workspace_shares_one_project_per_folder(tmp_path):
+    workspace = Workspace(tmp_path / "a")
+    assert workspace.open(tmp_path / "a") is workspace.open(str(tmp_path / "a") + "/")
+    workspace.open(tmp_path / "b")
+    assert workspace.recent() == [str(tmp_path / "a"), str(tmp_path / "b")]
+    with pytest.raises(Exception, match="type the folder"):
+        workspace.open("  ")
+
+
+def test_mask_from_editor_reads_the_painted_layer():
+    background = np.zeros((40, 60, 4), np.uint8)
+    layer = np.zeros((40, 60, 4), np.uint8)
+    layer[5:10, 20:30] = (255, 48, 48, 255)
+    mask = mask_from_editor(
+        {"background": background, "layers": [layer], "composite": None}, (40, 60)
+    )
+    assert mask.sum() == 50 and mask[5:10, 20:30].all()
+
+
+def test_mask_from_editor_resizes_and_falls_back_to_the_composite():
+    background = np.zeros((20, 30, 4), np.uint8)
+    composite = background.copy()
+    composite[:10] = (255, 0, 0, 255)
+    mask = mask_from_editor(
+        {"background": background, "layers": [], "composite": composite}, (40, 60)
+    )
+    assert mask.shape == (40, 60) and mask[:20].all() and not mask[20:].any()
+
+
+def test_nothing_painted_is_no_mask():
+    blank = np.zeros((20, 30, 4), np.uint8)
+    assert (
+        mask_from_editor({"background": blank, "layers": [blank], "composite": blank}, (20, 30))
+        is None
+    )
+    assert mask_from_editor(None, (20, 30)) is None
+
+
+def test_editor_value_shows_an_existing_mask_as_a_layer():
+    image = np.zeros((20, 30, 3), np.uint8)
+    mask = np.zeros((20, 30), bool)
+    mask[2:4, 3:6] = True
+    value = editor_value(image, mask)
+    assert value["background"] is image and len(value["layers"]) == 1
+    assert np.array_equal(mask_from_editor(value, (20, 30)), mask)
+    assert editor_value(image, None)["layers"] == []
