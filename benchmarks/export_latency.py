@@ -227,9 +227,13 @@ def _stats(ms: list[float]) -> dict:
 
 
 def _test_images(work: Path) -> list[np.ndarray]:
+    from defectkit.datasets.textile import FRAME_CROP
     from defectkit.inspect.images import read_image
 
-    return [read_image(t["path"]) for t in json.loads((work / "test.json").read_text())]
+    # Crop the textile frame exactly as load_textile does, or the test images differ from
+    # the support images by a white border line (that is what made AUROC read 0.66).
+    x0, y0, x1, y1 = FRAME_CROP
+    return [read_image(t["path"])[y0:y1, x0:x1] for t in json.loads((work / "test.json").read_text())]
 
 
 def measure_alone(kind: str, work: Path, folder: str) -> dict:
