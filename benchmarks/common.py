@@ -11,16 +11,21 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> str:
-    """One line naming the machine, so tables from different machines are not compared."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux). Torch-free, so the
+    daemon benchmark can use it too."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine() -> str:
+    """One line naming the machine, so tables from different machines are not compared."""
+    cpu = cpu_name()
     import torch
 
     return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, Python {platform.python_version()}"

@@ -49,6 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "unit" / "apps" / "daemon")]
 import daemon_testkit as kit  # noqa: E402  (the daemon launcher and the test double)
 
+from benchmarks.common import cpu_name  # noqa: E402
+
 # -- images ------------------------------------------------------------------------------
 
 
@@ -260,15 +262,7 @@ def soak(
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
 
 
 def report(args, bundle_id: str, results: dict) -> str:

@@ -339,14 +339,9 @@ def _size_mb(folder: Path) -> float:
 
 
 def _machine() -> list[str]:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from benchmarks.common import cpu_name
+
+    cpu = cpu_name()
     try:
         import openvino as ov
 
