@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-from defectkit.errors import DatasetError
 
 
 def register(sub) -> None:
@@ -66,20 +63,9 @@ def register(sub) -> None:
 
 
 def _read_images(inputs: list[str]) -> list:
-    from defectkit.inspect.images import is_image_file, read_image
+    from defectkit.inspect.images import list_image_files, read_image
 
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise DatasetError(f"{p}: no such file or folder")
-    if not paths:
-        raise DatasetError(f"no images found in {', '.join(inputs)}")
-    return [read_image(p) for p in paths[:24]]
+    return [read_image(p) for p in list_image_files(inputs)[:24]]
 
 
 def cmd_export(args) -> int:

@@ -139,35 +139,17 @@ def open_model(path: str | Path):
     return load_inspector(path)
 
 
-def _image_paths(inputs: list[str]) -> list[Path]:
-    from defectkit.inspect.images import is_image_file
-
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-            if not found:
-                raise DatasetError(f"{p}: no images found in this folder")
-            paths.extend(found)
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise DatasetError(f"{p}: no such file or folder")
-    return paths
-
-
 def cmd_predict(args) -> int:
     from PIL import Image
 
     from defectkit.errors import ImageError
-    from defectkit.inspect.images import read_image
+    from defectkit.inspect.images import list_image_files, read_image
     from defectkit.inspect.overlay import overlay
 
     model = open_model(args.model)
     if args.threshold is not None:
         model.set_threshold(image=args.threshold)
-    paths = _image_paths(args.inputs)
+    paths = list_image_files(args.inputs)
     out_dir = Path(args.save_overlays) if args.save_overlays else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from defectkit.errors import ImageError
+from defectkit.errors import DatasetError, ImageError
 
 #: Largest image we decode (pixels). Bigger files are refused as likely decompression bombs;
 #: 80 MP covers every industrial camera we know of.
@@ -28,6 +28,24 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 def is_image_file(path: Path) -> bool:
     """True when the file name has an image suffix we read (case-insensitive)."""
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_image_files(inputs: list[str | Path]) -> list[Path]:
+    """Image files named on a command line: files as given, folders searched recursively
+    (sorted). A missing path or a folder without images is a :class:`DatasetError`."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            if not found:
+                raise DatasetError(f"{p}: no images found in this folder")
+            paths.extend(found)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise DatasetError(f"{p}: no such file or folder")
+    return paths
 
 
 def _open(source: str | Path | bytes) -> tuple[Image.Image, str]:
