@@ -1,6 +1,6 @@
-"""Prototype head: region-pooled features against class prototypes, cosine with a temperature.
+"""Prototype head: region-pooled features against class prototypes, by distance with a temperature.
 
-Each labelled shot (and its flips) becomes one prototype of its class - nearest-prototype
+Each labelled shot becomes one prototype of its class - nearest-prototype
 classification is the right estimator with two shots per class, where a mean would blur
 two different-looking examples of one defect type together. ``good`` is a class too.
 
@@ -27,7 +27,7 @@ def region_descriptor(
         weights: N x H x W non-negative weights (need not be normalised).
 
     Returns:
-        N x 2D unit vectors: [weighted mean, plain mean], each part normalised.
+        N x 2D: [weighted mean, plain mean] of the (standardised) patch features.
     """
     flat = features.flatten(2)  # N x D x HW
     w = weights.flatten(1)
@@ -49,9 +49,10 @@ def anomaly_weights(patch_map: torch.Tensor, sharpness: torch.Tensor) -> torch.T
 
 
 class PrototypeHead(nn.Module):
-    """Cosine similarity to prototypes; a class's logit is its best prototype's similarity.
+    """Squared distance to prototypes; a class's logit is minus its nearest prototype's
+    distance, divided by the temperature.
 
-    Buffers: ``prototypes`` P x 2D, ``membership`` K x P (1 where prototype p belongs
+    Buffers: ``prototypes`` P x 2D (and their squared norms), ``membership`` K x P (1 where prototype p belongs
     to class k), ``temperature`` scalar. Written without gather/scatter so it exports.
     """
 
