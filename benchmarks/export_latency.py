@@ -20,11 +20,7 @@ jobs' load evenly over the engines instead of penalising whichever ran during a 
 
     python benchmarks/export_latency.py            # writes benchmarks/results/export_latency.md
 
-anomalib cannot download timm weights offline, so its ``PatchcoreModel`` is built with
-``pre_trained=False`` on timm's ``tf_efficientnet_lite0`` and our embedded weights are
-loaded into its feature extractor (the same tensor names once the ``feature_extractor.``
-prefix is dropped; loaded strictly), with our normalisation (mean = std = 0.5), the same
-three layers (strides 4, 8, 16) and anomalib's default coreset ratio (0.1).
+anomalib's PatchCore is built on our embedded weights as ``benchmarks/patchcore.py`` says.
 """
 
 from __future__ import annotations
@@ -47,12 +43,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.patchcore import DEFAULT_SIZE, LAYERS, build_patchcore  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "export_latency.md"
 BATCHES = (1, 2, 4, 8, 16, 32)
 WARMUP = 10
 CHUNK = 10  # images per engine per turn when interleaving
-ANOMALIB_LAYERS = ["blocks.1", "blocks.2", "blocks.4"]  # timm names of strides 4, 8, 16
-ANOMALIB_SIZE = (224, 224)
+ANOMALIB_SIZE = DEFAULT_SIZE
 
 #: row name -> (engine kind, folder in the work dir)
 ENGINES = {
@@ -119,38 +116,7 @@ def prepare(work: Path, *, shots: int, seed: int) -> dict:
 
 def prepare_anomalib(out: Path, good_images: list[np.ndarray]) -> dict:
     """anomalib's PatchCore on our embedded weights and good shots, exported its own way."""
-    import torch
-    from anomalib.models import Patchcore
-    from anomalib.pre_processing import PreProcessor
-    from torchvision.transforms.v2 import Compose, Normalize, Resize
-
-    from defectkit.inspect.backbone_effnet import _build
-    from defectkit.inspect.images import preprocess
-
-    pre = PreProcessor(
-        transform=Compose([Resize(ANOMALIB_SIZE, antialias=True), Normalize([0.5] * 3, [0.5] * 3)])
-    )
-    model = Patchcore(
-        backbone="tf_efficientnet_lite0",
-        layers=ANOMALIB_LAYERS,
-        pre_trained=False,  # offline: no timm download; our weights go in below
-        coreset_sampling_ratio=0.1,
-        pre_processor=pre,
-        post_processor=False,  # no validation set to calibrate its normalisation: raw scores
-        evaluator=False,
-        visualizer=False,
-    )
-    extractor = model.model.feature_extractor
-    classifier, weights_id = _build(None, True)
-    source = classifier.state_dict()
-    extractor.load_state_dict({k: source[k.split(".", 1)[1]] for k in extractor.state_dict()})
-    x = torch.from_numpy(preprocess(good_images, ANOMALIB_SIZE))
-    model.model.train()
-    extractor.eval()
-    with torch.no_grad():
-        model.model(pre.transform(x))
-    model.model.subsample_embedding(0.1)
-    model.eval()
+    model, weights_id = build_patchcore(good_images, ANOMALIB_SIZE)
     # anomalib exports with a batch of 2 for symbolic dimensions, and PatchCore's chunked
     # nearest-neighbour loop specialises the batch, so its default export accepts batches
     # of exactly 2; a static (1, 3, H, W) export is what batch-1 latency needs.
@@ -380,7 +346,7 @@ def _header(facts: dict, *, command: str, loads: tuple[float, float]) -> list[st
         f"{', '.join(facts['feature_groups'])}, input {facts['input_size'][0]} x {facts['input_size'][1]}, "
         f"bank {facts['bank']} patches, seed {facts['seed']}); fit {facts['fit_s']:.1f} s.",
         f"- anomalib {_version('anomalib')}: `Patchcore` on the same weights ({a['weights_id']}), "
-        f"layers {', '.join(ANOMALIB_LAYERS)} (strides 4, 8, 16), the same {facts['shots']} good "
+        f"layers {', '.join(LAYERS)} (strides 4, 8, 16), the same {facts['shots']} good "
         f"shots (PatchCore uses good images only), coreset ratio 0.1 -> bank {a['bank']} patches; "
         "exported with `Patchcore.to_openvino` (static 1 x 3 x 224 x 224; its graph normalises) and "
         "run with `anomalib.deploy.OpenVINOInferencer` on CPU, images resized to 224 first.",
