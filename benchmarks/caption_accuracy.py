@@ -19,10 +19,9 @@ checkable statement of each caption against the ground truth the generator recor
   the true defect;
 - note: the cited labelled example is of the stated type.
 
-A caption counts as *all true* when every statement it makes holds. The Inspector's
-graph does not yet return ``prototype_similarity`` (nearest-shot notes); until the lead
-wires it, :func:`forward_with_captions` computes the same tensors from the Inspector's
-parts in one pass.
+A caption counts as *all true* when every statement it makes holds. Captions come from
+``Inspector.inspect``, the path every user takes: the graph returns the nearest-shot
+similarities with the score, and ``postprocess`` writes the caption.
 
     python benchmarks/caption_accuracy.py            # writes benchmarks/results/caption_accuracy.md
     python benchmarks/caption_accuracy.py --seeds 0 --textures fabric --test-per-kind 4   # quick look
@@ -82,51 +81,12 @@ def make_split(seed: int, texture: str, size: int, test_per_kind: int):
     return support, test
 
 
-def forward_with_captions(inspector, x):
-    """Inspector.forward plus ``prototype_similarity`` (N x P) in one pass.
-
-    What the wired graph returns as its extra output; computed here from the parts.
-    """
-    import torch.nn.functional as F
-
-    from defectkit.fewshot.caption_head import prototype_similarity
-    from defectkit.fewshot.prototypes import anomaly_weights, region_descriptor
-
-    feats = inspector.patch_features(x)
-    pmap, score = inspector.anomaly(feats, inspector.norm.detail_z(feats))
-    desc = region_descriptor(feats, anomaly_weights(pmap, inspector.prototypes.sharpness))
-    logits = inspector.prototypes(desc)
-    sims = prototype_similarity(desc, inspector.prototypes)
-    amap = F.interpolate(
-        pmap[:, None], size=inspector.input_size, mode="bilinear", align_corners=False
-    )[:, 0]
-    return score, amap, logits, sims
+def caption_all(inspector, images):
+    """Images -> [(result, records, sentence)]: ``Inspector.inspect``'s own captions."""
+    return [(r, r.defects, r.caption) for r in inspector.inspect(images)]
 
 
-def caption_all(inspector, shot_labels, shot_notes, images):
-    """Images -> [(result, records, sentence)] through postprocess + describe."""
-    import torch
-
-    from defectkit.fewshot.caption import describe
-    from defectkit.inspect.images import preprocess
-    from defectkit.inspect.results import postprocess
-
-    out = []
-    for image in images:
-        x = torch.from_numpy(preprocess([image], inspector.input_size))
-        with torch.inference_mode():
-            score, amap, logits, sims = (t.numpy()[0] for t in forward_with_captions(inspector, x))
-        result = postprocess(
-            float(score), amap, logits, classes=inspector.classes,
-            thresholds=inspector.thresholds, image_size=image.shape[:2],
-        )  # fmt: skip
-        notes = {"labels": shot_labels, "notes": shot_notes, "similarity": sims.tolist()}
-        records, sentence = describe(result, classes=inspector.classes, notes=notes)
-        out.append((result, records, sentence))
-    return out
-
-
-def check(sample, result, records, size_ratios) -> dict[str, bool | None]:
+def check(sample, result, records, size_ratios, shot_labels) -> dict[str, bool | None]:
     """Statement -> True / False, or None when the caption does not make it."""
     from defectkit.datasets.geometry import angle_difference
     from defectkit.fewshot.caption import cells_of, major_axis_length
@@ -140,8 +100,8 @@ def check(sample, result, records, size_ratios) -> dict[str, bool | None]:
         return found
     meta, first = sample.meta, records[0]
     found["type"] = first["type"] == sample.label
-    if first.get("note"):
-        found["note"] = result.label == first["type"]  # the cited shot's class is the stated one
+    if first.get("note"):  # the cited shot's class is the stated one
+        found["note"] = shot_labels[first["note"]["shot"]] == first["type"]
     if not first["localised"]:
         return found
     h, w = sample.mask_array.shape
@@ -178,8 +138,6 @@ def _touches(record, truth) -> bool:
 
 
 def run_one(seed: int, texture: str, args, size_ratios) -> list[dict]:
-    from defectkit.datasets.base import GOOD
-    from defectkit.fewshot.support import SupportSet
     from defectkit.inspect.inspector import Inspector, InspectorConfig
 
     support, test = make_split(seed, texture, args.size, args.test_per_kind)
@@ -189,16 +147,13 @@ def run_one(seed: int, texture: str, args, size_ratios) -> list[dict]:
     fit_s = time.perf_counter() - t0
     if args.pixel_threshold is not None:
         inspector.set_threshold(pixel=args.pixel_threshold)
-    # Prototype order = Inspector.fit's: the good shots, then the defect shots, in support order.
-    groups = SupportSet.from_samples(support).by_class()
-    shots = groups[GOOD] + [s for s in support if s.label != GOOD]
-    labels, notes = [s.label for s in shots], [s.note for s in shots]
     t0 = time.perf_counter()
-    captions = caption_all(inspector, labels, notes, [s.load_image() for s in test])
+    captions = caption_all(inspector, [s.load_image() for s in test])
     per_image_ms = (time.perf_counter() - t0) * 1e3 / len(test)
+    shot_labels = inspector.caption_context.shot_labels
     rows = []
     for sample, (result, records, sentence) in zip(test, captions, strict=True):
-        found = check(sample, result, records, size_ratios)
+        found = check(sample, result, records, size_ratios, shot_labels)
         made = [v for k, v in found.items() if k in STATEMENTS and v is not None]
         strict = {**found, "size": found.get("size_strict")}
         rows.append(

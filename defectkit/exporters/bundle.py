@@ -7,7 +7,8 @@ A bundle is one folder a integrator copies to the factory PC::
     manifest.json
 
 The manifest says how to feed the model (input size, normalisation, output names),
-how to read its outputs (classes, thresholds), where it came from (backbone and weight
+how to read its outputs (classes, thresholds, and for captions the labelled shots with
+their notes and the vocabulary), where it came from (backbone and weight
 hash, support-set summary, package versions, creation time), what the export's
 self-check measured, and the SHA-256 of every model file. It also carries
 ``manifest_sha256``, the hash of its own canonical JSON, so a hand edit (a changed class
@@ -30,7 +31,10 @@ from defectkit.errors import BundleError, ConfigError
 from defectkit.inspect.results import Thresholds
 
 FORMAT = "defectkit-bundle"
-FORMAT_VERSION = 1
+#: 2 added the caption outputs (``prototype_similarity``, ``vocab_scores``) and the
+#: manifest's ``shots``; version 1 bundles (three outputs) still load, without notes.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 TARGETS = ("openvino", "onnx")
 PRECISIONS = ("fp32", "fp16")
@@ -107,10 +111,11 @@ def _parse(folder: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path}: not a defectkit bundle manifest (format is not {FORMAT!r})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
         raise BundleError(
             f"{folder}: bundle format version {version!r} is not supported by defectkit "
-            f"{__version__} (reads version {FORMAT_VERSION}); re-export the bundle with this "
+            f"{__version__} (reads versions {readable}); re-export the bundle with this "
             "version, or install the defectkit version that wrote it"
         )
     return manifest

@@ -73,10 +73,13 @@ def build_manifest(
             "mean": [float(v) for v in inspector.mean.flatten().tolist()],
             "std": [float(v) for v in inspector.std.flatten().tolist()],
         },
-        "output_names": list(output_names()),
+        "output_names": list(output_names(inspector)),
         "classes": list(inspector.classes),
         "thresholds": inspector.thresholds.to_dict(),
-        "vocabulary": list(getattr(inspector, "vocabulary", ()) or ()),
+        # Caption context: the vocabulary in the order of ``vocab_scores`` (its text
+        # embeddings are in the graph) and the shots in the order of
+        # ``prototype_similarity``, with their notes.
+        **inspector.caption_context.to_dict(),
         "backbone": {"name": inspector.backbone.name, "weights_id": inspector.backbone.weights_id},
         "inspector_config": inspector.config.to_dict(),
         "support": inspector.support_summary,

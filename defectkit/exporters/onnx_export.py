@@ -1,4 +1,4 @@
-"""Export ``Inspector.forward`` to ONNX: one input ``image``, three named outputs, dynamic batch.
+"""Export ``Inspector.forward`` to ONNX: one input ``image``, named outputs, dynamic batch.
 
 The exported graph is the Inspector itself - normalisation (mean/std buffers), backbone,
 patch features, both heads - so PyTorch and the bundle compute the same thing; only
@@ -31,10 +31,10 @@ OPSET = 18
 MAX_BATCH = 1024
 
 
-def output_names() -> tuple[str, ...]:
-    from defectkit.inspect.inspector import OUTPUT_NAMES
-
-    return tuple(OUTPUT_NAMES)
+def output_names(inspector) -> tuple[str, ...]:
+    """The graph's output names: ``score, anomaly_map, class_logits``, then the caption
+    evidence (``prototype_similarity``; ``vocab_scores`` with a vocabulary)."""
+    return tuple(inspector.output_names)
 
 
 def require_fitted(inspector) -> None:
@@ -74,7 +74,9 @@ def export_onnx(inspector, path: str | Path, *, input_size: tuple[int, int] | No
 
     Returns:
         ``path``. Input ``image``: batch x 3 x H x W float32 in [0, 1]; outputs ``score``
-        (batch), ``anomaly_map`` (batch x H x W), ``class_logits`` (batch x K).
+        (batch), ``anomaly_map`` (batch x H x W), ``class_logits`` (batch x K),
+        ``prototype_similarity`` (batch x P shots) and, when the inspector embedded a
+        vocabulary, ``vocab_scores`` (batch x V): :attr:`Inspector.output_names`.
     """
     require_fitted(inspector)
     model = at_input_size(inspector, input_size).eval()
@@ -88,7 +90,7 @@ def export_onnx(inspector, path: str | Path, *, input_size: tuple[int, int] | No
         with torch.no_grad(), contextlib.redirect_stdout(chatter):
             program = torch.onnx.export(
                 model, (example,), dynamo=True, input_names=[INPUT_NAME],
-                output_names=list(output_names()), dynamic_shapes=({0: batch},),
+                output_names=list(output_names(model)), dynamic_shapes=({0: batch},),
                 opset_version=OPSET, optimize=True, verbose=False, report=False,
             )  # fmt: skip
             program.save(str(path), external_data=_needs_external_data(model))

@@ -3,7 +3,8 @@
 The daemon imports only this, numpy and Pillow. Images go through the same
 :func:`~defectkit.inspect.images.preprocess` and raw outputs through the same
 :func:`~defectkit.inspect.results.postprocess` as the PyTorch inspector, so a bundle and
-its model folder give the same verdicts; only the graph in between runs on another engine.
+its model folder give the same verdicts and captions; only the graph in between runs on
+another engine.
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ import numpy as np
 
 from defectkit.errors import BundleError, ConfigError
 from defectkit.exporters.bundle import ENTRY_FILES, read_manifest
+from defectkit.fewshot.caption import CaptionContext
 from defectkit.inspect.images import preprocess
-from defectkit.inspect.results import InspectionResult, Thresholds, postprocess
+from defectkit.inspect.results import (
+    CORE_OUTPUTS,
+    PROTOTYPE_SIMILARITY,
+    VOCAB_SCORES,
+    InspectionResult,
+    Thresholds,
+    postprocess,
+)
 
 ENGINES = ("openvino", "onnxruntime")
 #: Images per engine call in ``raw``/``inspect``: large enough to use the cores, small
@@ -28,7 +37,8 @@ MAX_BATCH = 16
 
 
 class Engine(Protocol):
-    """One compiled model: N x 3 x H x W float32 in [0, 1] -> the three raw outputs."""
+    """One compiled model: N x 3 x H x W float32 in [0, 1] -> the raw outputs, in the
+    order of the manifest's ``output_names``."""
 
     name: str
     device: str
@@ -189,6 +199,9 @@ class Bundle:
             names the exact model files *and* settings, so results can cite it.
         classes, thresholds, input_size, support_summary: from the manifest;
             ``thresholds`` moves with :meth:`set_threshold` (in memory only).
+        output_names: the graph's outputs, ``score, anomaly_map, class_logits`` first.
+        caption_context: the shots (classes, notes) and vocabulary the caption evidence
+            refers to (empty for version-1 bundles, whose captions cite no notes).
         engine: the :class:`Engine` running the graph.
     """
 
@@ -200,6 +213,16 @@ class Bundle:
         self.thresholds = Thresholds.from_dict(manifest["thresholds"])
         self.input_size: tuple[int, int] = tuple(manifest["input_size"])
         self.support_summary: dict = manifest.get("support", {})
+        self.output_names: tuple[str, ...] = tuple(manifest["output_names"])
+        if self.output_names[:3] != CORE_OUTPUTS:
+            raise BundleError(
+                f"{self.path}: the manifest's outputs {list(self.output_names)} do not start "
+                f"with {list(CORE_OUTPUTS)}; re-export the bundle"
+            )
+        try:
+            self.caption_context = CaptionContext.from_dict(manifest)
+        except (KeyError, TypeError, AttributeError, ConfigError) as exc:
+            raise BundleError(f"{self.path}: the manifest's shots or vocabulary are unreadable ({exc})") from None
         self.engine = engine
 
     def __repr__(self) -> str:
@@ -217,28 +240,40 @@ class Bundle:
             min_defect_area=t.min_defect_area,
         )
 
-    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        score, amap, logits = self.engine.run(x)
-        n, (h, w), k = x.shape[0], self.input_size, len(self.classes)
-        if score.shape != (n,) or amap.shape != (n, h, w) or logits.shape != (n, k):
-            raise BundleError(
-                f"{self.path}: the model returned shapes {score.shape}, {amap.shape}, "
-                f"{logits.shape}; expected ({n},), ({n}, {h}, {w}), ({n}, {k})"
-            )
-        return (
-            score.astype(np.float32, copy=False),
-            amap.astype(np.float32, copy=False),
-            logits.astype(np.float32, copy=False),
-        )
+    def _shapes(self, n: int) -> list[tuple[int | None, ...]]:
+        """Expected shape of each output for a batch of ``n`` (None: any size)."""
+        context = self.caption_context
+        per_image = {
+            "score": (),
+            "anomaly_map": tuple(self.input_size),
+            "class_logits": (len(self.classes),),
+            PROTOTYPE_SIMILARITY: (len(context.shot_labels) or None,),
+            VOCAB_SCORES: (len(context.vocabulary) or None,),
+        }
+        return [(n, *per_image.get(name, (None,))) for name in self.output_names]
 
-    def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw outputs (score N, anomaly_map N x H x W, class_logits N x K) as numpy."""
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        outputs = self.engine.run(x)
+        expected = self._shapes(x.shape[0])
+        got = [tuple(o.shape) for o in outputs]
+        fits = len(got) == len(expected) and all(
+            len(g) == len(e) and all(b is None or a == b for a, b in zip(g, e, strict=True))
+            for g, e in zip(got, expected, strict=True)
+        )
+        if not fits:
+            raise BundleError(
+                f"{self.path}: the model returned shapes {got} for outputs "
+                f"{list(self.output_names)}; expected {expected} (None: any)"
+            )
+        return tuple(o.astype(np.float32, copy=False) for o in outputs)
+
+    def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Raw outputs as numpy, in :attr:`output_names` order: score N, anomaly_map
+        N x H x W, class_logits N x K, then the caption evidence (N x P, N x V)."""
         if len(images) == 0:
-            h, w = self.input_size
-            return (
-                np.zeros(0, np.float32),
-                np.zeros((0, h, w), np.float32),
-                np.zeros((0, len(self.classes)), np.float32),
+            return tuple(
+                np.zeros(tuple(0 if v is None else v for v in shape), np.float32)
+                for shape in self._shapes(0)
             )
         parts = [
             self._run(preprocess(list(images[i : i + MAX_BATCH]), self.input_size))
@@ -261,13 +296,16 @@ class Bundle:
         for start in range(0, len(images), MAX_BATCH):
             chunk = list(images[start : start + MAX_BATCH])
             t0 = time.perf_counter()
-            scores, maps, logits = self._run(preprocess(chunk, self.input_size))
+            scores, maps, logits, *extra = self._run(preprocess(chunk, self.input_size))
             per_image = (time.perf_counter() - t0) * 1e3 / len(chunk)
+            names = self.output_names[3:]
             for i, image in enumerate(chunk):
                 results.append(postprocess(
                     float(scores[i]), maps[i], logits[i], classes=self.classes,
                     thresholds=self.thresholds, image_size=np.asarray(image).shape[:2],
                     path=paths[start + i], timings={"model": per_image},
+                    extras={n: e[i] for n, e in zip(names, extra, strict=True)},
+                    caption_context=self.caption_context,
                 ))  # fmt: skip
         return results
 

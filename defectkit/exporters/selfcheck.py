@@ -2,8 +2,8 @@
 
 The check runs the *written* bundle through the runtime (manifest parse, hashes, engine,
 ``preprocess``), on the support images plus flipped, rotated and noised copies, and
-compares the three raw outputs with ``Inspector.raw`` on the same images. The
-exported graph runs once batched and once at batch 1, so dynamic batch is checked too.
+compares every raw output with ``Inspector.raw`` on the same images. The exported graph
+runs once batched and once at batch 1, so dynamic batch is checked too.
 
 Tolerances, per image, as ``|exported - pytorch| <= allowed``:
 
@@ -18,6 +18,11 @@ Tolerances, per image, as ``|exported - pytorch| <= allowed``:
   ``-distance / temperature`` and reach hundreds, so only an error relative to their
   scale means anything. The argmax must agree wherever the reference's top-two margin
   exceeds twice the allowance (closer calls may legitimately flip).
+- ``prototype_similarity`` (caption evidence: which labelled shot is nearest): the
+  logits' tolerance, as it is the same quantity before the per-class maximum; the
+  nearest shot must agree where the margin is clear, as the argmax above.
+- ``vocab_scores`` (text-aligned backbones): ``vocab_atol`` on the cosines, which lie in
+  [-1, 1] whatever the model.
 
 Measured on the textile benchmark (default config, support images + variants and 20
 test images), worst of ONNX Runtime and OpenVINO; "rel" is relative to the image's
@@ -44,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from defectkit.errors import BundleError
+from defectkit.inspect.results import CORE_OUTPUTS, PROTOTYPE_SIMILARITY, VOCAB_SCORES
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Tolerance:
     map_atol: float
     logit_rtol: float
     logit_atol: float
+    vocab_atol: float
 
 
 TOLERANCES = {
@@ -66,6 +73,7 @@ TOLERANCES = {
         map_atol=2e-3,
         logit_rtol=1e-4,
         logit_atol=1e-3,
+        vocab_atol=1e-3,
     ),
     "fp16": Tolerance(
         score_rtol=3e-2,
@@ -74,12 +82,14 @@ TOLERANCES = {
         map_atol=2e-2,
         logit_rtol=6e-2,
         logit_atol=0.5,
+        vocab_atol=3e-2,
     ),
 }
 
 
 MEASURES = (
-    "score_max_abs", "score_max_rel", "map_max_abs", "map_max_rel", "logit_max_abs", "logit_max_rel"
+    "score_max_abs", "score_max_rel", "map_max_abs", "map_max_rel", "logit_max_abs", "logit_max_rel",
+    "similarity_max_abs", "similarity_max_rel", "vocab_max_abs",
 )  # fmt: skip
 
 
@@ -104,11 +114,18 @@ class SelfCheck:
     verdicts_agree: int
     passed: bool
     failures: list[str] = field(default_factory=list)
+    #: Caption evidence; None when the graph has no such output.
+    similarity_max_abs: float | None = None
+    similarity_max_rel: float | None = None
+    nearest_shot_checked: int = 0
+    nearest_shot_agree: int = 0
+    vocab_max_abs: float | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
         for key in MEASURES:
-            out[key] = float(f"{out[key]:.3g}")
+            if out[key] is not None:
+                out[key] = float(f"{out[key]:.3g}")
         return out
 
 
@@ -144,17 +161,79 @@ def _per_image_max(a: np.ndarray) -> np.ndarray:
     return np.abs(a).reshape(len(a), -1).max(axis=1, initial=0.0)
 
 
+def _clear_argmax(ref: np.ndarray, exp: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(clear, agree) per row: the reference's top-two margin exceeds twice the
+    allowance, and both argmaxes agree."""
+    n = len(ref)
+    top2 = np.sort(ref, axis=1)[:, -2:] if ref.shape[1] > 1 else np.zeros((n, 2))
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * allowed
+    agree = ref.argmax(axis=1) == exp.argmax(axis=1) if ref.shape[1] else np.ones(n, bool)
+    return clear, agree
+
+
+def _compare_extras(reference: dict, exported: dict, tol: Tolerance) -> dict:
+    """The caption outputs (present in both, by name): measures and failures."""
+    found: dict = {"failures": []}
+    if PROTOTYPE_SIMILARITY in reference:
+        ref = np.asarray(reference[PROTOTYPE_SIMILARITY], dtype=np.float64)
+        exp = np.asarray(exported[PROTOTYPE_SIMILARITY], dtype=np.float64)
+        diff, scale = _per_image_max(exp - ref), _per_image_max(ref)
+        allowed = tol.logit_atol + tol.logit_rtol * scale
+        clear, agree = _clear_argmax(ref, exp, allowed)
+        found.update(
+            similarity_max_abs=float(diff.max(initial=0.0)),
+            similarity_max_rel=float((diff / np.maximum(scale, 1e-12)).max(initial=0.0)),
+            nearest_shot_checked=int(clear.sum()),
+            nearest_shot_agree=int((clear & agree).sum()),
+        )
+        if (diff > allowed).any():
+            i = int(np.argmax(diff / allowed))
+            found["failures"].append(
+                f"prototype similarity differs by up to {diff[i]:.3g} on check image {i} "
+                f"(allowed {allowed[i]:.3g})"
+            )
+        if (clear & ~agree).any():
+            found["failures"].append(
+                f"nearest labelled shot differs on {int((clear & ~agree).sum())} clear-cut images"
+            )
+    if VOCAB_SCORES in reference:
+        diff = _per_image_max(
+            np.asarray(exported[VOCAB_SCORES], np.float64) - np.asarray(reference[VOCAB_SCORES], np.float64)
+        )
+        found["vocab_max_abs"] = float(diff.max(initial=0.0))
+        if (diff > tol.vocab_atol).any():
+            i = int(np.argmax(diff))
+            found["failures"].append(
+                f"vocabulary scores differ by up to {diff[i]:.3g} on check image {i} "
+                f"(allowed {tol.vocab_atol:.3g})"
+            )
+    return found
+
+
 def compare(
     reference: tuple[np.ndarray, ...],
     exported: tuple[np.ndarray, ...],
     tol: Tolerance,
     *,
     threshold: float,
+    names: tuple[str, ...] | None = None,
 ) -> dict:
-    """Differences between two sets of raw outputs, and which tolerances they break."""
-    s_ref, m_ref, l_ref = (np.asarray(a, dtype=np.float64) for a in reference)
-    s_exp, m_exp, l_exp = (np.asarray(a, dtype=np.float64) for a in exported)
-    n = len(s_ref)
+    """Differences between two sets of raw outputs, and which tolerances they break.
+
+    Args:
+        reference, exported: raw outputs in ``names`` order (``score, anomaly_map,
+            class_logits`` first); both must hold the same outputs.
+        names: output names; default: the standard order (caption outputs after the
+            first three, as :attr:`Inspector.output_names` lists them).
+    """
+    if len(reference) != len(exported):
+        return {key: 0.0 for key in MEASURES[:6]} | {
+            "argmax_checked": 0, "argmax_agree": 0, "verdicts_agree": 0,
+            "failures": [f"the exported model has {len(exported)} outputs, PyTorch {len(reference)}"],
+        }  # fmt: skip
+    names = tuple(names or (*CORE_OUTPUTS, PROTOTYPE_SIMILARITY, VOCAB_SCORES)[: len(reference)])
+    s_ref, m_ref, l_ref = (np.asarray(a, dtype=np.float64) for a in reference[:3])
+    s_exp, m_exp, l_exp = (np.asarray(a, dtype=np.float64) for a in exported[:3])
     ds = np.abs(s_exp - s_ref)
     dm = _per_image_max(m_exp - m_ref)
     dl = _per_image_max(l_exp - l_ref)
@@ -172,14 +251,18 @@ def compare(
                 f"{what} differs by up to {diff[i]:.3g} on check image {i} "
                 f"(allowed {allowed[what][i]:.3g})"
             )
-    top2 = np.sort(l_ref, axis=1)[:, -2:] if l_ref.shape[1] > 1 else np.zeros((n, 2))
-    clear = (top2[:, 1] - top2[:, 0]) > 2 * allowed["class logits"]
-    agree = l_ref.argmax(axis=1) == l_exp.argmax(axis=1)
+    clear, agree = _clear_argmax(l_ref, l_exp, allowed["class logits"])
     if (clear & ~agree).any():
         failures.append(
             f"predicted class differs on {int((clear & ~agree).sum())} clear-cut images"
         )
-    return {
+    extras = _compare_extras(
+        dict(zip(names[3:], reference[3:], strict=True)),
+        dict(zip(names[3:], exported[3:], strict=True)),
+        tol,
+    )
+    failures += extras.pop("failures")
+    return extras | {
         "score_max_abs": float(ds.max(initial=0.0)),
         "score_max_rel": float((ds / np.maximum(np.abs(s_ref), 1e-12)).max(initial=0.0)),
         "map_max_abs": float(dm.max(initial=0.0)),
@@ -212,8 +295,16 @@ def run_selfcheck(inspector, bundle, images: list[np.ndarray], *, precision: str
         BundleError: the exported model disagrees with PyTorch, saying by how much.
     """
     tol = TOLERANCES[precision]
+    names = tuple(inspector.output_names)
+    if tuple(bundle.output_names) != names:
+        raise BundleError(
+            f"export self-check failed: the bundle's outputs {list(bundle.output_names)} are "
+            f"not the inspector's {list(names)}. No bundle was written."
+        )
     reference = inspector.raw(images)
-    found = compare(reference, bundle.raw(images), tol, threshold=bundle.thresholds.image)
+    found = compare(
+        reference, bundle.raw(images), tol, threshold=bundle.thresholds.image, names=names
+    )
     # The first image again at batch 1: a graph whose batch dimension was frozen to the
     # batched size, or that mixes images across the batch, fails here.
     alone = compare(
@@ -221,9 +312,11 @@ def run_selfcheck(inspector, bundle, images: list[np.ndarray], *, precision: str
         bundle.raw(images[:1]),
         tol,
         threshold=bundle.thresholds.image,
+        names=names,
     )
     for key in MEASURES:
-        found[key] = max(found[key], alone[key])
+        if found.get(key) is not None:
+            found[key] = max(found[key], alone[key])
     found["failures"] += [f"at batch 1: {f}" for f in alone["failures"]]
     engine = bundle.engine
     check = SelfCheck(

@@ -15,7 +15,8 @@ result does not support:
   component, not its box) with :func:`defectkit.datasets.geometry.mask_geometry`, the
   function that measured the synthetic ground truth, so caption and truth agree on
   conventions; millimetres only with a scale;
-- the engineer's note only from a labelled shot of the stated class;
+- the engineer's note only from a labelled shot of the stated class, and not when the
+  class head found the region nearer the good shots;
 - vocabulary terms only when a text-aligned backbone scored them.
 
 The English lives in :mod:`defectkit.fewshot.caption_text`; records hold language-neutral
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,14 @@ from defectkit.datasets.geometry import mask_geometry
 from defectkit.errors import ConfigError
 from defectkit.fewshot.caption_text import strings
 from defectkit.fewshot.vocabulary import ATTRIBUTE, DEFECT, Vocabulary
-from defectkit.inspect.results import ANOMALY, GOOD, InspectionResult, connected_regions
+from defectkit.inspect.results import (
+    ANOMALY,
+    GOOD,
+    PROTOTYPE_SIMILARITY,
+    VOCAB_SCORES,
+    InspectionResult,
+    connected_regions,
+)
 
 #: Elongation (major / minor axis) from which a region is "elongated" and gets an
 #: orientation. The anomaly map is coarser than thin defects and blurs them into bands,
@@ -256,6 +265,78 @@ def _type_evidence(result: InspectionResult, uncertain_below: float) -> dict[str
     }
 
 
+# --------------------------------------------------------------------------- context
+@dataclass(frozen=True)
+class CaptionContext:
+    """What a caption needs beside one image's outputs: fixed once an inspector is fitted.
+
+    Travels as plain JSON in a model folder's ``config.json`` and a bundle's manifest
+    (:meth:`to_dict`), so the runtime cites notes and names terms without torch.
+
+    Attributes:
+        shot_labels: the class of each prototype's labelled shot, in prototype order
+            (the columns of the graph's ``prototype_similarity``).
+        shot_notes: each of those shots' note, None where the engineer wrote none.
+        vocabulary: entries in file form (``"scratch"``, ``"attribute: dark"``) in the
+            order of ``vocab_scores``; empty without a text-aligned backbone.
+    """
+
+    shot_labels: tuple[str, ...] = ()
+    shot_notes: tuple[str | None, ...] = ()
+    vocabulary: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.shot_labels) != len(self.shot_notes):
+            raise ConfigError(
+                f"{len(self.shot_labels)} shot classes but {len(self.shot_notes)} shot notes"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shots": [
+                {"label": label, "note": note}
+                for label, note in zip(self.shot_labels, self.shot_notes, strict=True)
+            ],
+            "vocabulary": list(self.vocabulary),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> CaptionContext:
+        """Read :meth:`to_dict`'s JSON; missing keys (older folders) mean none."""
+        data = data or {}
+        shots = list(data.get("shots") or ())
+        return cls(
+            shot_labels=tuple(str(s["label"]) for s in shots),
+            shot_notes=tuple((str(s["note"]) if s.get("note") else None) for s in shots),
+            vocabulary=tuple(str(v) for v in data.get("vocabulary") or ()),
+        )
+
+
+def describe_result(
+    result: InspectionResult, *, classes: Sequence[str], **options: Any
+) -> tuple[list[dict[str, Any]], str]:
+    """:func:`describe` with the evidence the result carries (``result.extras`` read
+    through ``result.caption_context``): what :func:`~defectkit.inspect.results.postprocess`
+    calls on every execution path. ``options`` go to :func:`describe`."""
+    context: CaptionContext | None = result.caption_context
+    extras = result.extras or {}
+    notes = vocab_scores = None
+    vocabulary: Sequence[str] = ()
+    similarity = extras.get(PROTOTYPE_SIMILARITY)
+    if context is not None and similarity is not None and context.shot_labels:
+        notes = {
+            "labels": context.shot_labels,
+            "notes": context.shot_notes,
+            "similarity": np.asarray(similarity, dtype=np.float64).reshape(-1).tolist(),
+        }
+    if context is not None and context.vocabulary and extras.get(VOCAB_SCORES) is not None:
+        vocab_scores, vocabulary = extras[VOCAB_SCORES], context.vocabulary
+    return describe(
+        result, classes=classes, notes=notes, vocab_scores=vocab_scores,
+        vocabulary=vocabulary or None, **options,
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- describe
 def describe(
     result: InspectionResult,
@@ -297,7 +378,9 @@ def describe(
         return [], text["no_defect"].format(score=result.score, threshold=result.threshold)
     part_mask = _check_inputs(result, classes, scale_mm_per_px, part_mask)
     evidence = {**_type_evidence(result, uncertain_below), "note": None, "vocabulary": None}
-    if notes is not None and result.label != ANOMALY:
+    # No note when the class head found the region nearer the good shots: "like the
+    # labelled example" would claim a likeness the result does not support.
+    if notes is not None and result.label != ANOMALY and not evidence["nearer_good"]:
         evidence["note"] = nearest_note(
             notes["similarity"], notes["labels"], notes["notes"], result.label
         )

@@ -214,6 +214,7 @@ def create_clip_backbone(
     pretrained: bool = True,
     layers: Sequence[str] | None = None,
     config_overrides: dict | None = None,
+    text_embedding: bool = False,
 ) -> ClipVisionFeatures:
     """Frozen open_clip image tower (see ``backbones.create_backbone``).
 
@@ -223,6 +224,8 @@ def create_clip_backbone(
         config_overrides: merged (deeply) into open_clip's model config; keys as in
             open_clip's JSON configs (``embed_dim``, ``vision_cfg``, ``text_cfg``,
             ``quick_gelu``).
+        text_embedding: also return ``embed`` (after ``layers``, default or chosen), for
+            the caption head; the whole tower then runs.
     """
     import open_clip
 
@@ -258,6 +261,8 @@ def create_clip_backbone(
     available = [f"block{i}" for i in range(depth)] + ["embed"]
     default = [f"block{i}" for i in bb.default_blocks(depth)]
     chosen = bb.select_layers(layers, available, default, model_name)
+    if text_embedding and "embed" not in chosen:
+        chosen = (*chosen, "embed")
     preprocessing = bb.Preprocessing(
         input_size=tuple(clip_model.visual.image_size),
         mean=tuple(tag_cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),

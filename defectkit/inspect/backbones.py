@@ -282,6 +282,7 @@ def create_backbone(
     pretrained: bool = True,
     layers: Sequence[str] | None = None,
     config_overrides: dict | None = None,
+    text_embedding: bool = False,
 ) -> FeatureExtractor:
     """Build a frozen feature extractor by registry name (see the module CONTRACT).
 
@@ -297,6 +298,8 @@ def create_backbone(
             for open_clip (last block through the CLIP head, in the text space).
         config_overrides: architecture changes merged into the family's config, e.g.
             ``tiny_config_overrides(name)``. Weights must then match the changed model.
+        text_embedding: text-aligned backbones also return ``embed`` after ``layers``
+            (for the caption head, which scores it against text); ignored by the others.
 
     Raises:
         BackboneError: unknown name or layer, or weights that do not fit the model.
@@ -311,9 +314,11 @@ def create_backbone(
     if isinstance(layers, str):  # a single name, not a sequence of characters
         layers = (layers,)
     layers = tuple(layers) if layers is not None else None
+    extra = {"text_embedding": True} if text_embedding and entry.text_aligned else {}
     return entry.factory(
-        weights=weights, pretrained=pretrained, layers=layers, config_overrides=config_overrides
-    )
+        weights=weights, pretrained=pretrained, layers=layers, config_overrides=config_overrides,
+        **extra,
+    )  # fmt: skip
 
 
 def tiny_config_overrides(name: str) -> dict:

@@ -35,6 +35,11 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--augmentations", type=int, default=d.augmentations,
                    help=f"augmented copies per good shot in the memory bank (default: {d.augmentations})")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for shot picking, augmentation and coreset")
+    g.add_argument("--vocabulary", nargs="+", metavar="TERM", default=[],
+                   help="caption terms to add to the default vocabulary (quote multi-word terms; "
+                   "'attribute: dull' adds an attribute); text-aligned backbones (open_clip) only")
+    g.add_argument("--vocabulary-file", metavar="FILE",
+                   help="more caption terms, one per line (# comments); same rules as --vocabulary")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -47,6 +52,7 @@ def config_from_args(args: argparse.Namespace):
     if args.input_size and min(args.input_size) < 32:
         raise ConfigError(f"--input-size must be at least 32 x 32, got {args.input_size}")
     return InspectorConfig(
+        vocabulary=vocabulary_from_args(args),
         backbone=args.backbone,
         weights=args.weights,
         layers=tuple(args.layers) if args.layers else None,
@@ -55,6 +61,19 @@ def config_from_args(args: argparse.Namespace):
         augmentations=args.augmentations,
         seed=args.seed,
     )
+
+
+def vocabulary_from_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--vocabulary`` then ``--vocabulary-file`` entries (file form), checked and deduplicated.
+
+    The file is read here, so the saved configuration holds the terms themselves.
+    """
+    from defectkit.fewshot.vocabulary import load_vocabulary
+
+    entries = list(getattr(args, "vocabulary", None) or [])
+    if getattr(args, "vocabulary_file", None):
+        entries += list(load_vocabulary(args.vocabulary_file, defaults=False))
+    return tuple(load_vocabulary(entries, defaults=False)) if entries else ()
 
 
 def register(sub) -> None:

@@ -34,6 +34,9 @@ class InspectorConfig:
         sharpness: how strongly region pooling concentrates on anomalous patches.
         batch_size: images per forward pass while fitting and predicting.
         seed: seeds augmentation and coreset, so a fit is reproducible.
+        vocabulary: caption terms added to the default vocabulary, one entry each in
+            vocabulary-file form (``"burn mark"``, ``"attribute: dull"``); embedded with
+            the text tower at fit time, so only for text-aligned backbones (open_clip).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -52,6 +55,7 @@ class InspectorConfig:
     sharpness: float = 2.0
     batch_size: int = 16
     seed: int = 0
+    vocabulary: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +63,7 @@ class InspectorConfig:
     @classmethod
     def from_dict(cls, data: dict) -> InspectorConfig:
         data = dict(data)
-        for key in ("layers", "input_size"):
+        for key in ("layers", "input_size", "vocabulary"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)

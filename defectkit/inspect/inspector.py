@@ -1,8 +1,9 @@
-"""The Inspector: frozen backbone + patch features + anomaly and prototype heads.
+"""The Inspector: frozen backbone + patch features + anomaly, prototype and caption heads.
 
-``fit(support)`` fills registered buffers (memory bank, prototypes) and computes the
-thresholds; ``forward(images)`` is pure tensor maths and is exactly the graph the
-exporters export. Everything after the three raw outputs is numpy
+``fit(support)`` fills registered buffers (memory bank, prototypes, vocabulary
+embeddings) and computes the thresholds; ``forward(images)`` is pure tensor maths and is
+exactly the graph the exporters export, with the outputs :attr:`Inspector.output_names`
+names. Everything after the raw outputs is numpy
 (:func:`defectkit.inspect.results.postprocess`), shared with the exported runtime.
 """
 
@@ -19,18 +20,31 @@ from torch import nn
 
 from defectkit.datasets.base import GOOD, Sample
 from defectkit.errors import ConfigError, NotFittedError
-from defectkit.fewshot.anomaly import AnomalyHead, greedy_coreset
+from defectkit.fewshot.anomaly import GRAIN_FLOOR, AnomalyHead, greedy_coreset
 from defectkit.fewshot.augment import augment_shots
 from defectkit.fewshot.calibration import calibrate_threshold
+from defectkit.fewshot.caption import CaptionContext
+from defectkit.fewshot.caption_head import (
+    EMBED_LAYER,
+    CaptionHead,
+    prototype_similarity,
+    text_aligned,
+)
 from defectkit.fewshot.prototypes import PrototypeHead, anomaly_weights, region_descriptor
 from defectkit.fewshot.support import SupportSet
+from defectkit.fewshot.vocabulary import load_vocabulary
 from defectkit.inspect.backbones import FeatureExtractor
 from defectkit.inspect.config import InspectorConfig, auto_input_size
-from defectkit.inspect.features import FeatureNorm, PatchFeatures
+from defectkit.inspect.features import FeatureNorm, PatchFeatures, grain_ratio, grain_standard_error
 from defectkit.inspect.images import preprocess, resize_mask
-from defectkit.inspect.results import InspectionResult, Thresholds, postprocess
-
-OUTPUT_NAMES = ("score", "anomaly_map", "class_logits")
+from defectkit.inspect.results import (
+    CORE_OUTPUTS,
+    PROTOTYPE_SIMILARITY,
+    VOCAB_SCORES,
+    InspectionResult,
+    Thresholds,
+    postprocess,
+)
 
 
 @dataclass
@@ -54,15 +68,22 @@ class Inspector(nn.Module):
         if backbone is None:
             from defectkit.inspect.backbones import create_backbone
 
+            # Text-aligned backbones also return ``embed`` for the caption head.
             backbone = create_backbone(
-                self.config.backbone, weights=self.config.weights, layers=self.config.layers
-            )
+                self.config.backbone, weights=self.config.weights, layers=self.config.layers,
+                text_embedding=True,
+            )  # fmt: skip
         self.backbone = backbone
+        if self.config.vocabulary and not text_aligned(backbone):
+            raise ConfigError(
+                f"{backbone.name} has no text tower, so it cannot score a vocabulary: drop "
+                "--vocabulary, or choose a text-aligned backbone (open_clip, e.g. ViT-B-16)"
+            )
         pre = self.backbone.preprocessing
         self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1))
         self.features = PatchFeatures(
-            self.backbone.feature_info,
+            _patch_layers(self.backbone, self.config.layers),
             pool_size=self.config.pool_size,
             stride=self.config.grid_stride,
             detail=self.config.detail,
@@ -80,9 +101,12 @@ class Inspector(nn.Module):
         self.prototypes = PrototypeHead(
             self.features.dim, temperature=self.config.temperature, sharpness=self.config.sharpness
         )
+        self.caption = CaptionHead()
         self.classes: tuple[str, ...] = ()
         self.thresholds: Thresholds | None = None
         self.support_summary: dict = {}
+        #: Shot classes and notes in prototype order, and the embedded vocabulary.
+        self.caption_context = CaptionContext()
         self.eval()
 
     def _set_input_size(self, size: tuple[int, int]) -> None:
@@ -94,19 +118,39 @@ class Inspector(nn.Module):
     def fitted(self) -> bool:
         return self.anomaly.fitted and self.prototypes.fitted and self.thresholds is not None
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of :meth:`forward`'s outputs, in order (the exported graph's too)."""
+        vocab = (VOCAB_SCORES,) if self.caption.active else ()
+        return (*CORE_OUTPUTS, PROTOTYPE_SIMILARITY, *vocab)
+
     def patch_features(self, x: torch.Tensor) -> torch.Tensor:
         """N x 3 x H x W in [0, 1] -> N x D x h x w standardised patch features."""
-        maps = self.backbone((x - self.mean) / self.std)
-        return self.norm(self.features(maps, self.grid, x))
+        return self._maps_and_features(x)[1]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images -> (score N, anomaly_map N x H x W at input size, class_logits N x K)."""
-        feats = self.patch_features(x)
-        pmap, score = self.anomaly(feats, self.norm.detail_z(feats))
-        desc = region_descriptor(feats, anomaly_weights(pmap, self.prototypes.sharpness))
+    def _maps_and_features(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        maps = self.backbone((x - self.mean) / self.std)
+        return maps, self.norm(self.features(maps, self.grid, x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Images -> the outputs :attr:`output_names` names.
+
+        ``score`` N, ``anomaly_map`` N x H x W at input size, ``class_logits`` N x K,
+        ``prototype_similarity`` N x P (one per labelled shot, larger = nearer; a class
+        logit is the largest of its shots'), and with a vocabulary ``vocab_scores`` N x V
+        (cosines of the region's CLIP embedding with each entry). The caption evidence
+        pools the same anomaly-weighted region the class head pools.
+        """
+        maps, feats = self._maps_and_features(x)
+        pmap, score = self.anomaly(feats, self.norm.detail_z(feats), self._grain(x))
+        weights = anomaly_weights(pmap, self.prototypes.sharpness)
+        desc = region_descriptor(feats, weights)
         logits = self.prototypes(desc)
         amap = F.interpolate(pmap[:, None], size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
-        return score, amap, logits
+        outputs = (score, amap, logits, prototype_similarity(desc, self.prototypes))
+        if self.caption.active:
+            outputs += (self.caption(maps[EMBED_LAYER], weights),)
+        return outputs
 
     # ------------------------------------------------------------------ helpers
     @torch.inference_mode()
@@ -186,8 +230,9 @@ class Inspector(nn.Module):
             appearance.append(a)
             excess.append(e)
         appearance, excess = torch.cat(appearance), torch.cat(excess)
-        self.anomaly.calibrate(appearance, excess)
-        good_maps, good_scores = self.anomaly.combine(appearance, excess)
+        grain_dev, grain_floor = self._fit_grain(good_images)
+        self.anomaly.calibrate(appearance, excess, grain_dev, grain_floor)
+        good_maps, good_scores = self.anomaly.combine(appearance, excess, grain_dev)
 
         classes = support.classes
         descs, labels = [], []
@@ -196,12 +241,16 @@ class Inspector(nn.Module):
             labels.append(0)
         defect_scores: dict[str, list[float]] = {}
         if defect_feats is not None:
-            dmaps, dscores = self.anomaly(defect_feats, self.norm.detail_z(defect_feats))
+            dgrain = self._grain(torch.from_numpy(preprocess(defect_images, self.input_size)))
+            dmaps, dscores = self.anomaly(defect_feats, self.norm.detail_z(defect_feats), dgrain)
             for shot, feats, dmap, mask, sc in zip(defect_shots, defect_feats, dmaps, defect_masks, dscores, strict=True):
                 descs.append(self._descriptor(feats, dmap, mask))
                 labels.append(classes.index(shot.label))
                 defect_scores.setdefault(shot.label, []).append(float(sc))
         self.prototypes.set_prototypes(torch.stack(descs), torch.tensor(labels), len(classes))
+        t_vocab = time.perf_counter()
+        self.caption_context = self._fit_caption(shots=[*goods, *defect_shots])
+        t_vocab = time.perf_counter() - t_vocab
 
         all_defects = [v for vals in defect_scores.values() for v in vals]
         image_thr = calibrate_threshold(good_scores.tolist(), all_defects)
@@ -222,9 +271,45 @@ class Inspector(nn.Module):
                 "load": t_load - t0,
                 "features": t_feat - t_load,
                 "coreset": t_bank - t_feat,
-                "heads": t_end - t_bank,
+                "heads": t_end - t_bank - t_vocab,
+                "vocabulary": t_vocab,
                 "total": t_end - t0,
             },
+        )
+
+    def _grain(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Grain ratios of preprocessed images (N), or None without the detail group."""
+        return grain_ratio(x) if self.features.detail else None
+
+    def _fit_grain(self, good_images: Sequence[np.ndarray]) -> tuple[torch.Tensor | None, float]:
+        """Centre the grain statistic on the good shots; return their leave-one-out
+        deviations (N) and the floor of its reference (see :class:`AnomalyHead`)."""
+        x = torch.from_numpy(preprocess(list(good_images), self.input_size))
+        grains = self._grain(x)
+        if grains is None:
+            return None, 0.0
+        self.anomaly.set_grain_center(grains)
+        n = grains.shape[0]
+        if n > 1:
+            others_mean = (grains.sum() - grains) / (n - 1)
+            deviation = (grains - others_mean).abs()
+        else:
+            deviation = torch.zeros_like(grains)
+        floor = GRAIN_FLOOR * float(grain_standard_error(x).mean())
+        return deviation, floor
+
+    def _fit_caption(self, shots: Sequence[Sample]) -> CaptionContext:
+        """Embed the vocabulary (text-aligned backbones only) and record the shots.
+
+        ``shots`` in prototype order (the good shots, then the defect shots), so the
+        columns of ``prototype_similarity`` name them.
+        """
+        vocabulary = load_vocabulary(self.config.vocabulary)
+        active = self.caption.fit(self.backbone, vocabulary)
+        return CaptionContext(
+            shot_labels=tuple(s.label for s in shots),
+            shot_notes=tuple(s.note or None for s in shots),
+            vocabulary=tuple(vocabulary) if active else (),
         )
 
     def _descriptor(self, feats: torch.Tensor, pmap: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
@@ -253,18 +338,20 @@ class Inspector(nn.Module):
             raise NotFittedError("this inspector is not fitted: run `inspect fit` first")
 
     @torch.inference_mode()
-    def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw outputs for a list of images (numpy), batched."""
+    def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Raw outputs for a list of images (numpy), batched, in :attr:`output_names` order:
+        ``score, anomaly_map, class_logits`` first, then the caption evidence."""
         self._require_fitted()
-        scores, maps, logits = [], [], []
+        parts = []
         bs = self.config.batch_size
         for start in range(0, len(images), bs):
             x = torch.from_numpy(preprocess(list(images[start : start + bs]), self.input_size))
-            s, m, lg = self(x)
-            scores.append(s.numpy())
-            maps.append(m.numpy())
-            logits.append(lg.numpy())
-        return np.concatenate(scores), np.concatenate(maps), np.concatenate(logits)
+            parts.append([t.numpy() for t in self(x)])
+        if not parts:
+            with torch.inference_mode():
+                probe = self(torch.zeros(1, 3, *self.input_size))
+            return tuple(np.zeros((0, *t.shape[1:]), np.float32) for t in probe)
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
     def inspect(self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None) -> list[InspectionResult]:
         """Inspect images (H x W x 3 uint8, any size) -> one result each.
@@ -272,18 +359,34 @@ class Inspector(nn.Module):
         Same signature as the exported runtime's ``Bundle.inspect``.
         """
         paths = list(paths) if paths is not None else [None] * len(images)
+        names = self.output_names
         results = []
         for image, path in zip(images, paths, strict=True):
             t0 = time.perf_counter()
-            s, m, lg = self.raw([image])
+            s, m, lg, *extra = self.raw([image])
             t1 = time.perf_counter()
             results.append(
                 postprocess(
                     float(s[0]), m[0], lg[0], classes=self.classes, thresholds=self.thresholds,
                     image_size=image.shape[:2], path=path, timings={"model": (t1 - t0) * 1e3},
+                    extras={n: e[0] for n, e in zip(names[3:], extra, strict=True)},
+                    caption_context=self.caption_context,
                 )
             )
         return results
+
+
+def _patch_layers(backbone: FeatureExtractor, layers: Sequence[str] | None) -> list:
+    """The backbone maps that become patch features.
+
+    ``embed`` (CLIP patch tokens in the text space) is there for the caption head; it
+    is a patch feature only when ``layers`` names it, or when it is the only map.
+    """
+    infos = list(backbone.feature_info)
+    if layers is not None and EMBED_LAYER in layers:
+        return infos
+    rest = [i for i in infos if i.name != EMBED_LAYER]
+    return rest or infos
 
 
 def _progress_bar(total: int, desc: str, *, enabled: bool):

@@ -1,14 +1,16 @@
 """Inspection results and the numpy post-processing shared by every execution path.
 
 The PyTorch inspector, the exported runtime (OpenVINO / ONNX Runtime) and the daemon
-all produce the same three raw outputs per image - ``score``, ``anomaly_map``,
-``class_logits`` - and turn them into an :class:`InspectionResult` with
-:func:`postprocess`. Torch-free on purpose: decisions are written once.
+all produce the same raw outputs per image - ``score``, ``anomaly_map``,
+``class_logits``, then the caption evidence (``prototype_similarity``, and
+``vocab_scores`` with a text-aligned backbone) - and turn them into an
+:class:`InspectionResult` with :func:`postprocess`. Torch-free on purpose: decisions
+are written once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,14 @@ from PIL import Image
 
 GOOD = "good"
 ANOMALY = "anomaly"  # label of a defect when no defect class was labelled
+
+#: The graph's first three outputs, in this order, in every inspector and bundle.
+CORE_OUTPUTS = ("score", "anomaly_map", "class_logits")
+#: N x P: the region descriptor's similarity to each prototype (one per labelled shot),
+#: which picks the nearest labelled example's note for the caption.
+PROTOTYPE_SIMILARITY = "prototype_similarity"
+#: N x V: cosines of the region's CLIP embedding with the vocabulary (text-aligned only).
+VOCAB_SCORES = "vocab_scores"
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,12 @@ class InspectionResult:
     caption: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     path: str | None = None
+    #: This image's caption evidence from the graph (``{PROTOTYPE_SIMILARITY: P floats,
+    #: VOCAB_SCORES: V floats}``) and the fitted context it refers to
+    #: (:class:`~defectkit.fewshot.caption.CaptionContext`), kept so the result can be
+    #: decided again at another threshold with the same caption (not in ``to_dict``).
+    extras: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    caption_context: Any = field(default=None, repr=False)
 
     @property
     def is_defective(self) -> bool:
@@ -183,6 +199,8 @@ def postprocess(
     image_size: tuple[int, int],
     path: str | None = None,
     timings: dict[str, float] | None = None,
+    extras: Mapping[str, np.ndarray] | None = None,
+    caption_context: Any = None,
 ) -> InspectionResult:
     """Raw outputs of one image -> :class:`InspectionResult`.
 
@@ -191,6 +209,11 @@ def postprocess(
         anomaly_map: h x w map at model resolution.
         class_logits: K logits, one per class in ``classes``.
         image_size: (H, W) of the original image; maps and boxes are reported there.
+        extras: this image's further graph outputs by name (``PROTOTYPE_SIMILARITY``,
+            ``VOCAB_SCORES``); missing ones are simply not used by the caption.
+        caption_context: the :class:`~defectkit.fewshot.caption.CaptionContext` those
+            outputs refer to (shot classes and notes, vocabulary); None: no notes and
+            no vocabulary terms in the caption.
     """
     amap = resize_map(np.asarray(anomaly_map, dtype=np.float32), image_size)
     probs = softmax(np.asarray(class_logits, dtype=np.float64))
@@ -210,9 +233,11 @@ def postprocess(
         defects=defects,
         timings=dict(timings or {}),
         path=path,
+        extras={k: np.asarray(v, dtype=np.float32) for k, v in (extras or {}).items()},
+        caption_context=caption_context,
     )
     # Captions are written here, once, for every execution path (PyTorch, runtime, daemon).
-    from defectkit.fewshot.caption import describe  # caption imports this module
+    from defectkit.fewshot.caption import describe_result  # caption imports this module
 
-    result.defects, result.caption = describe(result, classes=classes)
+    result.defects, result.caption = describe_result(result, classes=classes)
     return result

@@ -16,12 +16,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from defectkit import __version__
-from defectkit.errors import ModelFormatError
+from defectkit.errors import ConfigError, ModelFormatError
+from defectkit.fewshot.caption import CaptionContext
 from defectkit.inspect.fsutil import atomic_directory
 from defectkit.inspect.results import Thresholds
 
 FORMAT = "defectkit-inspector"
-FORMAT_VERSION = 1
+#: 2 added the caption head's ``caption.vocab_embeddings`` and ``captions`` (shots in
+#: prototype order with their notes, the vocabulary), and the anomaly head's grain
+#: statistic (``anomaly.grain_center``; ``stat_ref[2]`` now refers to it, where version 1
+#: had the mean detail excess). A version-1 folder's references no longer mean what the
+#: head computes, so it is refused with "refit" rather than loaded into wrong scores.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (2,)
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "heads.safetensors"
 
@@ -70,6 +77,7 @@ def save_inspector(inspector, directory: str | Path) -> Path:
             },
             "classes": list(inspector.classes),
             "thresholds": inspector.thresholds.to_dict(),
+            "captions": inspector.caption_context.to_dict(),
             "support": inspector.support_summary,
             "versions": package_versions(),
             "sha256": {TENSORS_FILE: _sha256(tmp / TENSORS_FILE)},
@@ -92,10 +100,11 @@ def read_config(directory: str | Path) -> dict:
         raise ModelFormatError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFormatError(f"{directory}: not a defectkit inspector folder")
-    if config.get("format_version") != FORMAT_VERSION:
+    if config.get("format_version") not in READABLE_VERSIONS:
         raise ModelFormatError(
             f"{directory}: format version {config.get('format_version')} is not supported by "
-            f"defectkit {__version__} (expects {FORMAT_VERSION}); refit with this version"
+            f"defectkit {__version__} (reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+            "refit with this version"
         )
     tensors = directory / TENSORS_FILE
     if not tensors.is_file():
@@ -135,11 +144,17 @@ def load_inspector(directory: str | Path):
         inspector.classes = tuple(meta["classes"])
         inspector.thresholds = Thresholds.from_dict(meta["thresholds"])
         inspector.support_summary = meta.get("support", {})
-    except (KeyError, TypeError, ValueError) as exc:
+        inspector.caption_context = CaptionContext.from_dict(meta.get("captions"))
+    except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
         raise ModelFormatError(f"{directory}: {CONFIG_FILE} is incomplete or inconsistent ({exc})") from None
     if inspector.prototypes.membership.shape[0] != len(inspector.classes):
         raise ModelFormatError(f"{directory}: class list and prototypes disagree")
     if inspector.anomaly.bank.shape[1] != inspector.features.dim:
         raise ModelFormatError(f"{directory}: memory bank dimension does not match the backbone layers")
+    context, n_prototypes = inspector.caption_context, inspector.prototypes.prototypes.shape[0]
+    if context.shot_labels and len(context.shot_labels) != n_prototypes:
+        raise ModelFormatError(f"{directory}: {len(context.shot_labels)} shots for {n_prototypes} prototypes")
+    if len(context.vocabulary) != inspector.caption.vocab_embeddings.shape[0]:
+        raise ModelFormatError(f"{directory}: the vocabulary and its embeddings disagree")
     return inspector
 

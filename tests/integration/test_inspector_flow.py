@@ -11,7 +11,13 @@ import torch
 from defectkit.errors import ModelFormatError, NotFittedError
 from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.inspector import Inspector
-from defectkit.inspect.saved import CONFIG_FILE, TENSORS_FILE, load_inspector, save_inspector
+from defectkit.inspect.saved import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    TENSORS_FILE,
+    load_inspector,
+    save_inspector,
+)
 
 
 def test_known_defects_are_found_and_localised(fitted, synthetic):
@@ -73,7 +79,7 @@ def test_saved_model_refuses_tampering_and_other_versions(fitted, tmp_path):
     with pytest.raises(ModelFormatError, match="format version 99"):
         load_inspector(folder)
     (folder / TENSORS_FILE).unlink()
-    meta["format_version"] = 1
+    meta["format_version"] = FORMAT_VERSION
     (folder / CONFIG_FILE).write_text(json.dumps(meta))
     with pytest.raises(ModelFormatError, match="missing"):
         load_inspector(folder)

@@ -40,13 +40,15 @@ def rethreshold(result: InspectionResult, classes, thresholds: Thresholds) -> In
 
     The class probabilities stand in for the logits (softmax of log-probabilities gives
     the probabilities back), and :func:`postprocess` re-derives everything else - mask,
-    regions and the caption - exactly as the inspector and the exported runtime do.
+    regions and the caption, with the same caption evidence (nearest shots, vocabulary)
+    - exactly as the inspector and the exported runtime do.
     """
     probabilities = np.array([result.probabilities[c] for c in classes], dtype=np.float64)
     logits = np.log(np.clip(probabilities, 1e-30, None))
     new = postprocess(
         result.score, result.anomaly_map, logits, classes=classes, thresholds=thresholds,
         image_size=result.anomaly_map.shape, path=result.path, timings=result.timings,
+        extras=result.extras, caption_context=result.caption_context,
     )  # fmt: skip
     if new.caption is None and new.is_defective:  # a post-processing without captions
         new.caption = caption_of(new, classes)

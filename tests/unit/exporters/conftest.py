@@ -19,11 +19,15 @@ INPUT_SIZE = (128, 128)
 
 @pytest.fixture(scope="session")
 def fitted():
-    """(inspector, support images): efficientnet_lite0 with real weights, 6 synthetic shots."""
+    """(inspector, support images): efficientnet_lite0 with real weights, 6 synthetic
+    shots, each defect shot with a note."""
+    from dataclasses import replace
+
     from defectkit.datasets import make_synthetic
     from defectkit.inspect.inspector import Inspector, InspectorConfig
 
     samples = make_synthetic(n_good=2, defects={"scratch": 2, "spot": 2}, size=(128, 128), seed=0)
+    samples = [s if s.label == "good" else replace(s, note=f"note on {s.key}") for s in samples]
     inspector = Inspector(InspectorConfig(augmentations=1, bank_size=256, input_size=INPUT_SIZE))
     inspector.fit(samples)
     return inspector, [s.load_image() for s in samples]

@@ -30,7 +30,11 @@ def test_manifest_describes_model_and_provenance(openvino_bundle, fitted):
     assert m["format"] == "defectkit-bundle" and m["format_version"] == FORMAT_VERSION
     assert (m["target"], m["precision"]) == ("openvino", "fp32")
     assert m["input_size"] == list(inspector.input_size)
-    assert m["output_names"] == ["score", "anomaly_map", "class_logits"]
+    assert m["output_names"] == ["score", "anomaly_map", "class_logits", "prototype_similarity"]
+    # Caption context: shots in prototype order (good first), no vocabulary without a
+    # text tower.
+    assert [s["label"] for s in m["shots"]] == ["good"] * 2 + ["scratch"] * 2 + ["spot"] * 2
+    assert m["vocabulary"] == []
     assert m["classes"] == ["good", "scratch", "spot"]
     assert m["thresholds"] == inspector.thresholds.to_dict()
     assert m["preprocessing"]["mean"] == pytest.approx(inspector.mean.flatten().tolist())
@@ -149,3 +153,18 @@ def test_set_thresholds_rewrites_manifest_consistently(onnx_bundle, copy_bundle,
     assert reloaded.thresholds.image == -1.0
     assert {r.verdict for r in reloaded.inspect(fresh_images)} == {"defect"}
     np.testing.assert_array_equal(reloaded.raw(fresh_images)[0], old.raw(fresh_images)[0])
+
+
+def test_a_version_1_bundle_still_runs_without_notes(onnx_bundle, copy_bundle, fresh_images):
+    """Version 1 had three outputs and no shots: the runtime asks for those three only."""
+    b = copy_bundle(onnx_bundle)
+    m = _manifest(b)
+    m["format_version"] = 1
+    m["output_names"] = m["output_names"][:3]
+    del m["shots"], m["vocabulary"]
+    write_manifest(b, m)
+    old, new = load_bundle(b), load_bundle(onnx_bundle)
+    assert len(old.raw(fresh_images)) == 3 and old.caption_context.shot_labels == ()
+    for a, c in zip(old.inspect(fresh_images), new.inspect(fresh_images), strict=True):
+        assert (a.verdict, a.label, a.score) == (c.verdict, c.label, c.score)
+        assert all(d.get("note") is None for d in a.defects)

@@ -37,6 +37,10 @@ def test_fp32_matches_pytorch(request, fitted, fresh_images, which, batch):
     )
     assert found["score_max_rel"] < 1e-4
     assert found["argmax_agree"] == found["argmax_checked"] == batch
+    # The caption evidence is exported too: which labelled shot is nearest.
+    assert bundle.output_names[3] == "prototype_similarity"
+    assert found["similarity_max_rel"] < 1e-4
+    assert found["nearest_shot_agree"] == found["nearest_shot_checked"] == batch
     assert found["verdicts_agree"] == batch
 
 
@@ -60,7 +64,7 @@ def test_batch_results_equal_one_by_one(openvino_bundle, fresh_images):
     bundle = load_bundle(openvino_bundle)
     together = bundle.raw(fresh_images)
     singles = [bundle.raw([im]) for im in fresh_images]
-    alone = tuple(np.concatenate([one[k] for one in singles]) for k in range(3))
+    alone = tuple(np.concatenate([one[k] for one in singles]) for k in range(len(together)))
     _assert_close(together, alone, "fp32", bundle.thresholds.image)
 
 

@@ -46,13 +46,43 @@ def test_inspect_matches_the_pytorch_inspector(openvino_bundle, fitted, fresh_im
         assert set(a.timings) == set(b.timings) == {"model"}
 
 
+def test_notes_are_cited_from_the_nearest_shot_through_the_runtime(openvino_bundle, fitted, fresh_images):
+    inspector, support = fitted
+    bundle = load_bundle(openvino_bundle)
+    context = bundle.caption_context
+    assert context == inspector.caption_context
+    assert context.shot_notes == (None, None, *(f"note on {c}_00{i}" for c in ("scratch", "spot") for i in (0, 1)))
+    # Flipped defect shots: defective, near their own class, not identical to a shot.
+    images = [np.ascontiguousarray(im[:, ::-1]) for im in support[2:]] + fresh_images
+    sims = bundle.raw(images)[3]
+    ours, theirs = bundle.inspect(images), inspector.inspect(images)
+    cited = 0
+    for row, a, b in zip(sims, ours, theirs, strict=True):
+        def cited_shots(result):
+            return [(d["note"] or {}).get("shot") for d in result.defects]
+
+        assert cited_shots(a) == cited_shots(b)  # the runtime cites what PyTorch cites
+        if not a.is_defective or a.defects[0]["nearer_good"]:
+            assert all(d.get("note") is None for d in a.defects)
+            continue
+        note = a.defects[0]["note"]
+        same_class = [i for i, label in enumerate(context.shot_labels) if label == a.label]
+        assert note["shot"] == max(same_class, key=lambda i: row[i])  # nearest of its class
+        assert note["text"] == context.shot_notes[note["shot"]] and note["text"] in a.caption
+        cited += 1
+    assert cited >= 2
+
+
 def test_raw_shapes_for_batches(openvino_bundle, fresh_images):
     bundle = load_bundle(openvino_bundle)
     h, w = bundle.input_size
+    shots = len(bundle.caption_context.shot_labels)
+    assert shots == 6
     for n in (0, 1, 3):
-        score, amap, logits = bundle.raw(fresh_images[:n])
+        score, amap, logits, sims = bundle.raw(fresh_images[:n])
         assert score.shape == (n,) and amap.shape == (n, h, w) and logits.shape == (n, 3)
-        assert score.dtype == amap.dtype == logits.dtype == np.float32
+        assert sims.shape == (n, shots)
+        assert score.dtype == amap.dtype == logits.dtype == sims.dtype == np.float32
 
 
 def test_set_threshold_is_in_memory_only(onnx_bundle, fresh_images):

@@ -13,34 +13,21 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from defectkit.datasets import angle_difference, make_synthetic
 from defectkit.datasets.base import GOOD
-from defectkit.fewshot.caption import cells_of, describe
+from defectkit.fewshot.caption import cells_of
 from defectkit.fewshot.caption_head import prototype_similarity
 from defectkit.fewshot.prototypes import anomaly_weights, region_descriptor
 from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.images import preprocess
 from defectkit.inspect.inspector import Inspector
-from defectkit.inspect.results import postprocess
 
 KINDS = {"scratch": 6, "hole": 6}
 
 
-def forward_with_similarity(inspector, x):
-    """Inspector.forward plus the ``prototype_similarity`` output the lead wires in."""
-    feats = inspector.patch_features(x)
-    pmap, score = inspector.anomaly(feats, inspector.norm.detail_z(feats))
-    desc = region_descriptor(feats, anomaly_weights(pmap, inspector.prototypes.sharpness))
-    amap = F.interpolate(
-        pmap[:, None], size=inspector.input_size, mode="bilinear", align_corners=False
-    )[:, 0]
-    return score, amap, inspector.prototypes(desc), prototype_similarity(desc, inspector.prototypes)
-
-
 @pytest.fixture(scope="module")
-def captioned():
+def fitted():
     samples = make_synthetic(n_good=6, defects=KINDS, size=(128, 128), seed=4, texture="metal")
     support, test, seen = [], [], {}
     for s in samples:
@@ -52,25 +39,48 @@ def captioned():
     torch.manual_seed(0)
     inspector = Inspector(InspectorConfig(augmentations=1, bank_size=512, seed=0))
     inspector.fit(support)
-    # Prototype order of Inspector.fit: the good shots, then the defect shots.
+    return inspector, support, test
+
+
+@pytest.fixture(scope="module")
+def captioned(fitted):
+    inspector, _, test = fitted
+    results = inspector.inspect([s.load_image() for s in test])
+    return [(s, r, r.defects, r.caption) for s, r in zip(test, results, strict=True)]
+
+
+def test_shots_are_recorded_in_prototype_order(fitted):
+    inspector, support, _ = fitted
+    context = inspector.caption_context
+    # Inspector.fit's prototype order: the good shots, then the defect shots.
     shots = [s for s in support if s.label == GOOD] + [s for s in support if s.label != GOOD]
-    book = {"labels": [s.label for s in shots], "notes": [s.note for s in shots]}
-    out = []
+    assert context.shot_labels == tuple(s.label for s in shots)
+    assert context.shot_notes == tuple(s.note for s in shots)
+    assert context.vocabulary == ()  # efficientnet_lite0 has no text tower
+    assert inspector.output_names == (
+        "score", "anomaly_map", "class_logits", "prototype_similarity",
+    )  # fmt: skip
+
+
+def test_graph_returns_the_prototype_similarity_of_the_pooled_region(fitted):
+    inspector, _, test = fitted
+    image = test[0].load_image()
+    x = torch.from_numpy(preprocess([image], inspector.input_size))
     with torch.inference_mode():
-        for sample in test:
-            image = sample.load_image()
-            x = torch.from_numpy(preprocess([image], inspector.input_size))
-            score, amap, logits, sims = (
-                t.numpy()[0] for t in forward_with_similarity(inspector, x)
-            )
-            result = postprocess(float(score), amap, logits, classes=inspector.classes,
-                                 thresholds=inspector.thresholds, image_size=image.shape[:2])  # fmt: skip
-            # The extra output does not change the three existing ones.
-            ref = inspector.raw([image])
-            np.testing.assert_allclose(ref[2][0], logits, rtol=1e-5, atol=1e-4)
-            notes = {**book, "similarity": sims.tolist()}
-            out.append((sample, result, *describe(result, classes=inspector.classes, notes=notes)))
-    return out
+        score, amap, logits, sims = inspector(x)
+        feats = inspector.patch_features(x)
+        pmap, _ = inspector.anomaly(feats, inspector.norm.detail_z(feats))
+        desc = region_descriptor(feats, anomaly_weights(pmap, inspector.prototypes.sharpness))
+        expected = prototype_similarity(desc, inspector.prototypes)
+    torch.testing.assert_close(sims, expected)
+    assert sims.shape == (1, len(inspector.caption_context.shot_labels))
+    # A class logit is its best shot's similarity, so nearest shot and class agree.
+    membership = inspector.prototypes.membership.bool()
+    per_class = torch.stack([sims[0, m].amax() for m in membership])
+    torch.testing.assert_close(per_class, logits[0], rtol=1e-5, atol=1e-3)
+    raw = inspector.raw([image])
+    assert len(raw) == 4
+    np.testing.assert_allclose(raw[3], sims.numpy(), rtol=1e-5, atol=1e-4)
 
 
 def test_captions_state_only_what_the_result_supports(captioned):
@@ -81,7 +91,10 @@ def test_captions_state_only_what_the_result_supports(captioned):
             continue
         first = records[0]
         assert first["type"] == result.label  # the class prediction, nothing else
-        assert first["note"]["text"].startswith(first["type"] + " example")
+        if first["nearer_good"]:  # no likeness to a defect shot is claimed
+            assert first["note"] is None and "labelled example" not in sentence
+        else:
+            assert first["note"]["text"].startswith(first["type"] + " example")
         hedged = first["confidence"] < 0.6
         assert first["uncertain"] == hedged
         if first["nearer_good"]:

@@ -57,6 +57,23 @@ def test_defects_get_a_caption():
         assert made.caption and "scratch" in made.caption.lower()
 
 
+def test_rethreshold_keeps_the_caption_evidence():
+    from defectkit.fewshot.caption import CaptionContext
+
+    amap = np.zeros((64, 64), np.float32)
+    amap[20:30, 10:40] = 2.0
+    context = CaptionContext(CLASSES, (None, "hairline scratch from the gripper", "oil droplet"))
+    before = postprocess(
+        2.0, amap, np.array([0.0, 3.0, 1.0]), classes=CLASSES,
+        thresholds=Thresholds(1.0, 1.0), image_size=(64, 64),
+        extras={"prototype_similarity": np.array([-9.0, -1.0, -5.0])}, caption_context=context,
+    )  # fmt: skip
+    assert before.caption.endswith("like the labelled example 'hairline scratch from the gripper'.")
+    after = rethreshold(before, CLASSES, Thresholds(1.5, 1.0))
+    assert after.is_defective and after.caption.endswith(before.caption[-60:])
+    assert after.defects[0]["note"] == before.defects[0]["note"]
+
+
 def _reviewed(name: str, score: float) -> Reviewed:
     return Reviewed(id=name, name=name, result=_result(score))
 

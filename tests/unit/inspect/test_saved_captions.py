@@ -1,0 +1,81 @@
+"""Saved inspectors carry the caption context; folders from other format versions are refused."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from defectkit.errors import ConfigError, ModelFormatError
+from defectkit.inspect import saved
+from defectkit.inspect.cli_fit import _add_config_args, config_from_args
+from defectkit.inspect.inspector import Inspector, InspectorConfig
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from defectkit.datasets import make_synthetic
+
+    samples = make_synthetic(n_good=2, defects={"scratch": 2, "spot": 2}, size=(64, 64), seed=3)
+    support = [replace(s, note=f"{s.label} {s.key}") if s.label != "good" else s for s in samples]
+    inspector = Inspector(InspectorConfig(augmentations=1, bank_size=64, input_size=(64, 64)))
+    inspector.fit(support)
+    return inspector, [s.load_image() for s in samples]
+
+
+def test_round_trip_keeps_shots_notes_and_outputs(fitted, tmp_path):
+    inspector, images = fitted
+    folder = saved.save_inspector(inspector, tmp_path / "m")
+    config = json.loads((folder / saved.CONFIG_FILE).read_text())
+    assert config["format_version"] == saved.FORMAT_VERSION == 2
+    assert config["captions"]["shots"][2] == {"label": "scratch", "note": "scratch scratch_000"}
+    assert "caption.vocab_embeddings" in load_file(str(folder / saved.TENSORS_FILE))
+    loaded = saved.load_inspector(folder)
+    assert loaded.caption_context == inspector.caption_context
+    assert loaded.output_names == inspector.output_names
+    for a, b in zip(inspector.raw(images), loaded.raw(images), strict=True):
+        torch.testing.assert_close(torch.from_numpy(a), torch.from_numpy(b))
+    assert [r.caption for r in loaded.inspect(images)] == [r.caption for r in inspector.inspect(images)]
+
+
+def test_a_version_1_folder_is_refused_with_refit(fitted, tmp_path):
+    """Version 1 calibrated a statistic this head no longer computes: refit, don't guess."""
+    folder = saved.save_inspector(fitted[0], tmp_path / "old")
+    config = json.loads((folder / saved.CONFIG_FILE).read_text())
+    config["format_version"] = 1
+    (folder / saved.CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="format version 1 is not supported.*refit"):
+        saved.load_inspector(folder)
+
+
+def test_a_future_version_is_refused(fitted, tmp_path):
+    folder = saved.save_inspector(fitted[0], tmp_path / "new")
+    config = json.loads((folder / saved.CONFIG_FILE).read_text())
+    config["format_version"] = 3
+    (folder / saved.CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="format version 3 is not supported.*refit"):
+        saved.load_inspector(folder)
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    _add_config_args(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_vocabulary_flags_map_onto_the_config(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("# line-side terms\nburn mark\nattribute: dull\n\nscratch\n")
+    config = _parse(["--vocabulary", "weld spatter", "--vocabulary-file", str(words)])
+    assert config.vocabulary == ("weld spatter", "burn mark", "scratch", "attribute: dull")
+    assert InspectorConfig.from_dict(config.to_dict()) == config
+    assert _parse([]).vocabulary == ()
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ConfigError, match="vocabulary is empty"):
+        _parse(["--vocabulary-file", str(tmp_path / "empty.txt")])
+    with pytest.raises(ConfigError, match="cannot read"):
+        _parse(["--vocabulary-file", str(tmp_path / "missing.txt")])
