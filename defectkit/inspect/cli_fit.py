@@ -183,7 +183,7 @@ def cmd_predict(args) -> int:
             continue
         result = model.inspect([image], [str(path)])[0]
         if out_dir:
-            pic = overlay(image, result.anomaly_map, threshold=result.threshold, boxes=[d["box"] for d in result.defects])
+            pic = overlay(image, result.anomaly_map, threshold=result.threshold, boxes=result.boxes)
             Image.fromarray(pic).save(out_dir / f"{path.stem}_overlay.png")
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)

@@ -97,7 +97,7 @@ def write_report(evaluation: Evaluation, directory: str | Path, *, title: str = 
             s, r = evaluation.samples[i], evaluation.results[i]
             image = s.load_image()
             amap = r.anomaly_map if r.anomaly_map.shape == image.shape[:2] else np.zeros(image.shape[:2])
-            pic = overlay(image, amap, threshold=r.threshold, boxes=[d["box"] for d in r.defects])
+            pic = overlay(image, amap, threshold=r.threshold, boxes=r.boxes)
             name = f"images/{rank:02d}.png"
             Image.fromarray(pic).save(tmp / name)
             cls = ' class="bad"' if r.label != s.label else ""

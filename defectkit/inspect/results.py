@@ -82,6 +82,12 @@ class InspectionResult:
     def is_defective(self) -> bool:
         return self.verdict == "defect"
 
+    @property
+    def boxes(self) -> list[list[int]]:
+        """[x0, y0, x1, y1] of each localised defect region (a defective verdict with no
+        region above the pixel threshold has a record without a box)."""
+        return [list(d["box"]) for d in self.defects if d.get("box")]
+
     def to_dict(self, *, include_maps: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "path": self.path,

@@ -124,7 +124,7 @@ def sort_reviewed(items: list[Reviewed], order: str) -> list[Reviewed]:
 
 def overlay_image(image: np.ndarray, result: InspectionResult) -> np.ndarray:
     """Heatmap blended on the image, defect boxes outlined."""
-    boxes = [d["box"] for d in result.defects]
+    boxes = result.boxes
     return overlay(image, result.anomaly_map, threshold=result.threshold, boxes=boxes)
 
 
@@ -149,11 +149,12 @@ def describe(item: Reviewed) -> str:
             f"{c} {p:.0%}" for c, p in sorted(r.probabilities.items(), key=lambda kv: -kv[1])
         ),
     ]
-    if r.defects:
-        d = r.defects[0]
+    regions = [d for d in r.defects if d.get("box")]
+    if regions:
+        d = regions[0]
         lines.append(
             f"Largest-peak region: box {tuple(d['box'])}, {d['area_px']} px "
-            f"({len(r.defects)} region{'s' if len(r.defects) > 1 else ''})"
+            f"({len(regions)} region{'s' if len(regions) > 1 else ''})"
         )
     if r.caption:
         lines.append(f"Caption: _{r.caption}_")

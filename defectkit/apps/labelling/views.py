@@ -111,7 +111,7 @@ def review_thumbnail(project: Project, item: Reviewed) -> np.ndarray:
             max(int(x1 * sx), int(x0 * sx) + 1),
             max(int(y1 * sy), int(y0 * sy) + 1),
         ]
-        for x0, y0, x1, y1 in (d["box"] for d in r.defects)
+        for x0, y0, x1, y1 in r.boxes
     ]
     amap = resize_map(r.anomaly_map, thumb.shape[:2])
     return overlay(thumb, amap, threshold=r.threshold, boxes=boxes)

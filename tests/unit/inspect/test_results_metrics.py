@@ -41,3 +41,18 @@ def test_classification_metrics():
     assert m["per_class"]["b"]["recall"] == 0.5
     assert metrics.image_auroc(["good", "a"], [0.1, 0.9]) == 1.0
     assert metrics.image_auroc(["a", "a"], [0.1, 0.9]) is None
+
+
+def test_boxes_skip_defect_records_without_a_region():
+    import dataclasses
+
+    from defectkit.inspect.results import InspectionResult
+
+    missing = dataclasses.MISSING
+    required = {
+        f.name: None for f in dataclasses.fields(InspectionResult)
+        if f.default is missing and f.default_factory is missing
+    }
+    result = InspectionResult(**required)
+    result.defects = [{"box": [1, 2, 5, 6], "area_px": 9}, {"caption": "not localised"}]
+    assert result.boxes == [[1, 2, 5, 6]]
