@@ -98,8 +98,9 @@ def test_forward_has_no_cdist_and_batches(fitted):
     inspector, _ = fitted
     x = torch.rand(3, 3, *inspector.input_size)
     with torch.inference_mode():
-        score, amap, logits = inspector(x)
+        score, amap, logits, sims = inspector(x)
         single = inspector(x[:1])
     assert score.shape == (3,) and amap.shape == (3, *inspector.input_size)
     assert logits.shape == (3, len(inspector.classes))
+    assert sims.shape == (3, inspector.prototypes.prototypes.shape[0])
     torch.testing.assert_close(single[0], score[:1], rtol=1e-4, atol=1e-5)
