@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from defectkit.datasets.geometry import mask_geometry
+from defectkit.datasets.geometry import mask_geometry, second_moments
 from defectkit.errors import ConfigError
 from defectkit.fewshot.caption_text import strings
 from defectkit.fewshot.vocabulary import ATTRIBUTE, DEFECT, Vocabulary
@@ -106,9 +106,7 @@ def major_axis_length(mask: np.ndarray) -> float:
     Exact for a straight line or a filled rectangle (each pixel a unit square, as in
     ``mask_geometry``); for a jagged crack it is the end-to-end span, not the path.
     """
-    ys, xs = np.nonzero(mask)
-    dx, dy = xs - xs.mean(), ys - ys.mean()
-    sxx, syy, sxy = (dx * dx).mean(), (dy * dy).mean(), (dx * dy).mean()
+    _, _, _, sxx, syy, sxy = second_moments(mask)
     major = (sxx + syy) / 2.0 + math.hypot((sxx - syy) / 2.0, sxy)
     return math.sqrt(12.0 * (major + 1.0 / 12.0))
 

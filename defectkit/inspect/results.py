@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from defectkit.datasets.geometry import second_moments
+
 GOOD = "good"
 ANOMALY = "anomaly"  # label of a defect when no defect class was labelled
 
@@ -140,22 +142,36 @@ def find_defects(
     """
     labels, count = connected_regions(mask)
     regions = []
-    for index in range(1, count + 1):
-        ys, xs = np.nonzero(labels == index)
-        if len(xs) < min_area:
+    for index, sl, inside in _regions(labels, count):
+        area = int(inside.sum())
+        if area < min_area:
             continue
-        values = amap[ys, xs]
+        values = amap[sl][inside]
+        _, cx, cy, *_ = second_moments(inside)
         regions.append(
             {
-                "box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
-                "area_px": int(len(xs)),
-                "centroid": [round(float(xs.mean()), 2), round(float(ys.mean()), 2)],
+                "box": [sl[1].start, sl[0].start, sl[1].stop, sl[0].stop],
+                "area_px": area,
+                "centroid": [round(cx + sl[1].start, 2), round(cy + sl[0].start, 2)],
                 "peak": round(float(values.max()), 6),
                 "mean": round(float(values.mean()), 6),
             }
         )
     regions.sort(key=lambda r: r["peak"], reverse=True)
     return regions
+
+
+def _regions(labels: np.ndarray, count: int):
+    """(index, bounding-box slices, region mask inside the box) of each labelled region.
+
+    Works inside each region's box (``find_objects``), so the cost grows with the
+    regions' boxes, not with the number of regions times the image.
+    """
+    from scipy import ndimage
+
+    for index, sl in enumerate(ndimage.find_objects(labels, max_label=count), start=1):
+        if sl is not None:
+            yield index, sl, labels[sl] == index
 
 
 #: A defect region keeps the pixels at or above this fraction of its own peak (and above
@@ -170,10 +186,9 @@ def defect_mask(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
     labels, count = connected_regions(mask)
     if count == 0:
         return mask
-    from scipy import ndimage
-
-    peaks = np.asarray(ndimage.maximum(amap, labels, index=np.arange(1, count + 1)))
-    cut = np.concatenate([[np.inf], np.maximum(pixel_threshold, REGION_FRACTION * peaks)])
+    cut = np.full(count + 1, np.inf, dtype=np.float64)
+    for index, sl, inside in _regions(labels, count):
+        cut[index] = max(pixel_threshold, REGION_FRACTION * float(amap[sl][inside].max()))
     return mask & (amap >= cut[labels])
 
 

@@ -30,10 +30,10 @@ class Bundle(Protocol):
     ) -> list[Any]: ...
 
 
-Loader = Callable[..., Bundle]  # loader(path, device=...) -> Bundle
+Loader = Callable[..., Bundle]  # loader(path, device=..., streams=...) -> Bundle
 
 
-def load_runtime_bundle(path: Path, *, device: str = "CPU") -> Bundle:
+def load_runtime_bundle(path: Path, *, device: str = "CPU", streams: int = 1) -> Bundle:
     """The default loader: the torch-free runtime (imported on use)."""
     try:
         from defectkit.exporters.runtime import load_bundle
@@ -42,15 +42,18 @@ def load_runtime_bundle(path: Path, *, device: str = "CPU") -> Bundle:
             f"cannot load bundles: the runtime is not available ({exc}); "
             "install defectkit[export] on this machine"
         ) from None
-    return load_bundle(path, device=device)
+    return load_bundle(path, device=device, streams=streams)
 
 
 class BundleHolder:
     """The current bundle, its path, and serialised reloads."""
 
-    def __init__(self, path: Path, *, loader: Loader = load_runtime_bundle, device: str = "CPU"):
+    def __init__(
+        self, path: Path, *, loader: Loader = load_runtime_bundle, device: str = "CPU",
+        streams: int = 1,
+    ):  # fmt: skip
         self.loader = loader
-        self.device = device
+        self.device, self.streams = device, streams
         self.path = Path(path)
         self.current: Bundle = self._load(self.path)
         self._reload_lock = threading.Lock()
@@ -76,7 +79,7 @@ class BundleHolder:
 
     def _load(self, path: Path) -> Bundle:
         try:
-            bundle = self.loader(path, device=self.device)
+            bundle = self.loader(path, device=self.device, streams=self.streams)
         except DefectkitError:
             raise
         except Exception as exc:  # noqa: BLE001 - a loader bug must not look like a crash

@@ -56,7 +56,9 @@ class Service:
             if self.layout is not None:
                 self.layout.create()
                 self._folder_lock = _lock_folder(self.layout.state)
-            self.bundles = BundleHolder(config.bundle, loader=loader, device=config.device)
+            self.bundles = BundleHolder(
+                config.bundle, loader=loader, device=config.device, streams=config.workers
+            )
             self.store = open_store(config.database())
         except BaseException:
             self.close()

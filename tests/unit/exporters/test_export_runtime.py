@@ -129,6 +129,28 @@ def test_engine_and_device_errors(onnx_bundle, openvino_bundle):
         load_bundle(openvino_bundle, device="NPU")
 
 
+@pytest.mark.parametrize("which", ["onnx_bundle", "openvino_bundle"])
+def test_throughput_tuning_for_concurrent_callers_gives_the_same_outputs(request, which, fresh_images):
+    import threading
+
+    path = request.getfixturevalue(which)
+    expected = load_bundle(path).raw(fresh_images[:2])
+    tuned = load_bundle(path, streams=2)
+    got: dict[int, tuple] = {}
+
+    def call(k: int) -> None:  # two callers at once, as the daemon's workers do
+        got[k] = tuned.raw(fresh_images[:2])
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for outputs in got.values():
+        for a, b in zip(outputs, expected, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="streams must be at least 1"):
+        load_bundle(path, streams=0)
+
+
 def test_fp32_bundle_computes_in_f32_whatever_the_cpu(openvino_bundle):
     # OpenVINO's default on bf16-capable CPUs is bf16; the runtime must override it.
     assert load_bundle(openvino_bundle).engine.precision == "f32"

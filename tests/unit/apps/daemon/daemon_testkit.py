@@ -75,7 +75,7 @@ def write_fake_bundle(
     return folder
 
 
-def load_fake_bundle(path: str | Path, device: str = "CPU") -> FakeBundle:
+def load_fake_bundle(path: str | Path, device: str = "CPU", streams: int = 1) -> FakeBundle:
     """The double's ``load_bundle``: verifies like the runtime, raises BundleError."""
     from defectkit.errors import BundleError
 
