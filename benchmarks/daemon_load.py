@@ -1,13 +1,16 @@
 """Load and soak test of ``inspect serve``, from a second process, on 127.0.0.1 only.
 
     python benchmarks/daemon_load.py --bundle PATH            # real bundle -> results/daemon_load.md
+    python benchmarks/daemon_load.py --bundle PATH --images textile   # real textile photos
     python benchmarks/daemon_load.py --fake --soak 500        # dry run on the test double (stdout)
 
 Three phases against one daemon subprocess:
 
-1. **steady**: open-loop requests at ``--rate`` per second for ``--duration`` seconds.
-   Latency is measured from each request's *scheduled* send time, so a stalled daemon
-   cannot hide queueing delay (no coordinated omission). Reports throughput, p50/p90/p99.
+1. **steady**: open-loop requests at each of ``--rates`` per second for ``--duration``
+   seconds (a sweep, to find the knee). Latency is measured from each request's
+   *scheduled* send time, so a stalled daemon cannot hide queueing delay (no coordinated
+   omission). Reports throughput, p50/p90/p99, the daemon's own per-stage times (from
+   the ``daemon_ms`` and ``timings_ms`` of every answer) and the verdicts it gave.
 2. **overload**: ``--overload-clients`` closed-loop clients sending as fast as they can
    for ``--overload-seconds`` (beyond queue capacity): counts 200s and 503s, samples the
    daemon's RSS, and checks the daemon is alive and healthy afterwards.
@@ -16,6 +19,9 @@ Three phases against one daemon subprocess:
    Checks every file ends in done/ or rejected/, the database holds exactly one row per
    distinct content, and reports RSS growth over the run.
 
+Request images: a synthetic textured part (``--image-size``), or ``--images textile``
+(the textile benchmark's held-out photos, good and defective, from the
+``conformal-clip-data`` package) or ``--images DIR`` (every image in a folder), cycled.
 Every request body is unique (a PNG ``tEXt`` chunk carries a counter) so the daemon's
 de-duplication never short-cuts an inspection. Everything is bounded: request counts,
 ``--max-seconds`` overall. Only numbers from a real bundle are reported; ``--fake`` prints
@@ -62,6 +68,28 @@ def base_png(size: int, seed: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB").save(buf, "PNG")
     return buf.getvalue()
+
+
+def folder_pngs(source: str, limit: int = 200) -> list[bytes]:
+    """Up to ``limit`` request images as PNG bytes: ``textile`` or a folder of images."""
+    if source == "textile":
+        from defectkit.datasets.textile import load_textile, textile_protocol_split
+
+        # the demo's held-out images: 100 good, 50 local, 50 global defects
+        paths = [s.path for s in textile_protocol_split(load_textile(), 2, seed=0).test]
+    else:
+        from defectkit.inspect.images import IMAGE_SUFFIXES
+
+        paths = sorted(p for p in Path(source).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SystemExit(f"no images found in {source}")
+    step = max(1, len(paths) // limit)  # spread over the whole list (good and defective)
+    out = []
+    for path in paths[::step][:limit]:
+        buf = io.BytesIO()
+        Image.open(path).convert("RGB").save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
 
 
 def unique_png(png: bytes, counter: int) -> bytes:
@@ -118,10 +146,25 @@ class RssSampler:
 # -- phases ------------------------------------------------------------------------------
 
 
-def steady(url: str, png: bytes, *, rate: float, duration: float, counter: list[int]) -> dict:
+#: Daemon-side stages reported per rate (medians over the 200 answers).
+STAGES = ("queue", "decode", "model", "postprocess", "total")
+
+
+def stages(body: dict) -> dict[str, float]:
+    """Per-stage milliseconds of one answer: the daemon's ``daemon_ms`` (queue, decode,
+    inference = bundle.inspect, total) split by the result's ``timings_ms.model``
+    (preprocessing + engine) into model and postprocess (regions, caption)."""
+    d, model = body.get("daemon_ms") or {}, (body.get("timings_ms") or {}).get("model")
+    if not d or model is None:
+        return {}
+    return {"queue": d["queue"], "decode": d["decode"], "model": model,
+            "postprocess": d["inference"] - model, "total": d["total"]}  # fmt: skip
+
+
+def steady(url: str, pngs: list[bytes], *, rate: float, duration: float, counter: list[int]) -> dict:
     """Open loop at ``rate``/s; latency from the scheduled send time."""
     n = int(rate * duration)
-    latencies, codes = [], []
+    latencies, codes, per_stage, verdicts = [], [], [], {}
     lock = threading.Lock()
     client = httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64))
     start = time.monotonic() + 0.2
@@ -129,24 +172,34 @@ def steady(url: str, png: bytes, *, rate: float, duration: float, counter: list[
     def send(i: int) -> None:
         scheduled = start + i / rate
         time.sleep(max(0.0, scheduled - time.monotonic()))
-        body = unique_png(png, counter[0] + i)
+        body = unique_png(pngs[i % len(pngs)], counter[0] + i)
+        answer = None
         try:
-            code = client.post(
+            response = client.post(
                 "/v1/inspect", content=body, headers={"Content-Type": "image/png"}
-            ).status_code
-        except httpx.HTTPError:
+            )
+            code = response.status_code
+            if code == 200:
+                answer = response.json()
+        except (httpx.HTTPError, ValueError):
             code = -1
         with lock:
             codes.append(code)
-            if code == 200:
+            if answer is not None:
                 latencies.append(time.monotonic() - scheduled)
+                per_stage.append(stages(answer))
+                verdict = answer.get("verdict", "?")
+                verdicts[verdict] = verdicts.get(verdict, 0) + 1
 
     with ThreadPoolExecutor(64) as pool:
         list(pool.map(send, range(n)))
     elapsed = time.monotonic() - start
     counter[0] += n
     client.close()
+    per_stage = [p for p in per_stage if p]
     return {
+        "rate": rate, "verdicts": verdicts,
+        "stages_ms": {k: percentile([p[k] for p in per_stage], 50) for k in STAGES},
         "requests": n, "ok": codes.count(200), "errors": n - codes.count(200), "elapsed_s": elapsed,
         "throughput": codes.count(200) / elapsed, "p50_ms": percentile(latencies, 50) * 1e3,
         "p90_ms": percentile(latencies, 90) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3,
@@ -154,7 +207,7 @@ def steady(url: str, png: bytes, *, rate: float, duration: float, counter: list[
     }  # fmt: skip
 
 
-def overload(url: str, png: bytes, pid: int, *, clients: int, seconds: float, max_requests: int,
+def overload(url: str, pngs: list[bytes], pid: int, *, clients: int, seconds: float, max_requests: int,
              counter: list[int]) -> dict:  # fmt: skip
     """Closed loop, ``clients`` at once, no back-off: the daemon must shed load, not fall over."""
     codes: list[int] = []
@@ -174,7 +227,7 @@ def overload(url: str, png: bytes, pid: int, *, clients: int, seconds: float, ma
                 try:
                     code = c.post(
                         "/v1/inspect",
-                        content=unique_png(png, i),
+                        content=unique_png(pngs[i % len(pngs)], i),
                         headers={"Content-Type": "image/png"},
                     ).status_code
                 except httpx.HTTPError:
@@ -266,7 +319,13 @@ def machine() -> str:
 
 
 def report(args, bundle_id: str, results: dict) -> str:
-    s, o, k = results["steady"], results["overload"], results.get("soak")
+    steadies, o, k = results["steady"], results["overload"], results.get("soak")
+    if args.images == "textile":
+        requests = "the textile demo's 200 held-out photos (250x250; 100 good, 50 local, 50 global), re-encoded as PNG, cycled"
+    elif args.images:
+        requests = f"images from `{args.images}` re-encoded as PNG, cycled"
+    else:
+        requests = f"a synthetic {args.image_size}x{args.image_size} PNG part"
     lines = []
     if args.fake:
         lines += ["> **DRY RUN on the test double** - these numbers measure the daemon's plumbing, not a model.",
@@ -278,15 +337,31 @@ def report(args, bundle_id: str, results: dict) -> str:
         f"- machine: {machine()} (load generator on the same machine, 127.0.0.1)",
         f"- bundle: `{args.bundle}` (id `{bundle_id}`)",
         f"- daemon: `--workers {args.workers} --batch-size {args.batch_size} --queue-size {args.queue_size}`",
-        f"- request image: {args.image_size}x{args.image_size} PNG; soak image: {args.soak_image_size}x{args.soak_image_size} PNG",
+        f"- requests: {requests}; soak image: {args.soak_image_size}x{args.soak_image_size} PNG",
         "- command: `python benchmarks/daemon_load.py " + " ".join(sys.argv[1:]) + "`",
         "",
-        f"## Steady rate ({args.rate:g}/s open loop, {args.duration:g} s)",
+        f"## Steady rates (open loop, {args.duration:g} s each)",
         "",
-        "| requests | ok | errors | throughput (/s) | p50 ms | p90 ms | p99 ms | max ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {s['requests']} | {s['ok']} | {s['errors']} | {s['throughput']:.1f} | {s['p50_ms']:.1f} | "
-        f"{s['p90_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} |",
+        "| rate (/s) | requests | ok | errors | throughput (/s) | p50 ms | p90 ms | p99 ms | max ms | verdicts |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in steadies:
+        mix = ", ".join(f"{v} {n}" for v, n in sorted(s["verdicts"].items()))
+        lines.append(
+            f"| {s['rate']:g} | {s['requests']} | {s['ok']} | {s['errors']} | {s['throughput']:.1f} | "
+            f"{s['p50_ms']:.1f} | {s['p90_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} | {mix} |"
+        )
+    lines += [
+        "",
+        "Daemon-side medians per answer (ms): queue wait, image decode, model (preprocessing +",
+        "engine), postprocess (regions, caption), total inside the daemon.",
+        "",
+        "| rate (/s) | " + " | ".join(STAGES) + " |",
+        "|---:|" + "---:|" * len(STAGES),
+    ]
+    for s in steadies:
+        lines.append(f"| {s['rate']:g} | " + " | ".join(f"{s['stages_ms'][k]:.1f}" for k in STAGES) + " |")
+    lines += [
         "",
         "Latency counts from each request's scheduled send time (queueing included).",
         "",
@@ -330,8 +405,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--queue-size", type=int, default=32)
-    p.add_argument("--rate", type=float, default=20.0, help="steady phase requests per second")
-    p.add_argument("--duration", type=float, default=30.0, help="steady phase seconds")
+    p.add_argument(
+        "--rates", default="20,30,40",
+        help="steady phase requests per second, comma-separated: one phase each (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of each steady phase")
+    p.add_argument(
+        "--images",
+        help="request images: 'textile' (the demo's held-out photos) or a folder; "
+        "default: a synthetic --image-size part",
+    )
     p.add_argument("--overload-clients", type=int, default=96)
     p.add_argument("--overload-seconds", type=float, default=15.0)
     p.add_argument("--overload-max-requests", type=int, default=50_000)
@@ -348,8 +431,14 @@ def main(argv: list[str] | None = None) -> int:
         help="markdown report (default: results/daemon_load.md; stdout for --fake)",
     )
     args = p.parse_args(argv)
-    if args.rate * args.duration > 20_000:
-        p.error("--rate x --duration is bounded to 20,000 requests")
+    try:
+        args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        p.error(f"--rates must be numbers separated by commas, got {args.rates!r}")
+    if not args.rate_list or min(args.rate_list) <= 0:
+        p.error("--rates needs at least one positive rate")
+    if sum(args.rate_list) * args.duration > 20_000:
+        p.error("the steady phases are bounded to 20,000 requests (rates x --duration)")
     work = Path(tempfile.mkdtemp(prefix="defectkit-load-"))
     try:
         if args.fake:
@@ -369,18 +458,23 @@ def main(argv: list[str] | None = None) -> int:
             "--batch-size", str(args.batch_size), "--queue-size", str(args.queue_size),
             "--poll-interval", "0.2",
         )  # fmt: skip
-        png, counter, results = base_png(args.image_size, seed=1), [0], {}
+        pngs = folder_pngs(args.images) if args.images else [base_png(args.image_size, seed=1)]
+        counter, results = [0], {}
         try:
             daemon.wait_listening(120)
             bundle_id = httpx.get(daemon.url + "/healthz", timeout=10).json()["bundle_id"]
             steady(
-                daemon.url, png, rate=args.rate, duration=min(3.0, args.duration), counter=counter
+                daemon.url, pngs, rate=args.rate_list[0], duration=min(3.0, args.duration),
+                counter=counter,
             )  # warm-up
-            results["steady"] = steady(
-                daemon.url, png, rate=args.rate, duration=args.duration, counter=counter
-            )
+            results["steady"] = []
+            for rate in args.rate_list:
+                results["steady"].append(
+                    steady(daemon.url, pngs, rate=rate, duration=args.duration, counter=counter)
+                )
+                time.sleep(2.0)  # let the queue drain between phases
             results["overload"] = overload(
-                daemon.url, png, daemon.proc.pid, clients=args.overload_clients, seconds=args.overload_seconds,
+                daemon.url, pngs, daemon.proc.pid, clients=args.overload_clients, seconds=args.overload_seconds,
                 max_requests=args.overload_max_requests, counter=counter,
             )  # fmt: skip
             if args.soak:
