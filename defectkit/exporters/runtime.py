@@ -330,7 +330,7 @@ class Bundle:
                     thresholds=self.thresholds, image_size=np.asarray(image).shape[:2],
                     path=paths[start + i], timings={"model": per_image},
                     extras={n: e[i] for n, e in zip(names, extra, strict=True)},
-                    caption_context=self.caption_context,
+                    caption_context=self.caption_context, image=image,
                 ))  # fmt: skip
         return results
 

@@ -15,6 +15,10 @@ result does not support:
   component, not its box) with :func:`defectkit.datasets.geometry.mask_geometry`, the
   function that measured the synthetic ground truth, so caption and truth agree on
   conventions; millimetres only with a scale;
+- a compact region's area is the defect's own, read off the image's pixels
+  (:mod:`defectkit.fewshot.caption_size`): "about N px" only where the defect's edge is
+  sharp, a range where it is soft, and "up to" the region's area where the pixels do
+  not tell (or the result carries no image);
 - the engineer's note only from a labelled shot of the stated class, and not when the
   class head found the region nearer the good shots;
 - vocabulary terms only when a text-aligned backbone scored them.
@@ -34,6 +38,7 @@ import numpy as np
 
 from defectkit.datasets.geometry import mask_geometry, second_moments
 from defectkit.errors import ConfigError
+from defectkit.fewshot.caption_size import estimate_area
 from defectkit.fewshot.caption_text import strings
 from defectkit.fewshot.vocabulary import ATTRIBUTE, DEFECT, Vocabulary
 from defectkit.inspect.results import (
@@ -154,12 +159,17 @@ def region_geometry(
     part_area: int,
     image_size: tuple[int, int],
     scale_mm_per_px: float | None,
+    image: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Where, how big and which way: the geometry part of a record (JSON-able values).
 
     The box and centroid are already in the record (``find_defects``); this adds the
     3 x 3 cells, area (and its share of the part), major-axis length, equivalent
-    diameter, elongation, shape and - for elongated regions only - orientation.
+    diameter, elongation, shape and - for elongated regions only - orientation. For
+    compact regions it adds the defect's own area read off ``image``
+    (:func:`~defectkit.fewshot.caption_size.estimate_area`): ``area_estimate``
+    (``"about"``, ``"between"`` or, without an image, ``"up_to"``) with
+    ``area_low_px`` / ``area_high_px``; ``area_px`` stays the region's.
     """
     g = mask_geometry(crop)
     x0, y0 = origin
@@ -182,10 +192,35 @@ def region_geometry(
         "orientation_deg": g["orientation_deg"] if elongated else None,
         "orientation": orientation_word(g["orientation_deg"]) if elongated else None,
     }
+    estimate = (
+        estimate_area(image, crop, origin)
+        if image is not None
+        else {"estimate": "up_to", "low": None, "high": area}
+    )
+    if elongated and "pixels" in estimate:  # a sharp edge: the defect's own length
+        out["length_px"] = round(major_axis_length(estimate["pixels"][0]), 2)
+    out["length_from"] = "pixels" if elongated and "pixels" in estimate else "region"
+    if not elongated:
+        share = inside / max(area, 1)  # of the region, the part's share
+        out |= {
+            "area_estimate": estimate["estimate"],
+            "area_low_px": estimate["low"],
+            "area_high_px": estimate["high"],
+            "area_percent": round(100.0 * estimate["high"] * share / max(part_area, 1), 3),
+            "diameter_px": round(_diameter(estimate["high"]), 2),
+            "diameter_low_px": None if estimate["low"] is None else round(_diameter(estimate["low"]), 2),
+        }
     if scale_mm_per_px is not None:
         key = "length" if elongated else "diameter"
         out[f"{key}_mm"] = round(out[f"{key}_px"] * scale_mm_per_px, 3)
+        if not elongated and out["diameter_low_px"] is not None:
+            out["diameter_low_mm"] = round(out["diameter_low_px"] * scale_mm_per_px, 3)
     return out
+
+
+def _diameter(area: float) -> float:
+    """Equivalent diameter: of the disc with this area."""
+    return math.sqrt(4.0 * area / math.pi)
 
 
 # --------------------------------------------------------------------------- evidence
@@ -385,7 +420,7 @@ def describe(
     if vocab_scores is not None and vocabulary is not None and len(vocabulary):
         evidence["vocabulary"] = vocabulary_match(vocab_scores, vocabulary)
 
-    records = _region_records(result, evidence, part_mask, scale_mm_per_px)
+    records = _region_records(result, evidence, part_mask, scale_mm_per_px, _image_of(result))
     if not records:  # a defective verdict without a region (global defect, tiny regions)
         ratio = result.score / max(result.threshold, 1e-12)  # a threshold of 0 is legal
         records = [{**evidence, "classified": True, "localised": False, "stated": True,
@@ -419,7 +454,18 @@ def localised(defects: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [d for d in defects if "box" in d]
 
 
-def _region_records(result, evidence, part_mask, scale_mm_per_px) -> list[dict[str, Any]]:
+def _image_of(result: InspectionResult) -> np.ndarray | None:
+    """The inspected image as H x W x 3 uint8 when the result carries it (same size as
+    its mask), else None: compact areas are then stated as upper bounds only."""
+    image = getattr(result, "image", None)
+    if image is None or np.asarray(image).shape[:2] != result.mask.shape:
+        return None
+    from defectkit.inspect.images import to_rgb
+
+    return to_rgb(image)
+
+
+def _region_records(result, evidence, part_mask, scale_mm_per_px, image) -> list[dict[str, Any]]:
     """One record per region; class, note and vocabulary evidence go to the first only."""
     size = result.mask.shape
     part_area = int(part_mask.sum()) if part_mask is not None else size[0] * size[1]
@@ -431,7 +477,7 @@ def _region_records(result, evidence, part_mask, scale_mm_per_px) -> list[dict[s
         ratio = (result.score if primary else float(defect["peak"])) / max(result.threshold, 1e-12)  # a threshold of 0 is legal
         geometry = region_geometry(
             crop, origin, part_mask=part_mask, part_area=part_area, image_size=size,
-            scale_mm_per_px=scale_mm_per_px,
+            scale_mm_per_px=scale_mm_per_px, image=image,
         )  # fmt: skip
         records.append(
             {
@@ -470,11 +516,16 @@ def _size_phrase(record: dict[str, Any], text: Mapping[str, Any]) -> str:
         if "length_mm" in record:
             return text["length_mm"].format(length=record["length_mm"])
         return text["length_px"].format(length=record["length_px"])
-    if "diameter_mm" in record:
-        return text["area_mm"].format(
-            diameter=record["diameter_mm"], percent=record["area_percent"]
-        )
-    return text["area_px"].format(area=record["area_px"], percent=record["area_percent"])
+    how = record.get("area_estimate", "up_to")
+    unit = "mm" if "diameter_mm" in record else "px"
+    values = {"percent": record["area_percent"]}
+    if unit == "mm":
+        values |= {"diameter": record["diameter_mm"], "low": record.get("diameter_low_mm")}
+        values["high"] = values["diameter"]
+    else:
+        values |= {"area": record["area_high_px"], "low": record["area_low_px"]}
+        values["high"] = values["area"]
+    return text[f"area_{how}_{unit}"].format(**values)
 
 
 def _vocab_phrase(vocab: dict[str, Any] | None, text: Mapping[str, Any]) -> str | None:

@@ -28,7 +28,7 @@ EMBED_LAYER = "embed"
 
 
 def prototype_similarity(descriptors: torch.Tensor, head: nn.Module) -> torch.Tensor:
-    """N x 2D region descriptors -> N x P per-prototype logits of ``head``.
+    """N x (3D + 2) region descriptors -> N x P per-prototype logits of ``head``.
 
     ``-squared distance / temperature`` to every prototype, written exactly as
     :class:`~defectkit.fewshot.prototypes.PrototypeHead` writes it (one matmul, no

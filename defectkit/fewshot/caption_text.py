@@ -46,12 +46,18 @@ EN: dict[str, Any] = {
     },
     # A centroid within a few pixels of a cell border names both cells.
     "between_cells": " / ",
-    # How big. Elongated regions state their length (an estimate), compact ones their
-    # area as an upper bound: the region includes the anomaly map's blur around the defect.
+    # How big. Elongated regions state their length (an estimate); compact ones their
+    # area read off the pixels: an estimate where the defect's edge is sharp, a range
+    # where it is soft, an upper bound (the region, blur included) where the pixels do
+    # not tell. {percent} is of the estimate, or of the upper end.
     "length_px": "about {length:.0f} px long",
     "length_mm": "about {length:.1f} mm long",
-    "area_px": "up to {area:,.0f} px ({percent:.1f} % of the part)",
-    "area_mm": "up to {diameter:.1f} mm across ({percent:.1f} % of the part)",
+    "area_about_px": "about {area:,.0f} px ({percent:.1f} % of the part)",
+    "area_about_mm": "about {diameter:.1f} mm across ({percent:.1f} % of the part)",
+    "area_between_px": "{low:,.0f} to {high:,.0f} px (at most {percent:.1f} % of the part)",
+    "area_between_mm": "{low:.1f} to {high:.1f} mm across (at most {percent:.1f} % of the part)",
+    "area_up_to_px": "up to {area:,.0f} px ({percent:.1f} % of the part)",
+    "area_up_to_mm": "up to {diameter:.1f} mm across ({percent:.1f} % of the part)",
     # Shape and orientation (orientation only for elongated regions).
     "shape": {
         "thin": "thin and {orientation}",

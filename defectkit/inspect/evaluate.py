@@ -47,6 +47,7 @@ def evaluate(model, samples: Sequence[Sample], *, progress: bool = False, keep_m
         if not keep_maps:
             result.anomaly_map = result.anomaly_map[:0]
             result.mask = result.mask[:0]
+        result.image = None  # the caption is written; keeping every image costs memory
         results.append(result)
 
     truth = [s.label for s in samples]

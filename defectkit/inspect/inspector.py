@@ -164,10 +164,12 @@ class Inspector(nn.Module):
                 progress(len(batch))
         return torch.cat(out)
 
-    def _mask_weights(self, mask: np.ndarray) -> torch.Tensor:
-        """H x W bool mask -> h x w fraction of each patch covered (area pooling)."""
+    def _mask_region(self, mask: np.ndarray) -> torch.Tensor:
+        """H x W bool mask -> h x w 0/1: the patches it touches, grown by MASK_MARGIN."""
         m = torch.from_numpy(resize_mask(mask, self.input_size).astype(np.float32))[None, None]
-        return F.adaptive_avg_pool2d(m, self.grid)[0, 0]
+        touched = F.adaptive_max_pool2d(m, self.grid)
+        k = 2 * MASK_MARGIN + 1
+        return F.max_pool2d(touched, k, stride=1, padding=MASK_MARGIN)[0, 0]
 
     # ------------------------------------------------------------------ fit
     @torch.inference_mode()
@@ -314,10 +316,13 @@ class Inspector(nn.Module):
 
     def _descriptor(self, feats: torch.Tensor, pmap: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
         # The same anomaly weighting as at inference (a prototype must be pooled the way
-        # new images will be), restricted to the painted region when there is one.
+        # new images will be), kept near the painted region when there is one: the mask
+        # says *where* the defect is, not how to pool it. Weights restricted to the mask
+        # itself pooled shots more tightly than new images ever are (type accuracy 0.87
+        # -> 0.83 on the synthetic caption benchmark's tuning seeds).
         weights = anomaly_weights(pmap[None], self.prototypes.sharpness)
         if mask is not None and mask.any():
-            inside = weights * self._mask_weights(mask)[None]
+            inside = weights * self._mask_region(mask)[None]
             if float(inside.sum()) > 1e-6:
                 weights = inside
         return region_descriptor(feats[None], weights)[0]
@@ -370,10 +375,15 @@ class Inspector(nn.Module):
                     float(s[0]), m[0], lg[0], classes=self.classes, thresholds=self.thresholds,
                     image_size=image.shape[:2], path=path, timings={"model": (t1 - t0) * 1e3},
                     extras={n: e[0] for n, e in zip(names[3:], extra, strict=True)},
-                    caption_context=self.caption_context,
+                    caption_context=self.caption_context, image=image,
                 )
             )
         return results
+
+
+#: Patches a painted mask is grown by before it limits a defect shot's pooling weights:
+#: about the reach of the anomaly map's blur (3 x 3 pooling, Gaussian sigma 1 patch).
+MASK_MARGIN = 2
 
 
 def _patch_layers(backbone: FeatureExtractor, layers: Sequence[str] | None) -> list:

@@ -79,6 +79,9 @@ class InspectionResult:
     #: decided again at another threshold with the same caption (not in ``to_dict``).
     extras: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     caption_context: Any = field(default=None, repr=False)
+    #: The inspected image (a reference, not a copy), from which compact defects' areas
+    #: are read (:mod:`defectkit.fewshot.caption_size`); None where it was not kept.
+    image: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def is_defective(self) -> bool:
@@ -222,6 +225,7 @@ def postprocess(
     timings: dict[str, float] | None = None,
     extras: Mapping[str, np.ndarray] | None = None,
     caption_context: Any = None,
+    image: np.ndarray | None = None,
 ) -> InspectionResult:
     """Raw outputs of one image -> :class:`InspectionResult`.
 
@@ -235,6 +239,9 @@ def postprocess(
         caption_context: the :class:`~defectkit.fewshot.caption.CaptionContext` those
             outputs refer to (shot classes and notes, vocabulary); None: no notes and
             no vocabulary terms in the caption.
+        image: the inspected image (original size, any format ``to_rgb`` reads); the
+            caption reads compact defects' areas off its pixels. None: areas are stated
+            as upper bounds (the region, blur included).
     """
     amap = resize_map(np.asarray(anomaly_map, dtype=np.float32), image_size)
     probs = softmax(np.asarray(class_logits, dtype=np.float64))
@@ -256,6 +263,7 @@ def postprocess(
         path=path,
         extras={k: np.asarray(v, dtype=np.float32) for k, v in (extras or {}).items()},
         caption_context=caption_context,
+        image=image,
     )
     # Captions are written here, once, for every execution path (PyTorch, runtime, daemon).
     from defectkit.fewshot.caption import describe_result  # caption imports this module

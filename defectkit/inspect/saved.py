@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from defectkit import __version__
 from defectkit.errors import ConfigError, ModelFormatError
 from defectkit.fewshot.caption import CaptionContext
+from defectkit.fewshot.prototypes import descriptor_dim
 from defectkit.inspect.fsutil import atomic_directory
 from defectkit.inspect.results import Thresholds
 
@@ -27,8 +28,10 @@ FORMAT = "defectkit-inspector"
 #: statistic (``anomaly.grain_center``; ``stat_ref[2]`` now refers to it, where version 1
 #: had the mean detail excess). A version-1 folder's references no longer mean what the
 #: head computes, so it is refused with "refit" rather than loaded into wrong scores.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (2,)
+#: 3: region descriptors grew from 2 D to 3 D + 2 values (feature spread and region
+#: shape, see :mod:`defectkit.fewshot.prototypes`); older prototypes do not fit the head.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (3,)
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "heads.safetensors"
 
@@ -151,6 +154,8 @@ def load_inspector(directory: str | Path):
         raise ModelFormatError(f"{directory}: class list and prototypes disagree")
     if inspector.anomaly.bank.shape[1] != inspector.features.dim:
         raise ModelFormatError(f"{directory}: memory bank dimension does not match the backbone layers")
+    if inspector.prototypes.prototypes.shape[1] != descriptor_dim(inspector.features.dim):
+        raise ModelFormatError(f"{directory}: prototypes do not match the region descriptor; refit")
     context, n_prototypes = inspector.caption_context, inspector.prototypes.prototypes.shape[0]
     if context.shot_labels and len(context.shot_labels) != n_prototypes:
         raise ModelFormatError(f"{directory}: {len(context.shot_labels)} shots for {n_prototypes} prototypes")

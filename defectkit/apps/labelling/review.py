@@ -48,7 +48,7 @@ def rethreshold(result: InspectionResult, classes, thresholds: Thresholds) -> In
     new = postprocess(
         result.score, result.anomaly_map, logits, classes=classes, thresholds=thresholds,
         image_size=result.anomaly_map.shape, path=result.path, timings=result.timings,
-        extras=result.extras, caption_context=result.caption_context,
+        extras=result.extras, caption_context=result.caption_context, image=result.image,
     )  # fmt: skip
     if new.caption is None and new.is_defective:  # a post-processing without captions
         new.caption = caption_of(new, classes)

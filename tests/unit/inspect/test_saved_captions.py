@@ -31,7 +31,7 @@ def test_round_trip_keeps_shots_notes_and_outputs(fitted, tmp_path):
     inspector, images = fitted
     folder = saved.save_inspector(inspector, tmp_path / "m")
     config = json.loads((folder / saved.CONFIG_FILE).read_text())
-    assert config["format_version"] == saved.FORMAT_VERSION == 2
+    assert config["format_version"] == saved.FORMAT_VERSION == 3
     assert config["captions"]["shots"][2] == {"label": "scratch", "note": "scratch scratch_000"}
     assert "caption.vocab_embeddings" in load_file(str(folder / saved.TENSORS_FILE))
     loaded = saved.load_inspector(folder)
@@ -42,22 +42,15 @@ def test_round_trip_keeps_shots_notes_and_outputs(fitted, tmp_path):
     assert [r.caption for r in loaded.inspect(images)] == [r.caption for r in inspector.inspect(images)]
 
 
-def test_a_version_1_folder_is_refused_with_refit(fitted, tmp_path):
-    """Version 1 calibrated a statistic this head no longer computes: refit, don't guess."""
-    folder = saved.save_inspector(fitted[0], tmp_path / "old")
+@pytest.mark.parametrize("version", [1, 2, 4])
+def test_other_versions_are_refused_with_refit(fitted, tmp_path, version):
+    """1 calibrated a statistic this head no longer computes, 2 stored shorter region
+    descriptors, 4 is from the future: refit, don't guess."""
+    folder = saved.save_inspector(fitted[0], tmp_path / f"v{version}")
     config = json.loads((folder / saved.CONFIG_FILE).read_text())
-    config["format_version"] = 1
+    config["format_version"] = version
     (folder / saved.CONFIG_FILE).write_text(json.dumps(config))
-    with pytest.raises(ModelFormatError, match="format version 1 is not supported.*refit"):
-        saved.load_inspector(folder)
-
-
-def test_a_future_version_is_refused(fitted, tmp_path):
-    folder = saved.save_inspector(fitted[0], tmp_path / "new")
-    config = json.loads((folder / saved.CONFIG_FILE).read_text())
-    config["format_version"] = 3
-    (folder / saved.CONFIG_FILE).write_text(json.dumps(config))
-    with pytest.raises(ModelFormatError, match="format version 3 is not supported.*refit"):
+    with pytest.raises(ModelFormatError, match=f"format version {version} is not supported.*refit"):
         saved.load_inspector(folder)
 
 

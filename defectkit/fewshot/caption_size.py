@@ -1,0 +1,134 @@
+"""How big a defect is, from the image's own pixels inside its coarse region.
+
+The anomaly map is a patch grid (8-px stride, 3 x 3 pooling, Gaussian smoothing), so a
+region cut from it is the defect blurred: a 50-px spot and a 600-px hole both come out
+as regions of several hundred pixels. The pixels know better. Inside the region, a pixel
+belongs to the defect when its colour lies far from the background's, the background
+being the ring of pixels just outside the region (median and robust spread per channel,
+so a few defect pixels in the ring do not move it). Pixels beyond ``STRONG`` spreads
+seed the defect; it grows through pixels beyond a lower bar (hysteresis), and holes are
+filled.
+
+What the caption may then say depends on how sharp the boundary is:
+
+- ``"about"``: grown through ``WEAK`` and through ``CONSERVATIVE`` spreads, the areas
+  agree within ``SHARP_AGREEMENT``; the edge is sharp and the area is an estimate
+  (synthetic benchmark, seeds 0-2: when sharp, within +-25 % of the truth 96-100 % of the
+  time for every kind);
+- ``"between"``: they disagree (a soft edge, a faint rim): the area lies between the
+  seeds' (holes filled) and the whole region's;
+- ``"up_to"``: no pixel stands out (a texture change rather than a colour change), or
+  the region has no background ring: the region's area is all that is known.
+
+When no pixel stands out against the ring, the ring may itself lie on the defect (a
+faint stain larger than the region cut from the map): the region is widened by
+``WIDEN_PX`` once and measured again, and its bounds are the widened region's (seeds
+0-2: 8 of 9 such regions then bound or bracket the truth, against 2 of 9 unwidened).
+
+Where the edge is sharp, the defect's own pixels also give an elongated defect's
+length (the region's is the blurred band's: cracks on seeds 0-2 within +-25 % 0.87 of
+the time from the region, 0.94 from the pixels).
+
+Torch-free numpy and scipy, shared by every execution path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: Width (pixels) of the background ring around a region.
+RING_PX = 6
+#: Colour distance (in the ring's robust spreads) that seeds the defect.
+STRONG = 4.0
+#: Distances the defect grows through: the estimate, and the conservative check.
+WEAK = 2.0
+CONSERVATIVE = 3.0
+#: Largest relative difference of the two grown areas for a sharp edge.
+SHARP_AGREEMENT = 0.2
+#: Grown parts smaller than this fraction of the largest are dropped (texture specks).
+KEEP_FRACTION = 0.2
+#: Pixels a region is widened by when nothing in it stands out against its ring.
+WIDEN_PX = 8
+#: Grey levels added to the ring's spread: flat, noise-free backgrounds would otherwise
+#: make every rounding step "far".
+SPREAD_FLOOR = 0.5
+
+
+def estimate_area(
+    image: np.ndarray, crop: np.ndarray, origin: tuple[int, int], *, widen: bool = True
+) -> dict[str, Any]:
+    """Area of the defect inside one region.
+
+    Args:
+        image: the inspected image, H x W x 3 uint8 at the result's size
+            (:func:`defectkit.inspect.images.to_rgb`).
+        crop: the region's pixels (bool) inside its box.
+        origin: (x0, y0) of the box in the image.
+        widen: measure a region widened by ``WIDEN_PX`` when nothing stands out.
+
+    Returns:
+        ``{"estimate": "about" | "between" | "up_to", "low": px or None, "high": px}``:
+        for ``"about"`` low == high is the estimate, and ``"pixels"`` holds the
+        defect's own pixels as ``(bool mask, (x0, y0) of the mask in the image)``.
+    """
+    from scipy import ndimage
+
+    region, window = _in_window(crop, origin, image.shape[:2], WIDEN_PX if widen else 0)
+    unknown = {"estimate": "up_to", "low": None, "high": int(crop.sum())}
+    pixels = image[window].astype(np.float32)
+    ring = ndimage.binary_dilation(region, iterations=RING_PX) & ~region
+    if ring.sum() < 16:
+        return unknown
+    background = pixels[ring]
+    centre = np.median(background, axis=0)
+    spread = 1.4826 * np.median(np.abs(background - centre), axis=0) + SPREAD_FLOOR
+    distance = np.sqrt((((pixels - centre) / spread) ** 2).mean(axis=2))
+    seeds = region & (distance > STRONG)
+    if not seeds.any():
+        if not widen:
+            return unknown
+        wide = ndimage.binary_dilation(region, iterations=WIDEN_PX)
+        ys, xs = np.nonzero(wide)
+        top, left = window[0].start, window[1].start
+        box = wide[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        return estimate_area(image, box, (left + xs.min(), top + ys.min()), widen=False)
+    coarse = int(region.sum())
+    defect = _grow(region & (distance > WEAK), seeds)
+    estimate, conservative = (
+        int(defect.sum()),
+        int(_grow(region & (distance > CONSERVATIVE), seeds).sum()),
+    )
+    if conservative and abs(estimate / conservative - 1.0) <= SHARP_AGREEMENT:
+        origin = (window[1].start, window[0].start)
+        return {"estimate": "about", "low": estimate, "high": estimate, "pixels": (defect, origin)}
+    # A soft edge: the seeds alone (filled) are the least the defect covers.
+    core = int(_grow(seeds, seeds).sum())
+    return {"estimate": "between", "low": min(core, coarse), "high": coarse}
+
+
+def _in_window(crop: np.ndarray, origin: tuple[int, int], size: tuple[int, int], extra: int = 0):
+    """The region in a window around its box, wide enough for the ring (and ``extra``)."""
+    x0, y0 = origin
+    h, w = crop.shape
+    pad = RING_PX + 1 + extra
+    top, left = max(0, y0 - pad), max(0, x0 - pad)
+    bottom, right = min(size[0], y0 + h + pad), min(size[1], x0 + w + pad)
+    region = np.zeros((bottom - top, right - left), dtype=bool)
+    region[y0 - top : y0 - top + h, x0 - left : x0 - left + w] = crop
+    return region, (slice(top, bottom), slice(left, right))
+
+
+def _grow(candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The parts of ``candidates`` that hold a seed (small parts dropped), holes filled."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(candidates, structure=np.ones((3, 3), dtype=bool))
+    hit = np.unique(labels[seeds])
+    hit = hit[hit > 0]
+    if not hit.size:
+        return np.zeros_like(candidates)
+    sizes = np.asarray(ndimage.sum(candidates, labels, hit))
+    keep = hit[sizes >= KEEP_FRACTION * sizes.max()]
+    return ndimage.binary_fill_holes(np.isin(labels, keep))
