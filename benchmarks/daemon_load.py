@@ -75,19 +75,21 @@ def folder_pngs(source: str, limit: int = 200) -> list[bytes]:
     if source == "textile":
         from defectkit.datasets.textile import load_textile, textile_protocol_split
 
-        # the demo's held-out images: 100 good, 50 local, 50 global defects
-        paths = [s.path for s in textile_protocol_split(load_textile(), 2, seed=0).test]
+        # the demo's held-out images (100 good, 50 local, 50 global), loaded as the demo
+        # fitted them: 249 x 249, without the files' 1-px frame
+        images = [s.load_image() for s in textile_protocol_split(load_textile(), 2, seed=0).test]
     else:
-        from defectkit.inspect.images import IMAGE_SUFFIXES
+        from defectkit.inspect.images import IMAGE_SUFFIXES, read_image
 
         paths = sorted(p for p in Path(source).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
+        step = max(1, len(paths) // limit)  # spread over the folder (good and defective)
+        images = [read_image(p) for p in paths[::step][:limit]]
+    if not images:
         raise SystemExit(f"no images found in {source}")
-    step = max(1, len(paths) // limit)  # spread over the whole list (good and defective)
     out = []
-    for path in paths[::step][:limit]:
+    for image in images[:limit]:
         buf = io.BytesIO()
-        Image.open(path).convert("RGB").save(buf, "PNG")
+        Image.fromarray(image).save(buf, "PNG")
         out.append(buf.getvalue())
     return out
 
@@ -321,7 +323,7 @@ def machine() -> str:
 def report(args, bundle_id: str, results: dict) -> str:
     steadies, o, k = results["steady"], results["overload"], results.get("soak")
     if args.images == "textile":
-        requests = "the textile demo's 200 held-out photos (250x250; 100 good, 50 local, 50 global), re-encoded as PNG, cycled"
+        requests = "the textile demo's 200 held-out photos (249x249 as fitted; 100 good, 50 local, 50 global), re-encoded as PNG, cycled"
     elif args.images:
         requests = f"images from `{args.images}` re-encoded as PNG, cycled"
     else:
