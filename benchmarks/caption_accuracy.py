@@ -185,7 +185,11 @@ def run_one(seed: int, texture: str, args, size_ratios) -> list[dict]:
                     if k in STATEMENTS and k not in ("type", "note") and v is not None
                 ),
                 "area_estimate": records[0].get("area_estimate") if records else None,
-                "length_from": records[0].get("length_from") if records else None,
+                "length_from": (  # elongated regions only: where their length was measured
+                    records[0].get("length_from")
+                    if records and records[0].get("shape", "compact") != "compact"
+                    else None
+                ),
                 "confidence": records[0]["confidence"] if records else None,
                 "uncertain": records[0]["uncertain"] if records else None,
                 "regions": len(records), "sentence": sentence,
