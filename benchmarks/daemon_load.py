@@ -113,6 +113,15 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -163,9 +172,13 @@ def stages(body: dict) -> dict[str, float]:
             "postprocess": d["inference"] - model, "total": d["total"]}  # fmt: skip
 
 
-def steady(url: str, pngs: list[bytes], *, rate: float, duration: float, counter: list[int]) -> dict:
-    """Open loop at ``rate``/s; latency from the scheduled send time."""
+def steady(
+    url: str, pngs: list[bytes], *, rate: float, duration: float, counter: list[int], pid: int
+) -> dict:
+    """Open loop at ``rate``/s; latency from the scheduled send time. Also the CPU time
+    the daemon (``pid``) and this load generator used per request."""
     n = int(rate * duration)
+    cpu0 = cpu_seconds(pid), cpu_seconds(os.getpid())
     latencies, codes, per_stage, verdicts = [], [], [], {}
     lock = threading.Lock()
     client = httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64))
@@ -196,11 +209,13 @@ def steady(url: str, pngs: list[bytes], *, rate: float, duration: float, counter
     with ThreadPoolExecutor(64) as pool:
         list(pool.map(send, range(n)))
     elapsed = time.monotonic() - start
+    daemon_cpu, own_cpu = cpu_seconds(pid) - cpu0[0], cpu_seconds(os.getpid()) - cpu0[1]
     counter[0] += n
     client.close()
     per_stage = [p for p in per_stage if p]
     return {
         "rate": rate, "verdicts": verdicts,
+        "daemon_cpu_ms": daemon_cpu / n * 1e3, "generator_cpu_ms": own_cpu / n * 1e3,
         "stages_ms": {k: percentile([p[k] for p in per_stage], 50) for k in STAGES},
         "requests": n, "ok": codes.count(200), "errors": n - codes.count(200), "elapsed_s": elapsed,
         "throughput": codes.count(200) / elapsed, "p50_ms": percentile(latencies, 50) * 1e3,
@@ -356,13 +371,17 @@ def report(args, bundle_id: str, results: dict) -> str:
     lines += [
         "",
         "Daemon-side medians per answer (ms): queue wait, image decode, model (preprocessing +",
-        "engine), postprocess (regions, caption), total inside the daemon.",
+        "engine), postprocess (regions, caption), total inside the daemon; then the CPU time",
+        "per request of the daemon and of this load generator (both on the same cores).",
         "",
-        "| rate (/s) | " + " | ".join(STAGES) + " |",
-        "|---:|" + "---:|" * len(STAGES),
+        "| rate (/s) | " + " | ".join(STAGES) + " | daemon CPU ms/req | generator CPU ms/req |",
+        "|---:|" + "---:|" * (len(STAGES) + 2),
     ]
     for s in steadies:
-        lines.append(f"| {s['rate']:g} | " + " | ".join(f"{s['stages_ms'][k]:.1f}" for k in STAGES) + " |")
+        lines.append(
+            f"| {s['rate']:g} | " + " | ".join(f"{s['stages_ms'][k]:.1f}" for k in STAGES)
+            + f" | {s['daemon_cpu_ms']:.1f} | {s['generator_cpu_ms']:.1f} |"
+        )
     lines += [
         "",
         "Latency counts from each request's scheduled send time (queueing included).",
@@ -467,12 +486,13 @@ def main(argv: list[str] | None = None) -> int:
             bundle_id = httpx.get(daemon.url + "/healthz", timeout=10).json()["bundle_id"]
             steady(
                 daemon.url, pngs, rate=args.rate_list[0], duration=min(3.0, args.duration),
-                counter=counter,
+                counter=counter, pid=daemon.proc.pid,
             )  # warm-up
             results["steady"] = []
             for rate in args.rate_list:
                 results["steady"].append(
-                    steady(daemon.url, pngs, rate=rate, duration=args.duration, counter=counter)
+                    steady(daemon.url, pngs, rate=rate, duration=args.duration, counter=counter,
+                           pid=daemon.proc.pid)  # fmt: skip
                 )
                 time.sleep(2.0)  # let the queue drain between phases
             results["overload"] = overload(
