@@ -56,8 +56,19 @@ from defectkit.inspect.results import (
 #: the bar is low; regions of round defects read below 1.5 (synthetic spots, holes and
 #: stains: 90th percentile 1.45; chosen on seeds 0-1 of benchmarks/caption_accuracy.py).
 ELONGATED = 1.75
+#: The same bar for a defect's own pixels (a sharp edge, see ``region_geometry``): not
+#: blurred, so higher; between spots (pixels' elongation up to 2.3) and cracks (from 2.7)
+#: on seeds 0-2 of benchmarks/caption_accuracy.py.
+PIXEL_ELONGATED = 2.5
 #: Elongation from which an elongated region is called "thin".
 THIN = 4.0
+#: How much longer than the defect an anomaly-map region can be (its blur at both ends):
+#: a length measured on the region, not on the defect's pixels, is stated as "at least
+#: length / this". Faint ends fall below the map's threshold, so such regions are often
+#: shorter than the defect (soft-edged scratches: 0.49-1.14 x the true length) but
+#: rarely longer by more than this (cracks and scratches up to 1.22 x; seeds 0-2 of
+#: benchmarks/caption_accuracy.py).
+REGION_LENGTH_OVERSHOOT = 1.25
 #: Severity = score / threshold: below 1.5 "minor", below 3 "moderate", else "severe".
 SEVERITY_LEVELS = ((1.5, "minor"), (3.0, "moderate"), (math.inf, "severe"))
 #: Regions after the first are stated only from this peak / threshold ratio on: beside a
@@ -170,6 +181,12 @@ def region_geometry(
     (:func:`~defectkit.fewshot.caption_size.estimate_area`): ``area_estimate``
     (``"about"``, ``"between"`` or, without an image, ``"up_to"``) with
     ``area_low_px`` / ``area_high_px``; ``area_px`` stays the region's.
+
+    Where the defect's edge is sharp (an ``"about"`` estimate), shape, orientation and
+    length are the defect's own pixels' (``shape_from: "pixels"``): the map blurs a thin
+    crack into a blob. Otherwise they are the region's, and an elongated region's length
+    is stated as a lower bound (``length_estimate: "at_least"``, ``length_low_px``; see
+    ``REGION_LENGTH_OVERSHOOT``).
     """
     g = mask_geometry(crop)
     x0, y0 = origin
@@ -179,27 +196,35 @@ def region_geometry(
         inside = int(part_mask[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]][crop].sum())
     else:
         inside = area
-    elongated = g["elongation"] >= ELONGATED
-    shape = ("thin" if g["elongation"] >= THIN else "elongated") if elongated else "compact"
-    out: dict[str, Any] = {
-        "position": cells_of(cx, cy, image_size[1], image_size[0]),
-        "area_px": area,
-        "area_percent": round(100.0 * inside / max(part_area, 1), 3),
-        "length_px": round(major_axis_length(crop), 2),
-        "diameter_px": round(math.sqrt(4.0 * area / math.pi), 2),  # equivalent diameter
-        "elongation": g["elongation"],
-        "shape": shape,
-        "orientation_deg": g["orientation_deg"] if elongated else None,
-        "orientation": orientation_word(g["orientation_deg"]) if elongated else None,
-    }
     estimate = (
         estimate_area(image, crop, origin)
         if image is not None
         else {"estimate": "up_to", "low": None, "high": area}
     )
-    if elongated and "pixels" in estimate:  # a sharp edge: the defect's own length
-        out["length_px"] = round(major_axis_length(estimate["pixels"][0]), 2)
-    out["length_from"] = "pixels" if elongated and "pixels" in estimate else "region"
+    own = estimate["pixels"][0] if "pixels" in estimate else None  # a sharp edge
+    form = mask_geometry(own) if own is not None else g
+    elongated = form["elongation"] >= (PIXEL_ELONGATED if own is not None else ELONGATED)
+    shape = ("thin" if form["elongation"] >= THIN else "elongated") if elongated else "compact"
+    out: dict[str, Any] = {
+        "position": cells_of(cx, cy, image_size[1], image_size[0]),
+        "area_px": area,
+        "area_percent": round(100.0 * inside / max(part_area, 1), 3),
+        "length_px": round(major_axis_length(own if own is not None else crop), 2),
+        "diameter_px": round(math.sqrt(4.0 * area / math.pi), 2),  # equivalent diameter
+        "elongation": form["elongation"],
+        "shape": shape,
+        "shape_from": "pixels" if own is not None else "region",
+        "orientation_deg": form["orientation_deg"] if elongated else None,
+        "orientation": orientation_word(form["orientation_deg"]) if elongated else None,
+    }
+    if elongated:
+        out["length_from"] = out["shape_from"]
+        out["length_estimate"] = "about" if own is not None else "at_least"
+        out["length_low_px"] = (
+            out["length_px"]
+            if own is not None
+            else round(out["length_px"] / REGION_LENGTH_OVERSHOOT, 2)
+        )
     if not elongated:
         share = inside / max(area, 1)  # of the region, the part's share
         out |= {
@@ -208,11 +233,15 @@ def region_geometry(
             "area_high_px": estimate["high"],
             "area_percent": round(100.0 * estimate["high"] * share / max(part_area, 1), 3),
             "diameter_px": round(_diameter(estimate["high"]), 2),
-            "diameter_low_px": None if estimate["low"] is None else round(_diameter(estimate["low"]), 2),
+            "diameter_low_px": None
+            if estimate["low"] is None
+            else round(_diameter(estimate["low"]), 2),
         }
     if scale_mm_per_px is not None:
         key = "length" if elongated else "diameter"
         out[f"{key}_mm"] = round(out[f"{key}_px"] * scale_mm_per_px, 3)
+        if elongated:
+            out["length_low_mm"] = round(out["length_low_px"] * scale_mm_per_px, 3)
         if not elongated and out["diameter_low_px"] is not None:
             out["diameter_low_mm"] = round(out["diameter_low_px"] * scale_mm_per_px, 3)
     return out
@@ -474,7 +503,9 @@ def _region_records(result, evidence, part_mask, scale_mm_per_px, image) -> list
         zip(localised(result.defects), region_masks(result), strict=True)
     ):
         primary = rank == 0
-        ratio = (result.score if primary else float(defect["peak"])) / max(result.threshold, 1e-12)  # a threshold of 0 is legal
+        ratio = (result.score if primary else float(defect["peak"])) / max(
+            result.threshold, 1e-12
+        )  # a threshold of 0 is legal
         geometry = region_geometry(
             crop, origin, part_mask=part_mask, part_area=part_area, image_size=size,
             scale_mm_per_px=scale_mm_per_px, image=image,
@@ -513,9 +544,14 @@ def _type_phrase(record: dict[str, Any], text: Mapping[str, Any]) -> str:
 
 def _size_phrase(record: dict[str, Any], text: Mapping[str, Any]) -> str:
     if record["shape"] != "compact":
+        how = record.get("length_estimate", "about")
         if "length_mm" in record:
-            return text["length_mm"].format(length=record["length_mm"])
-        return text["length_px"].format(length=record["length_px"])
+            return text[f"length_{how}_mm"].format(
+                length=record.get("length_low_mm", record["length_mm"])
+            )
+        return text[f"length_{how}_px"].format(
+            length=record.get("length_low_px", record["length_px"])
+        )
     how = record.get("area_estimate", "up_to")
     unit = "mm" if "diameter_mm" in record else "px"
     values = {"percent": record["area_percent"]}

@@ -46,12 +46,16 @@ EN: dict[str, Any] = {
     },
     # A centroid within a few pixels of a cell border names both cells.
     "between_cells": " / ",
-    # How big. Elongated regions state their length (an estimate); compact ones their
+    # How big. Elongated regions state their length: an estimate from the defect's own
+    # pixels where its edge is sharp, a lower bound (the anomaly map's region, which
+    # loses faint ends) elsewhere. Compact ones their
     # area read off the pixels: an estimate where the defect's edge is sharp, a range
     # where it is soft, an upper bound (the region, blur included) where the pixels do
     # not tell. {percent} is of the estimate, or of the upper end.
-    "length_px": "about {length:.0f} px long",
-    "length_mm": "about {length:.1f} mm long",
+    "length_about_px": "about {length:.0f} px long",
+    "length_about_mm": "about {length:.1f} mm long",
+    "length_at_least_px": "at least {length:.0f} px long",
+    "length_at_least_mm": "at least {length:.1f} mm long",
     "area_about_px": "about {area:,.0f} px ({percent:.1f} % of the part)",
     "area_about_mm": "about {diameter:.1f} mm across ({percent:.1f} % of the part)",
     "area_between_px": "{low:,.0f} to {high:,.0f} px (at most {percent:.1f} % of the part)",

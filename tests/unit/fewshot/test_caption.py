@@ -65,7 +65,10 @@ def test_every_statement_is_true_of_the_exact_mask(defects):
         if elongated:
             assert angle_difference(rec["orientation_deg"], meta["orientation_deg"]) < 1e-6
             assert angle_difference(WORD_ANGLE[rec["orientation"]], meta["orientation_deg"]) <= 22.5
-            assert f"about {rec['length_px']:.0f} px long" in sentence
+            # No image: the length is the region's, stated as a lower bound (a region cut
+            # from an anomaly map may overshoot the defect by its blur).
+            assert rec["length_estimate"] == "at_least" and rec["length_low_px"] <= rec["length_px"]
+            assert f"at least {rec['length_low_px']:.0f} px long" in sentence
         else:
             assert rec["orientation"] is None and "compact" in sentence
             assert f"up to {meta['area_px']:,} px" in sentence
@@ -80,7 +83,8 @@ def test_straight_scratch_length_and_words():
     assert rec["length_px"] == pytest.approx(100.0, abs=0.5)
     assert rec["shape"] == "thin" and rec["orientation"] == "horizontal"
     assert rec["position"] == ["lower-centre"]
-    assert "lower centre, about 100 px long, thin and horizontal" in sentence
+    # Without the image the region's length is all there is: a lower bound.
+    assert "lower centre, at least 80 px long, thin and horizontal" in sentence
     diagonal = np.eye(80, dtype=bool)  # down to the right on screen: falling
     (rec,), sentence = describe(result_for(diagonal, "scratch"), classes=CLASSES)
     assert rec["orientation"] == "falling" and "diagonal ↘" in sentence
@@ -96,7 +100,8 @@ def test_millimetres_only_with_a_scale(defects):
         result_for(scratch.mask_array, "scratch"), classes=CLASSES, scale_mm_per_px=0.1
     )
     assert rec["length_mm"] == pytest.approx(rec["length_px"] * 0.1, abs=1e-3)
-    assert f"about {rec['length_mm']:.1f} mm long" in sentence
+    assert rec["length_low_mm"] == pytest.approx(rec["length_low_px"] * 0.1, abs=1e-3)
+    assert f"at least {rec['length_low_mm']:.1f} mm long" in sentence
     (rec,), sentence = describe(
         result_for(spot.mask_array, "spot"), classes=CLASSES, scale_mm_per_px=0.5
     )
@@ -249,3 +254,31 @@ def test_a_translation_changes_only_the_words(monkeypatch):
     )
     with pytest.raises(ConfigError):
         describe(r, classes=("good", "dent"), language="xx")
+
+
+def test_a_sharp_thin_defect_is_measured_on_its_pixels_not_its_blurred_region():
+    """The map blurs a short crack into a blob; the image's pixels still show a line."""
+    from scipy import ndimage
+
+    line = np.zeros((128, 128), bool)
+    for i in range(40):  # a 40-px falling diagonal, 2 px thick
+        line[44 + i, 44 + i : 46 + i] = True
+    region = ndimage.binary_dilation(line, iterations=14)  # what the map's region looks like
+    image = np.full((128, 128, 3), 150, np.uint8)
+    image[line] = 40
+
+    def caption(img):
+        result = postprocess(
+            2.5, region * 3.0, np.log([0.02, 0.88, 0.02, 0.02, 0.02, 0.02, 0.02]), classes=CLASSES, thresholds=Thresholds(1.3, 1.0),
+            image_size=region.shape, image=img,
+        )  # fmt: skip
+        return describe(result, classes=CLASSES)
+
+    (rec,), sentence = caption(None)
+    assert rec["shape"] != "thin" and rec["shape_from"] == "region"  # the blob
+    assert "at least" in sentence or "compact" in sentence
+    (rec,), sentence = caption(image)
+    assert rec["shape_from"] == "pixels" and rec["shape"] == "thin"
+    assert rec["orientation"] == "falling" and rec["length_estimate"] == "about"
+    assert rec["length_px"] == pytest.approx(major_axis_length(line), rel=0.05)
+    assert f"about {rec['length_px']:.0f} px long, thin and diagonal ↘" in sentence
