@@ -145,7 +145,7 @@ def find_defects(
     """
     labels, count = connected_regions(mask)
     regions = []
-    for index, sl, inside in _regions(labels, count):
+    for _, sl, inside in _regions(labels, count):
         area = int(inside.sum())
         if area < min_area:
             continue
