@@ -78,7 +78,7 @@ def estimate_area(
     region, window = _in_window(crop, origin, image.shape[:2], WIDEN_PX if widen else 0)
     unknown = {"estimate": "up_to", "low": None, "high": int(crop.sum())}
     pixels = image[window].astype(np.float32)
-    ring = ndimage.binary_dilation(region, iterations=RING_PX) & ~region
+    ring = _dilate(region, RING_PX) & ~region
     if ring.sum() < 16:
         return unknown
     background = pixels[ring]
@@ -89,7 +89,7 @@ def estimate_area(
     if not seeds.any():
         if not widen:
             return unknown
-        wide = ndimage.binary_dilation(region, iterations=WIDEN_PX)
+        wide = _dilate(region, WIDEN_PX)
         ys, xs = np.nonzero(wide)
         top, left = window[0].start, window[1].start
         box = wide[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
@@ -131,4 +131,25 @@ def _grow(candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         return np.zeros_like(candidates)
     sizes = np.asarray(ndimage.sum(candidates, labels, hit))
     keep = hit[sizes >= KEEP_FRACTION * sizes.max()]
-    return ndimage.binary_fill_holes(np.isin(labels, keep))
+    return _fill_holes(np.isin(labels, keep))
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``binary_dilation(mask, iterations=steps)`` (4-neighbour steps): the pixels within
+    city-block distance ``steps`` of the mask, from one distance transform instead of
+    ``steps`` passes (a whole-image region took ~10 ms per call)."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return mask.copy()
+    return ndimage.distance_transform_cdt(~mask, metric="taxicab") <= steps
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``binary_fill_holes(mask)``: background not 4-connected to the border becomes
+    mask. One labelling pass instead of dilating until nothing changes."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(~mask)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return mask | ~np.isin(labels, border[border > 0]) & (labels > 0)

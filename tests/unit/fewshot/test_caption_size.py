@@ -79,3 +79,17 @@ def test_captions_word_the_area_by_what_the_pixels_support(samples):
     (rec,), sentence = caption(None)  # no image: the region's area, as an upper bound
     assert rec["area_estimate"] == "up_to" and rec["area_high_px"] == int(region.sum())
     assert f"up to {int(region.sum()):,} px" in sentence
+
+
+def test_fast_dilation_and_hole_filling_equal_scipy():
+    from scipy import ndimage
+
+    from defectkit.fewshot.caption_size import _dilate, _fill_holes
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        h, w = rng.integers(1, 50, 2)
+        mask = rng.random((h, w)) < rng.uniform(0.01, 0.7)
+        for steps in (1, 6):
+            assert (_dilate(mask, steps) == ndimage.binary_dilation(mask, iterations=steps)).all()
+        assert (_fill_holes(mask) == ndimage.binary_fill_holes(mask)).all()
