@@ -102,7 +102,7 @@ def _ov_config(precision_hint: str, streams: int) -> dict[str, Any]:
     """One caller: the LATENCY hint (all cores on each image). ``streams`` callers at once
     (daemon workers): the THROUGHPUT hint with that many requests in flight, so each
     stream gets its share of the cores instead of every call fighting for all of them
-    (on 2 cores with 2 workers: 63 instead of 42 images/s, ``benchmarks/daemon_load.py``)."""
+    (the demo bundle on 2 cores, two threads calling: 63 instead of 42 images/s)."""
     if streams <= 1:
         return {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
     return {
