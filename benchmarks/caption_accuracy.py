@@ -12,9 +12,10 @@ checkable statement of each caption against the ground truth the generator recor
   to equal the true type; it is reported as its own row and is not part of *all true*;
 - place: the stated 3 x 3 cell(s) contain the true defect centre;
 - size: for regions stated as elongated, "about N px long" (measured on the defect's
-  pixels where its edge is sharp) must be within +-25 % of the true major-axis length
-  (measured the same way on the true mask), "at least N px long" (measured on the
-  anomaly map's region) must bound it; ``size_strict`` asks the measured length to be
+  pixels where its edge is sharp and they lie inside the region) must be within +-25 %
+  of the true major-axis length (measured the same way on the true mask), "at least N px
+  long" (measured on the anomaly map's region, or on pixels that reach its edge) must
+  bound it; ``size_strict`` asks the measured length to be
   within +-25 % either way. Compact regions state
   their area as worded (:mod:`defectkit.fewshot.caption_size`): "about N px" must be
   within +-25 % of the true area, "L to H px" must hold it, "up to N px" must bound it.
@@ -246,7 +247,7 @@ def write_markdown(rows, size_ratios, args, seconds: float, path: Path) -> str:
         "kind, which the caption cannot do better than the classifier. *Geometry true* leaves "
         "out the type (and the note, which follows the type). Seeds 0-2 were used to choose "
         "`caption.ELONGATED`, `caption.PIXEL_ELONGATED`, `caption.REGION_LENGTH_OVERSHOOT`, "
-        "`caption.FURTHER_MIN_RATIO`, the region descriptor "
+        "`caption.FURTHER_MIN_RATIO`, `caption.CORE_MIN_PX`, the region descriptor "
         "(`prototypes.region_descriptor`, `inspector.MASK_MARGIN`) and the area estimate's "
         "settings (`caption_size`), so the default run uses seeds 3-5.",
         "",
@@ -303,8 +304,8 @@ def write_markdown(rows, size_ratios, args, seconds: float, path: Path) -> str:
         )
     lines += ["", "## How elongated lengths were worded", "",
               "| wording | captions | true as worded | within ±25 % (the measured length) |", "|---" * 4 + "|"]  # fmt: skip
-    for how, words in (("about", "about N px long (the defect's pixels, sharp edge)"),
-                       ("at_least", "at least N px long (the anomaly map's region)")):  # fmt: skip
+    for how, words in (("about", "about N px long (the defect's pixels: sharp edge, inside the region)"),
+                       ("at_least", "at least N px long (the map's region, or pixels reaching its edge)")):  # fmt: skip
         rs = [r for r in defects if r["length_estimate"] == how and r["found"]["size"] is not None]
         lines.append(
             f"| {words} | {len(rs)} | {_pct(r['found']['size'] for r in rs)} | "
@@ -342,7 +343,10 @@ def write_markdown(rows, size_ratios, args, seconds: float, path: Path) -> str:
         "range, and where no pixel stands out the region's area is stated as an upper bound. "
         "Where the edge is sharp, shape, orientation and length are the defect's own pixels'; "
         "elsewhere an elongated region's length is stated as a lower bound (the map loses faint "
-        "ends). The wording tables show how many statements are ranges or bounds, which are "
+        "ends), and so is the pixels' length where they reach the region's edge (the region may "
+        "have cut the defect off: faint scratch ends, crack branches). Where the edge is soft "
+        "but the surest pixels (the seeds) form a line, the defect is called elongated with a "
+        "lower-bound length rather than compact. The wording tables show how many statements are ranges or bounds, which are "
         "easier to make true than estimates.",
         "- *detected* and good parts are the inspector's verdicts, not the caption's choices.",
         "",

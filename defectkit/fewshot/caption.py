@@ -18,7 +18,9 @@ result does not support:
 - a compact region's area is the defect's own, read off the image's pixels
   (:mod:`defectkit.fewshot.caption_size`): "about N px" only where the defect's edge is
   sharp, a range where it is soft, and "up to" the region's area where the pixels do
-  not tell (or the result carries no image);
+  not tell (or the result carries no image); lengths read off pixels are estimates only
+  where the pixels lie inside the region, and lower bounds where they reach its edge;
+  a soft-edged region whose surest pixels form a line is not called compact;
 - the engineer's note only from a labelled shot of the stated class, and not when the
   class head found the region nearer the good shots;
 - vocabulary terms only when a text-aligned backbone scored them.
@@ -60,6 +62,10 @@ ELONGATED = 1.75
 #: blurred, so higher; between spots (pixels' elongation up to 2.3) and cracks (from 2.7)
 #: on seeds 0-2 of benchmarks/caption_accuracy.py.
 PIXEL_ELONGATED = 2.5
+#: Fewest seed pixels (a soft edge's sure core) whose shape is stated: on seeds 0-2 of
+#: benchmarks/caption_accuracy.py the cores of faint cracks were 93-95 px and lines,
+#: those of spots and stains that read as lines at most 24 px.
+CORE_MIN_PX = 40
 #: Elongation from which an elongated region is called "thin".
 THIN = 4.0
 #: How much longer than the defect an anomaly-map region can be (its blur at both ends):
@@ -186,7 +192,10 @@ def region_geometry(
     length are the defect's own pixels' (``shape_from: "pixels"``): the map blurs a thin
     crack into a blob. Otherwise they are the region's, and an elongated region's length
     is stated as a lower bound (``length_estimate: "at_least"``, ``length_low_px``; see
-    ``REGION_LENGTH_OVERSHOOT``).
+    ``REGION_LENGTH_OVERSHOOT``). The pixels' length is stated as an estimate only when
+    they lie inside the region; where they reach its edge (``"cut"``: the defect may go
+    on beyond it, as faint scratch ends and crack branches do) it is a lower bound too,
+    the smaller of the pixels' and the region's.
     """
     g = mask_geometry(crop)
     x0, y0 = origin
@@ -204,27 +213,40 @@ def region_geometry(
     own = estimate["pixels"][0] if "pixels" in estimate else None  # a sharp edge
     form = mask_geometry(own) if own is not None else g
     elongated = form["elongation"] >= (PIXEL_ELONGATED if own is not None else ELONGATED)
+    core = _line_core(estimate) if own is None and not elongated else None
+    if core is not None:  # a soft edge around a line: the region's blob is not the shape
+        form, elongated = mask_geometry(core), True
     shape = ("thin" if form["elongation"] >= THIN else "elongated") if elongated else "compact"
     out: dict[str, Any] = {
         "position": cells_of(cx, cy, image_size[1], image_size[0]),
         "area_px": area,
         "area_percent": round(100.0 * inside / max(part_area, 1), 3),
-        "length_px": round(major_axis_length(own if own is not None else crop), 2),
+        "length_px": round(
+            major_axis_length(next(m for m in (own, core, crop) if m is not None)), 2
+        ),
         "diameter_px": round(math.sqrt(4.0 * area / math.pi), 2),  # equivalent diameter
         "elongation": form["elongation"],
         "shape": shape,
-        "shape_from": "pixels" if own is not None else "region",
+        "shape_from": "pixels" if own is not None else "core" if core is not None else "region",
         "orientation_deg": form["orientation_deg"] if elongated else None,
         "orientation": orientation_word(form["orientation_deg"]) if elongated else None,
     }
     if elongated:
         out["length_from"] = out["shape_from"]
-        out["length_estimate"] = "about" if own is not None else "at_least"
-        out["length_low_px"] = (
-            out["length_px"]
-            if own is not None
-            else round(out["length_px"] / REGION_LENGTH_OVERSHOOT, 2)
-        )
+        if own is not None and not estimate.get("cut", False):
+            out["length_estimate"], out["length_low_px"] = "about", out["length_px"]
+        elif own is not None or core is not None:
+            # The pixels reach the region's edge: the region may have cut the defect off
+            # (its faint ends, a branch) and they may have run into the texture there,
+            # so neither they nor the region give an estimate; both give a lower bound,
+            # and the smaller is stated. So for a line core: surely the defect's pixels,
+            # but not all of them.
+            out["length_estimate"] = "at_least"
+            region_low = major_axis_length(crop) / REGION_LENGTH_OVERSHOOT
+            out["length_low_px"] = round(min(out["length_px"], region_low), 2)
+        else:
+            out["length_estimate"] = "at_least"
+            out["length_low_px"] = round(out["length_px"] / REGION_LENGTH_OVERSHOOT, 2)
     if not elongated:
         share = inside / max(area, 1)  # of the region, the part's share
         out |= {
@@ -245,6 +267,22 @@ def region_geometry(
         if not elongated and out["diameter_low_px"] is not None:
             out["diameter_low_mm"] = round(out["diameter_low_px"] * scale_mm_per_px, 3)
     return out
+
+
+def _line_core(estimate: Mapping[str, Any]) -> np.ndarray | None:
+    """The seeds' pixels of a soft-edged estimate when they form a line, else None.
+
+    They are surely the defect's, so a line of them means the defect is not compact
+    even where the map blurred it into a round region (a faint crack on a bright
+    texture). Only from ``CORE_MIN_PX`` pixels on: a few specks of texture or of a
+    spot's dark middle are no shape.
+    """
+    if "core" not in estimate:
+        return None
+    core = estimate["core"][0]
+    if core.sum() < CORE_MIN_PX or mask_geometry(core)["elongation"] < PIXEL_ELONGATED:
+        return None
+    return core
 
 
 def _diameter(area: float) -> float:

@@ -282,3 +282,72 @@ def test_a_sharp_thin_defect_is_measured_on_its_pixels_not_its_blurred_region():
     assert rec["orientation"] == "falling" and rec["length_estimate"] == "about"
     assert rec["length_px"] == pytest.approx(major_axis_length(line), rel=0.05)
     assert f"about {rec['length_px']:.0f} px long, thin and diagonal ↘" in sentence
+
+
+def test_a_defect_running_past_its_region_is_not_given_an_estimated_length():
+    """A line that the map's region cuts off (its faint end fell below the threshold):
+    the pixels inside the region reach its edge, so their length is only a lower bound."""
+    from scipy import ndimage
+
+    line = np.zeros((128, 128), bool)
+    line[63:65, 20:108] = True  # 88 px long, 2 px thick
+    region = ndimage.binary_dilation(line, iterations=12)
+    region[:, 70:] = False  # the region covers the left part only: ~62 of the 88 px
+    image = np.full((128, 128, 3), 150, np.uint8)
+    image[line] = 40
+    result = postprocess(
+        2.5, region * 3.0, np.log([0.02, 0.88, 0.02, 0.02, 0.02, 0.02, 0.02]), classes=CLASSES,
+        thresholds=Thresholds(1.3, 1.0), image_size=region.shape, image=image,
+    )  # fmt: skip
+    (rec,), sentence = describe(result, classes=CLASSES)
+    assert rec["shape_from"] == "pixels" and rec["orientation"] == "horizontal"
+    assert rec["length_estimate"] == "at_least" and "about" not in sentence
+    assert rec["length_low_px"] <= major_axis_length(line)  # a true lower bound
+    assert f"at least {rec['length_low_px']:.0f} px long" in sentence
+
+    inside = region.copy()  # the same line wholly inside its region: an estimate
+    inside[:, 70:] = ndimage.binary_dilation(line, iterations=12)[:, 70:]
+    result = postprocess(
+        2.5, inside * 3.0, np.log([0.02, 0.88, 0.02, 0.02, 0.02, 0.02, 0.02]), classes=CLASSES,
+        thresholds=Thresholds(1.3, 1.0), image_size=region.shape, image=image,
+    )  # fmt: skip
+    (rec,), sentence = describe(result, classes=CLASSES)
+    assert rec["length_estimate"] == "about"
+    assert rec["length_px"] == pytest.approx(major_axis_length(line), rel=0.05)
+
+
+def test_a_soft_edged_line_in_a_round_region_is_not_called_compact():
+    """A faint crack with a soft halo: the map's region is a round blob and the edge too
+    soft for an area estimate, but the seeds (surely the defect's) form a line."""
+    from scipy import ndimage
+
+    from defectkit.fewshot.caption import CORE_MIN_PX
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    region = (yy - 64) ** 2 + (xx - 64) ** 2 <= 40**2  # round: elongation ~1
+
+    def caption(length):
+        line = np.zeros((128, 128), bool)
+        line[63:65, 64 - length // 2 : 64 + length // 2] = True
+        halo = ndimage.binary_dilation(line, iterations=6) & ~line
+        image = 150.0 + rng.normal(0.0, 5.0, (128, 128))
+        image[line] -= 60.0  # far beyond the seeds' bar
+        image[halo] -= 12.0  # between the weak and the conservative bars: a soft edge
+        image = np.repeat(np.clip(image, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+        result = postprocess(
+            2.5, region * 3.0, np.log([0.02, 0.88, 0.02, 0.02, 0.02, 0.02, 0.02]), classes=CLASSES,
+            thresholds=Thresholds(1.3, 1.0), image_size=region.shape, image=image,
+        )  # fmt: skip
+        (rec,), sentence = describe(result, classes=CLASSES)
+        return rec, sentence, line
+
+    rec, sentence, line = caption(60)
+    assert rec["shape_from"] == "core" and rec["shape"] == "thin"
+    assert rec["orientation"] == "horizontal" and rec["length_estimate"] == "at_least"
+    assert rec["length_low_px"] <= major_axis_length(line)  # a lower bound
+    assert "compact" not in sentence and "about" not in sentence
+
+    rec, sentence, line = caption(8)  # too few seed pixels to call a shape
+    assert line.sum() < CORE_MIN_PX
+    assert rec["shape_from"] == "region" and rec["shape"] == "compact"
