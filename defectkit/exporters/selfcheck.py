@@ -36,7 +36,11 @@ fp16       8e-3         2.5e-2; 3.4e-2  2.2e-2
 =========  ===========  ==============  ==============
 
 The fp32 bounds sit about 10x above that (yet a wrong normalisation, a stale bank or a
-swapped output moves these numbers by orders of magnitude); the fp16 bounds 3-4x,
+swapped output moves these numbers by orders of magnitude), except the logits': some
+images are ill-conditioned for the class head, whose region weights follow the map's
+z-scores. A good support shot of 128 px (the app's browser test) with a nearly flat map
+moves PyTorch's own logits by 1.5e-4 of their scale under 1e-6 input noise, and ONNX
+Runtime differed from PyTorch by 1.7e-4 there, so fp32 logits get 5e-4; the fp16 bounds 3-4x,
 covering fp16 weights computed in f32 (OpenVINO on CPUs without f16 arithmetic) and
 fp16 arithmetic (ONNX Runtime's fp16 graph). bf16 is not covered and never used: with 8
 mantissa bits it moved maps by 13% and logits by 9% of their scale (see the runtime).
@@ -71,7 +75,7 @@ TOLERANCES = {
         score_atol=2e-4,
         map_rtol=1e-3,
         map_atol=2e-3,
-        logit_rtol=1e-4,
+        logit_rtol=5e-4,
         logit_atol=1e-3,
         vocab_atol=1e-3,
     ),
