@@ -82,13 +82,11 @@ def folder_pngs(source: str, limit: int = 200) -> list[bytes]:
         order = np.random.default_rng(0).permutation(len(test))
         images = [test[i].load_image() for i in order]
     else:
-        from defectkit.inspect.images import IMAGE_SUFFIXES, read_image
+        from defectkit.inspect.images import list_image_files, read_image
 
-        paths = sorted(p for p in Path(source).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = list_image_files([source])  # a clear error for a missing or empty folder
         step = max(1, len(paths) // limit)  # spread over the folder (good and defective)
         images = [read_image(p) for p in paths[::step][:limit]]
-    if not images:
-        raise SystemExit(f"no images found in {source}")
     out = []
     for image in images[:limit]:
         buf = io.BytesIO()

@@ -103,13 +103,10 @@ def _ov_config(precision_hint: str, streams: int) -> dict[str, Any]:
     (daemon workers): the THROUGHPUT hint with that many requests in flight, so each
     stream gets its share of the cores instead of every call fighting for all of them
     (the demo bundle on 2 cores, two threads calling: 63 instead of 42 images/s)."""
-    if streams <= 1:
-        return {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
-    return {
-        "INFERENCE_PRECISION_HINT": precision_hint,
-        "PERFORMANCE_HINT": "THROUGHPUT",
-        "PERFORMANCE_HINT_NUM_REQUESTS": int(streams),
-    }
+    config = {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
+    if streams > 1:
+        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "PERFORMANCE_HINT_NUM_REQUESTS": int(streams)}
+    return config
 
 
 def _computes_f16(core, device: str) -> bool:

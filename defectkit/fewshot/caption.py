@@ -50,6 +50,7 @@ from defectkit.inspect.results import (
     VOCAB_SCORES,
     InspectionResult,
     connected_regions,
+    regions,
 )
 
 #: Elongation (major / minor axis) from which a region is "elongated" and gets an
@@ -101,24 +102,17 @@ def region_masks(result: InspectionResult) -> list[tuple[np.ndarray, tuple[int, 
     :func:`~defectkit.inspect.results.find_defects` wrote); a record that matches none
     (written by other code) falls back to the mask's pixels inside its box.
     """
-    from scipy import ndimage
-
-    labels, count = connected_regions(result.mask)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
-    by_key = {}
-    for index, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is not None:
-            key = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop, int(areas[index]))
-            by_key[key] = (index, sl)
+    by_key = {
+        (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop, int(inside.sum())): inside
+        for _, sl, inside in regions(*connected_regions(result.mask))
+    }
     out = []
     for record in localised(result.defects):
         x0, y0, x1, y1 = (int(v) for v in record["box"])
         found = by_key.get((x0, y0, x1, y1, int(record["area_px"])))
-        if found is not None:
-            index, sl = found
-            out.append((labels[sl] == index, (x0, y0)))
-        else:
-            out.append((np.asarray(result.mask[y0:y1, x0:x1], dtype=bool), (x0, y0)))
+        if found is None:
+            found = np.asarray(result.mask[y0:y1, x0:x1], dtype=bool)
+        out.append((found, (x0, y0)))
     return out
 
 
@@ -213,9 +207,10 @@ def region_geometry(
     own = estimate["pixels"][0] if "pixels" in estimate else None  # a sharp edge
     form = mask_geometry(own) if own is not None else g
     elongated = form["elongation"] >= (PIXEL_ELONGATED if own is not None else ELONGATED)
-    core = _line_core(estimate) if own is None and not elongated else None
-    if core is not None:  # a soft edge around a line: the region's blob is not the shape
-        form, elongated = mask_geometry(core), True
+    line = _line_core(estimate) if own is None and not elongated else None
+    core = line[0] if line is not None else None
+    if line is not None:  # a soft edge around a line: the region's blob is not the shape
+        form, elongated = line[1], True
     shape = ("thin" if form["elongation"] >= THIN else "elongated") if elongated else "compact"
     out: dict[str, Any] = {
         "position": cells_of(cx, cy, image_size[1], image_size[0]),
@@ -224,7 +219,7 @@ def region_geometry(
         "length_px": round(
             major_axis_length(next(m for m in (own, core, crop) if m is not None)), 2
         ),
-        "diameter_px": round(math.sqrt(4.0 * area / math.pi), 2),  # equivalent diameter
+        "diameter_px": round(_diameter(area), 2),
         "elongation": form["elongation"],
         "shape": shape,
         "shape_from": "pixels" if own is not None else "core" if core is not None else "region",
@@ -269,8 +264,9 @@ def region_geometry(
     return out
 
 
-def _line_core(estimate: Mapping[str, Any]) -> np.ndarray | None:
-    """The seeds' pixels of a soft-edged estimate when they form a line, else None.
+def _line_core(estimate: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The seeds' pixels of a soft-edged estimate and their ``mask_geometry`` when they
+    form a line, else None.
 
     They are surely the defect's, so a line of them means the defect is not compact
     even where the map blurred it into a round region (a faint crack on a bright
@@ -280,9 +276,10 @@ def _line_core(estimate: Mapping[str, Any]) -> np.ndarray | None:
     if "core" not in estimate:
         return None
     core = estimate["core"][0]
-    if core.sum() < CORE_MIN_PX or mask_geometry(core)["elongation"] < PIXEL_ELONGATED:
+    if core.sum() < CORE_MIN_PX:
         return None
-    return core
+    geometry = mask_geometry(core)
+    return (core, geometry) if geometry["elongation"] >= PIXEL_ELONGATED else None
 
 
 def _diameter(area: float) -> float:

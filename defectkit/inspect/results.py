@@ -144,14 +144,14 @@ def find_defects(
     ``area_px``, ``centroid`` (x, y), ``peak`` and ``mean`` anomaly.
     """
     labels, count = connected_regions(mask)
-    regions = []
-    for _, sl, inside in _regions(labels, count):
+    records = []
+    for _, sl, inside in regions(labels, count):
         area = int(inside.sum())
         if area < min_area:
             continue
         values = amap[sl][inside]
         _, cx, cy, *_ = second_moments(inside)
-        regions.append(
+        records.append(
             {
                 "box": [sl[1].start, sl[0].start, sl[1].stop, sl[0].stop],
                 "area_px": area,
@@ -160,11 +160,11 @@ def find_defects(
                 "mean": round(float(values.mean()), 6),
             }
         )
-    regions.sort(key=lambda r: r["peak"], reverse=True)
-    return regions
+    records.sort(key=lambda r: r["peak"], reverse=True)
+    return records
 
 
-def _regions(labels: np.ndarray, count: int):
+def regions(labels: np.ndarray, count: int):
     """(index, bounding-box slices, region mask inside the box) of each labelled region.
 
     Works inside each region's box (``find_objects``), so the cost grows with the
@@ -190,7 +190,7 @@ def defect_mask(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
     if count == 0:
         return mask
     cut = np.full(count + 1, np.inf, dtype=np.float64)
-    for index, sl, inside in _regions(labels, count):
+    for index, sl, inside in regions(labels, count):
         cut[index] = max(pixel_threshold, REGION_FRACTION * float(amap[sl][inside].max()))
     return mask & (amap >= cut[labels])
 

@@ -23,13 +23,19 @@ def test_greedy_coreset_covers_clusters_random_sampling_would_miss():
     assert len(greedy_coreset(feats, 1000)) == len(feats)
 
 
-def test_calibration_makes_worst_good_shot_score_one():
+def _head_and_good_maps():
+    """A head with a small random bank, two good feature maps and their raw maps."""
     head = AnomalyHead(4, sigma=0)
     g = torch.Generator().manual_seed(1)
     head.set_bank(torch.randn(30, 4, generator=g))
     good = torch.randn(2, 4, 5, 5, generator=g) * 0.5
     z = torch.randn(2, 5, 5, generator=g)
     appearance, excess = head.raw_maps(good, z)
+    return head, good, z, appearance, excess
+
+
+def test_calibration_makes_worst_good_shot_score_one():
+    head, good, z, appearance, excess = _head_and_good_maps()
     head.calibrate(appearance, excess)
     amap, score = head(good, z)
     assert torch.isclose(score.max(), torch.tensor(1.0))
@@ -67,12 +73,7 @@ def test_grain_ratio_tells_noise_from_smooth_structure_whatever_the_contrast():
 
 
 def test_grain_deviation_scores_both_ways_and_its_reference_has_a_floor():
-    head = AnomalyHead(4, sigma=0)
-    g = torch.Generator().manual_seed(1)
-    head.set_bank(torch.randn(30, 4, generator=g))
-    good = torch.randn(2, 4, 5, 5, generator=g) * 0.5
-    z = torch.randn(2, 5, 5, generator=g)
-    appearance, excess = head.raw_maps(good, z)
+    head, good, z, appearance, excess = _head_and_good_maps()
     grains = torch.tensor([0.7600, 0.7601])  # two goods that happen to agree closely
     head.set_grain_center(grains)
     head.calibrate(appearance, excess, (grains - grains.flip(0)).abs(), grain_floor=0.01)
