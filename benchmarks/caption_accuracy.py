@@ -99,7 +99,7 @@ def caption_all(inspector, images):
 
 def check(sample, result, records, size_ratios, shot_labels) -> dict[str, bool | None]:
     """Statement -> True / False, or None when the caption does not make it."""
-    from defectkit.datasets.geometry import angle_difference
+    from defectkit.core.geometry import angle_difference
     from defectkit.fewshot.caption import cells_of, major_axis_length
 
     found: dict[str, bool | None] = dict.fromkeys(STATEMENTS + STRICTER)

@@ -82,7 +82,7 @@ def folder_pngs(source: str, limit: int = 200) -> list[bytes]:
         order = np.random.default_rng(0).permutation(len(test))
         images = [test[i].load_image() for i in order]
     else:
-        from defectkit.inspect.images import list_image_files, read_image
+        from defectkit.core.images import list_image_files, read_image
 
         paths = list_image_files([source])  # a clear error for a missing or empty folder
         step = max(1, len(paths) // limit)  # spread over the folder (good and defective)

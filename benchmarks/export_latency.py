@@ -137,7 +137,7 @@ class Runner:
     """One engine, as the timing loop sees it."""
 
     def __init__(self, kind: str, work: Path, folder: str) -> None:
-        from defectkit.inspect.images import preprocess, resize
+        from defectkit.core.images import preprocess, resize
 
         self.kind = kind
         self.batches = BATCHES
@@ -194,7 +194,7 @@ def _stats(ms: list[float]) -> dict:
 
 def _test_images(work: Path) -> list[np.ndarray]:
     from defectkit.datasets.textile import FRAME_CROP
-    from defectkit.inspect.images import read_image
+    from defectkit.core.images import read_image
 
     # Crop the textile frame exactly as load_textile does, or the test images differ from
     # the support images by a white border line (that is what made AUROC read 0.66).

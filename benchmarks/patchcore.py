@@ -27,7 +27,7 @@ def build_patchcore(good_images: Sequence[np.ndarray], size: tuple[int, int] = D
     from torchvision.transforms.v2 import Compose, Normalize, Resize
 
     from defectkit.inspect.backbone_effnet import _build
-    from defectkit.inspect.images import preprocess
+    from defectkit.core.images import preprocess
 
     pre = PreProcessor(transform=Compose([Resize(size, antialias=True), Normalize([0.5] * 3, [0.5] * 3)]))
     model = Patchcore(
@@ -58,7 +58,7 @@ def patchcore_predict(model, images: Sequence[np.ndarray], size: tuple[int, int]
     """Raw PatchCore image scores (N) and anomaly maps (N x H x W, at ``size``)."""
     import torch
 
-    from defectkit.inspect.images import preprocess
+    from defectkit.core.images import preprocess
 
     scores, maps = [], []
     with torch.no_grad():

@@ -4,10 +4,10 @@ Every loader returns a plain ``list[Sample]`` and never imports torch, so the ap
 benchmarks and torch-free tools share them.
 """
 
+from defectkit.core.geometry import angle_difference, mask_geometry
 from defectkit.datasets.base import GOOD, Sample, list_formats, load_dataset
 from defectkit.datasets.defects import list_defect_types
 from defectkit.datasets.folder import load_folder, write_folder
-from defectkit.datasets.geometry import angle_difference, mask_geometry
 from defectkit.datasets.mvtec import load_mvtec
 from defectkit.datasets.synthetic import make_synthetic
 from defectkit.datasets.textile import TextileSplit, load_textile, textile_protocol_split

@@ -19,11 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from defectkit.core.images import read_image, read_mask, to_rgb
+from defectkit.core.labels import GOOD
 from defectkit.errors import DatasetError
-from defectkit.inspect.images import read_image, read_mask, to_rgb
-
-#: The label of defect-free samples, in every format.
-GOOD = "good"
 
 
 @dataclass(frozen=True)

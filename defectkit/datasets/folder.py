@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from defectkit.core.images import is_image_file
 from defectkit.datasets.base import Sample
 from defectkit.errors import DatasetError
-from defectkit.inspect.images import is_image_file
 
 MASKS = "masks"
 NOTES = "notes.json"

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defectkit.datasets.base import GOOD, Sample, check_split
+from defectkit.core.images import is_image_file
+from defectkit.core.labels import GOOD
+from defectkit.datasets.base import Sample, check_split
 from defectkit.errors import DatasetError
-from defectkit.inspect.images import is_image_file
 
 LAYOUT = "ROOT/<category>/{train,test}/<good|defect>/*.png"
 

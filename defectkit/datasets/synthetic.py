@@ -8,7 +8,7 @@ adapter's statements are checked against. Every defective sample carries
   bit-identical to the clean surface);
 - ``meta``: ``{"id", "texture", "type", "centre": (x, y), "bbox": (x0, y0, x1, y1),
   "area_px", "orientation_deg", "elongation", "contrast", "params"}``. The geometry is
-  measured from the mask by :func:`~defectkit.datasets.geometry.mask_geometry` (see there
+  measured from the mask by :func:`~defectkit.core.geometry.mask_geometry` (see there
   for the conventions: orientation in [0, 180), 0 = horizontal, counter-clockwise as seen on
   screen with y growing downwards; bbox end exclusive). ``contrast`` is the mean change of
   grey level inside the mask (negative = darker); ``params`` are the drawing parameters.
@@ -23,9 +23,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from defectkit.datasets.base import GOOD, Sample
+from defectkit.core.geometry import mask_geometry
+from defectkit.core.labels import GOOD
+from defectkit.datasets.base import Sample
 from defectkit.datasets.defects import draw_defect, list_defect_types
-from defectkit.datasets.geometry import mask_geometry
 from defectkit.datasets.textures import list_textures, make_texture
 from defectkit.errors import DatasetError
 

@@ -15,9 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from defectkit.datasets.base import GOOD, Sample
+from defectkit.core.images import is_image_file
+from defectkit.core.labels import GOOD
+from defectkit.datasets.base import Sample
 from defectkit.errors import DatasetError
-from defectkit.inspect.images import is_image_file
 
 #: Folder name -> label. Nominal images are our ``"good"``.
 GROUPS = {"nominal": GOOD, "local": "local", "global": "global"}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from defectkit.core.images import read_image
 from defectkit.errors import DatasetError
-from defectkit.inspect.images import read_image
 
 
 def _grid(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

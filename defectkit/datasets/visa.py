@@ -16,7 +16,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from defectkit.datasets.base import GOOD, Sample, check_split
+from defectkit.core.labels import GOOD
+from defectkit.datasets.base import Sample, check_split
 from defectkit.errors import DatasetError
 
 SPLIT_CSV = Path("split_csv") / "1cls.csv"

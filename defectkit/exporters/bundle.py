@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from defectkit import __version__
+from defectkit.core.files import sha256_file, write_atomic
 from defectkit.errors import BundleError, ConfigError
 from defectkit.inspect.results import Thresholds
 
@@ -53,15 +52,6 @@ REQUIRED = (
 )
 
 
-def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks (an OpenVINO ``.bin`` can exceed 1 GB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def hash_files(folder: Path) -> dict[str, str]:
     """``{file name: SHA-256}`` of every file in ``folder`` except the manifest."""
     return {
@@ -85,16 +75,7 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Stamp ``manifest_sha256`` and write ``manifest.json`` atomically (temp file + rename)."""
     manifest = dict(manifest)
     manifest["manifest_sha256"] = manifest_digest(manifest)
-    folder = Path(folder)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, folder / MANIFEST)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(folder) / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
 
 

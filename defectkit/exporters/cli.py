@@ -63,7 +63,7 @@ def register(sub) -> None:
 
 
 def _read_images(inputs: list[str]) -> list:
-    from defectkit.inspect.images import list_image_files, read_image
+    from defectkit.core.images import list_image_files, read_image
 
     return [read_image(p) for p in list_image_files(inputs)[:24]]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from defectkit.core.files import atomic_directory
 from defectkit.errors import ConfigError
 from defectkit.exporters import selfcheck as sc
 from defectkit.exporters.bundle import (
@@ -39,7 +40,6 @@ from defectkit.exporters.onnx_export import (
     require_fitted,
 )
 from defectkit.exporters.openvino_export import convert_onnx_to_openvino
-from defectkit.inspect.fsutil import atomic_directory
 
 
 def build_manifest(
@@ -65,7 +65,7 @@ def build_manifest(
             "batch": f"dynamic, 1..{MAX_BATCH}",
         },
         "preprocessing": {
-            "function": "defectkit.inspect.images.preprocess",
+            "function": "defectkit.core.images.preprocess",
             "resize": "Pillow bilinear to input_size, then /255",
             "interpolation": pre.interpolation,
             # Applied inside the graph (buffers of the Inspector), listed for reference.

@@ -1,7 +1,7 @@
 """Run a bundle with OpenVINO or ONNX Runtime: the factory side. Imports no torch.
 
 The daemon imports only this, numpy and Pillow. Images go through the same
-:func:`~defectkit.inspect.images.preprocess` and raw outputs through the same
+:func:`~defectkit.core.images.preprocess` and raw outputs through the same
 :func:`~defectkit.inspect.results.postprocess` as the PyTorch inspector, so a bundle and
 its model folder give the same verdicts and captions; only the graph in between runs on
 another engine.
@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from defectkit.core.images import preprocess
 from defectkit.errors import BundleError, ConfigError
 from defectkit.exporters.bundle import ENTRY_FILES, read_manifest
 from defectkit.fewshot.caption import CaptionContext
-from defectkit.inspect.images import preprocess
 from defectkit.inspect.results import (
     CORE_OUTPUTS,
     PROTOTYPE_SIMILARITY,

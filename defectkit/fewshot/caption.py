@@ -12,7 +12,7 @@ result does not support:
   about the first (most severe) region only, because the head pools the most anomalous
   patches, so further regions are only "possibly" of that type;
 - geometry is measured on the region's own pixels of ``result.mask`` (its connected
-  component, not its box) with :func:`defectkit.datasets.geometry.mask_geometry`, the
+  component, not its box) with :func:`defectkit.core.geometry.mask_geometry`, the
   function that measured the synthetic ground truth, so caption and truth agree on
   conventions; millimetres only with a scale;
 - a compact region's area is the defect's own, read off the image's pixels
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from defectkit.datasets.geometry import mask_geometry, second_moments
+from defectkit.core.geometry import mask_geometry, second_moments
 from defectkit.errors import ConfigError
 from defectkit.fewshot.caption_size import estimate_area
 from defectkit.fewshot.caption_text import strings
@@ -524,7 +524,7 @@ def _image_of(result: InspectionResult) -> np.ndarray | None:
     image = getattr(result, "image", None)
     if image is None or np.asarray(image).shape[:2] != result.mask.shape:
         return None
-    from defectkit.inspect.images import to_rgb
+    from defectkit.core.images import to_rgb
 
     return to_rgb(image)
 

@@ -66,7 +66,7 @@ def estimate_area(
 
     Args:
         image: the inspected image, H x W x 3 uint8 at the result's size
-            (:func:`defectkit.inspect.images.to_rgb`).
+            (:func:`defectkit.core.images.to_rgb`).
         crop: the region's pixels (bool) inside its box.
         origin: (x0, y0) of the box in the image.
         widen: measure a region widened by ``WIDEN_PX`` when nothing stands out.

@@ -7,7 +7,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from defectkit.datasets.base import GOOD, Sample
+from defectkit.core.labels import GOOD
+from defectkit.datasets.base import Sample
 from defectkit.errors import SupportSetError
 
 

@@ -161,9 +161,9 @@ def open_model(path: str | Path):
 def cmd_predict(args) -> int:
     from PIL import Image
 
+    from defectkit.core.images import list_image_files, read_image
+    from defectkit.core.overlay import overlay
     from defectkit.errors import ImageError
-    from defectkit.inspect.images import list_image_files, read_image
-    from defectkit.inspect.overlay import overlay
 
     model = open_model(args.model)
     if args.threshold is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from defectkit.datasets.base import GOOD
+from defectkit.core.labels import GOOD
 
 
 def run_demo(output: Path, *, shots: int = 2, seed: int = 0) -> int:

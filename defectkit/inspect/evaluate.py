@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from defectkit.core.labels import GOOD
 from defectkit.datasets.base import Sample
 from defectkit.inspect import metrics
-from defectkit.inspect.results import GOOD, InspectionResult
+from defectkit.inspect.results import InspectionResult
 
 
 @dataclass

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectkit.datasets.base import GOOD, Sample
+from defectkit.core.images import preprocess, resize_mask
+from defectkit.core.labels import GOOD
+from defectkit.datasets.base import Sample
 from defectkit.errors import ConfigError, NotFittedError
 from defectkit.fewshot.anomaly import GRAIN_FLOOR, AnomalyHead, greedy_coreset
 from defectkit.fewshot.augment import augment_shots
@@ -36,7 +38,6 @@ from defectkit.fewshot.vocabulary import load_vocabulary
 from defectkit.inspect.backbones import FeatureExtractor
 from defectkit.inspect.config import InspectorConfig, auto_input_size
 from defectkit.inspect.features import FeatureNorm, PatchFeatures, grain_ratio, grain_standard_error
-from defectkit.inspect.images import preprocess, resize_mask
 from defectkit.inspect.results import (
     CORE_OUTPUTS,
     PROTOTYPE_SIMILARITY,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from defectkit.inspect.results import GOOD
+from defectkit.core.labels import GOOD
 
 
 def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], *, fpr_limit: float = 0.3) -> float:

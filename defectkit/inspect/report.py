@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from defectkit.core.files import atomic_directory
+from defectkit.core.labels import GOOD
+from defectkit.core.overlay import overlay
 from defectkit.inspect.evaluate import Evaluation
-from defectkit.inspect.fsutil import atomic_directory
-from defectkit.inspect.overlay import overlay
-from defectkit.inspect.results import GOOD
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}

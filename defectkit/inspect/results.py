@@ -17,10 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from defectkit.datasets.geometry import second_moments
-
-GOOD = "good"
-ANOMALY = "anomaly"  # label of a defect when no defect class was labelled
+from defectkit.core.geometry import second_moments
+from defectkit.core.labels import ANOMALY, DEFECT, GOOD
 
 #: The graph's first three outputs, in this order, in every inspector and bundle.
 CORE_OUTPUTS = ("score", "anomaly_map", "class_logits")
@@ -85,7 +83,7 @@ class InspectionResult:
 
     @property
     def is_defective(self) -> bool:
-        return self.verdict == "defect"
+        return self.verdict == DEFECT
 
     @property
     def boxes(self) -> list[list[int]]:
@@ -208,9 +206,9 @@ def decide_label(
         return GOOD, GOOD
     defect_idx = [i for i, c in enumerate(classes) if c != GOOD]
     if not defect_idx:
-        return "defect", ANOMALY
+        return DEFECT, ANOMALY
     best = max(defect_idx, key=lambda i: probabilities[i])
-    return "defect", classes[best]
+    return DEFECT, classes[best]
 
 
 def postprocess(

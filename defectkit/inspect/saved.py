@@ -8,7 +8,6 @@ a model folder stays small and can never run on silently different features.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,10 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from defectkit import __version__
+from defectkit.core.files import atomic_directory, sha256_file
 from defectkit.errors import ConfigError, ModelFormatError
 from defectkit.fewshot.caption import CaptionContext
 from defectkit.fewshot.prototypes import descriptor_dim
-from defectkit.inspect.fsutil import atomic_directory
 from defectkit.inspect.results import Thresholds
 
 FORMAT = "defectkit-inspector"
@@ -34,10 +33,6 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = (3,)
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "heads.safetensors"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -83,7 +78,7 @@ def save_inspector(inspector, directory: str | Path) -> Path:
             "captions": inspector.caption_context.to_dict(),
             "support": inspector.support_summary,
             "versions": package_versions(),
-            "sha256": {TENSORS_FILE: _sha256(tmp / TENSORS_FILE)},
+            "sha256": {TENSORS_FILE: sha256_file(tmp / TENSORS_FILE)},
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     return Path(directory)
@@ -113,7 +108,7 @@ def read_config(directory: str | Path) -> dict:
     if not tensors.is_file():
         raise ModelFormatError(f"{directory}: {TENSORS_FILE} is missing; the folder is incomplete")
     expected = config.get("sha256", {}).get(TENSORS_FILE)
-    if expected != _sha256(tensors):
+    if expected != sha256_file(tensors):
         raise ModelFormatError(f"{tensors}: checksum mismatch; the file was changed or truncated")
     return config
 

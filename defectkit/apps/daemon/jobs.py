@@ -12,7 +12,6 @@ most that many files are ever in ``processing/``.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import deque
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from defectkit.apps.daemon.errors import QueueClosed, QueueFull
+from defectkit.core.files import sha256_bytes
 
 HTTP = "http"
 FOLDER = "folder"
@@ -47,7 +47,7 @@ class Job:
         if self.digest is None:
             if self.data is None:
                 raise ValueError("job data not loaded yet")
-            self.digest = hashlib.sha256(self.data).hexdigest()
+            self.digest = sha256_bytes(self.data)
         return self.digest
 
 

@@ -1,6 +1,6 @@
 """Overlay PNGs: the anomaly heatmap blended on the image, defect boxes drawn on top.
 
-Drawn by :func:`defectkit.inspect.overlay.overlay`: the colour scale is tied to the
+Drawn by :func:`defectkit.core.overlay.overlay`: the colour scale is tied to the
 image threshold, not stretched per image, so overlays can be compared by eye.
 """
 
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from defectkit.inspect.overlay import overlay
+from defectkit.core.files import atomic_file
+from defectkit.core.overlay import overlay
 from defectkit.inspect.results import resize_map
 
 
@@ -52,7 +53,7 @@ class OverlayWriter:
         overlay = render_overlay(
             image, result.anomaly_map, threshold=float(result.threshold), defects=result.defects
         )
-        tmp = path.with_suffix(".png.tmp")
-        overlay.save(tmp, format="PNG", compress_level=1)  # speed over size: one per image
-        tmp.replace(path)
+        # No fsync: an overlay is derived, one per image, and cheap to draw again.
+        with atomic_file(path, fsync=False) as tmp:
+            overlay.save(tmp, format="PNG", compress_level=1)  # speed over size: one per image
         return path

@@ -10,7 +10,6 @@ answered, not stored (a client can retry them; a bad file in the folder needs a 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -32,8 +31,9 @@ from defectkit.apps.daemon.logs import log_event
 from defectkit.apps.daemon.metrics import DaemonMetrics
 from defectkit.apps.daemon.overlay import OverlayWriter
 from defectkit.apps.daemon.store import Record, ResultStore, row_to_json
+from defectkit.core.files import sha256_stream
+from defectkit.core.images import read_image
 from defectkit.errors import ImageError
-from defectkit.inspect.images import read_image
 
 
 @dataclass
@@ -315,7 +315,7 @@ def _read_claimed(path: Path | None, max_bytes: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise Rejected("not a regular file", "not_a_file")
         if st.st_size > max_bytes:
-            raise _TooLarge(st.st_size, _hash_stream(f))
+            raise _TooLarge(st.st_size, sha256_stream(f))
         return f.read()
 
 
@@ -325,13 +325,6 @@ class _TooLarge(Rejected):
     def __init__(self, size: int, sha256: str):
         super().__init__(f"{size:,} bytes is more than the --max-upload-mb limit", "too_large", 413)
         self.sha256 = sha256
-
-
-def _hash_stream(f: Any) -> str:
-    h = hashlib.sha256()
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-        h.update(chunk)
-    return h.hexdigest()
 
 
 def _clean(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """The labelling app: label a few shots, fit, review, move the threshold, export.
 
 Modules: :mod:`.project` (the on-disk project), :mod:`.records` (its JSON records),
-:mod:`.storage` (atomic writes), :mod:`.review` and :mod:`.histogram` (review results,
+:mod:`.review` and :mod:`.histogram` (review results,
 threshold chart), :mod:`.views` (what the page shows), :mod:`.ui` (Gradio Blocks),
 :mod:`.workspace` (open projects), :mod:`.exporting` (the exporter seam), :mod:`.cli`
 (``inspect app``). Nothing is imported here: ``inspect --help`` must not load Gradio.

@@ -13,8 +13,8 @@ import importlib
 import zipfile
 from pathlib import Path
 
-from defectkit.apps.labelling import storage
 from defectkit.apps.labelling.records import safe_stem
+from defectkit.core.files import atomic_file
 from defectkit.errors import BundleError
 
 TARGETS = ("openvino", "onnx")
@@ -60,7 +60,7 @@ def export_project(project, target: str, precision: str = "fp32") -> Path:
     folder = project.root / "exports" / name
     export_bundle(inspector, folder, target=target, precision=precision, check_images=check)
     archive = project.root / "exports" / f"{name}.zip"
-    with storage.atomic_file(archive) as tmp:
+    with atomic_file(archive) as tmp:
         zip_folder(folder, tmp, top=f"{safe_stem(project.name)}-{name}")
     return archive
 

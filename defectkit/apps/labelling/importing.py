@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from defectkit.apps.labelling.project import Project
-from defectkit.apps.labelling.records import GOOD, ImportReport, ProjectError
+from defectkit.apps.labelling.records import ImportReport, ProjectError
+from defectkit.core.images import IMAGE_SUFFIXES, is_image_file
+from defectkit.core.labels import GOOD
 from defectkit.errors import ImageError
-from defectkit.inspect.images import IMAGE_SUFFIXES, is_image_file
 
 
 def add_files(project: Project, paths: Iterable[str | Path]) -> ImportReport:

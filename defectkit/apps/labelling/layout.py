@@ -13,8 +13,8 @@ import gradio as gr
 from defectkit.apps.labelling import views
 from defectkit.apps.labelling.exporting import PRECISIONS
 from defectkit.apps.labelling.project import DEFAULT_BACKBONE
-from defectkit.apps.labelling.records import GOOD
 from defectkit.apps.labelling.review import SORTS
+from defectkit.core.labels import GOOD
 
 TITLE = "defectkit · labelling"
 TARGET_CHOICES = [("OpenVINO", "openvino"), ("ONNX", "onnx")]

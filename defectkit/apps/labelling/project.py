@@ -11,7 +11,7 @@
 
 Why one folder and one manifest: closing the browser or restarting the server must lose
 nothing, and an engineer must be able to copy or back up a project as a folder. Every
-write is atomic (:mod:`.storage`) and files are written *before* the manifest that
+write is atomic (:mod:`defectkit.core.files`) and files are written *before* the manifest that
 names them, so a kill at any moment leaves a manifest that only names complete files.
 
 A :class:`Project` is shared by every browser tab that opened it; a lock serialises
@@ -25,7 +25,6 @@ being silently ignored. Torch is imported only by :meth:`Project.fit` and
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import json
 import shutil
@@ -37,7 +36,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from defectkit.apps.labelling import storage
 from defectkit.apps.labelling.records import (
     GOOD,
     SHOTS_WANTED,
@@ -47,9 +45,10 @@ from defectkit.apps.labelling.records import (
     check_class_name,
     safe_stem,
 )
+from defectkit.core.files import remove_temporaries, sha256_bytes, write_atomic
+from defectkit.core.images import read_image, read_mask
 from defectkit.datasets.base import Sample
 from defectkit.errors import ImageError, NotFittedError, SupportSetError
-from defectkit.inspect.images import read_image, read_mask
 
 MANIFEST = "project.json"
 FORMAT = "defectkit-labelling-project"
@@ -67,8 +66,9 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _write_json(path: Path, data: Any) -> None:
+    """The manifest as indented UTF-8 JSON, written atomically."""
+    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -141,7 +141,7 @@ class Project:
         Memory changes only after the write succeeded, so a full disk leaves the page,
         the memory and the disk agreeing on the old state.
         """
-        storage.write_json(self.root / MANIFEST, self._manifest(**changes))
+        _write_json(self.root / MANIFEST, self._manifest(**changes))
         if "images" in changes:
             self._images = dict(changes["images"])
         if "classes" in changes:
@@ -223,7 +223,7 @@ class Project:
         """The gallery thumbnail's path (rebuilt if someone deleted it)."""
         path = self.root / "thumbs" / f"{image_id}.png"
         if not path.is_file():
-            storage.write_bytes(path, _thumbnail(self.load_image(image_id)))
+            write_atomic(path, _thumbnail(self.load_image(image_id)))
         return path
 
     def samples(self) -> list[Sample]:
@@ -250,7 +250,7 @@ class Project:
                     if r.label is not None
                 ),
             }
-        return _sha256(json.dumps(body, sort_keys=True).encode())[:16]
+        return sha256_bytes(json.dumps(body, sort_keys=True).encode())[:16]
 
     @property
     def fit_is_stale(self) -> bool:
@@ -273,7 +273,7 @@ class Project:
                 fmt = pil.format
         except ImageError as exc:
             raise ImageError(str(exc).replace("<bytes>", name)) from None
-        sha = _sha256(data)
+        sha = sha256_bytes(data)
         with self._lock:
             for record in self._images.values():
                 if record.sha256 == sha:
@@ -286,8 +286,8 @@ class Project:
                 id=image_id, file=f"images/{image_id}{suffix}", name=Path(name).name, sha256=sha,
                 width=int(image.shape[1]), height=int(image.shape[0]), added=_now(),
             )  # fmt: skip
-            storage.write_bytes(self.root / record.file, data)
-            storage.write_bytes(self.root / "thumbs" / f"{image_id}.png", _thumbnail(image))
+            write_atomic(self.root / record.file, data)
+            write_atomic(self.root / "thumbs" / f"{image_id}.png", _thumbnail(image))
             self._save(images={**self._images, image_id: record})
             return record, True
 
@@ -351,8 +351,8 @@ class Project:
             )
         data = _png(mask.astype(np.uint8) * 255)
         rel = f"masks/{record.id}.png"
-        storage.write_bytes(self.root / rel, data)
-        return {"mask": rel, "mask_sha256": _sha256(data)}
+        write_atomic(self.root / rel, data)
+        return {"mask": rel, "mask_sha256": sha256_bytes(data)}
 
     # ------------------------------------------------------------------ classes
     def add_class(self, name: str) -> str:
@@ -533,10 +533,10 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _clean_leftovers(root: Path) -> None:
     """Remove what a killed write left behind: our temp files, and the temp / old folders
-    of :func:`~defectkit.inspect.fsutil.atomic_directory` (``.<name>.tmp-*``, ``.<name>.old-*``)
+    of :func:`~defectkit.core.files.atomic_directory` (``.<name>.tmp-*``, ``.<name>.old-*``)
     in the folders we own. Never anything the manifest could name."""
     for folder in (root, root / "images", root / "masks", root / "thumbs", root / "exports"):
-        storage.remove_temporaries(folder)
+        remove_temporaries(folder)
     for folder in (root / "models", root / "exports"):
         for leftover in folder.glob(".*") if folder.is_dir() else ():
             if leftover.is_dir() and (".tmp-" in leftover.name or ".old-" in leftover.name):

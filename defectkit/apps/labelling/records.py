@@ -10,16 +10,16 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from defectkit.core.labels import ANOMALY, GOOD
 from defectkit.errors import DatasetError
 
-GOOD = "good"
 #: Shots per class the app asks for ("scratch: 1 of 2"). Fitting works from one; two
 #: give the leave-one-out calibration something to measure.
 SHOTS_WANTED = 2
 #: Names a defect class cannot take: ``good`` is the normal class, ``masks`` is a folder
 #: of the dataset layout, ``anomaly`` is what results call an unnamed defect, and
 #: ``unlabelled`` is what the app shows for images without a label.
-RESERVED = ("good", "masks", "anomaly", "unlabelled")
+RESERVED = (GOOD, "masks", ANOMALY, "unlabelled")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from defectkit.inspect.overlay import overlay
+from defectkit.core.overlay import overlay
 from defectkit.inspect.results import InspectionResult, Thresholds, postprocess
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ import gradio as gr
 from defectkit.apps.labelling import exporting, importing, views
 from defectkit.apps.labelling.histogram import score_range
 from defectkit.apps.labelling.layout import CSS, TITLE, build_page, offline_backbones
-from defectkit.apps.labelling.records import GOOD
 from defectkit.apps.labelling.review import describe, mask_image, overlay_image, sort_reviewed
 from defectkit.apps.labelling.views import editor_value, mask_from_editor
 from defectkit.apps.labelling.workspace import Workspace
+from defectkit.core.labels import GOOD
 from defectkit.errors import DefectkitError
 
 __all__ = ["CSS", "create_app"]

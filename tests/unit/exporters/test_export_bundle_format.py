@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from defectkit.core.files import sha256_file
 from defectkit.errors import BundleError
 from defectkit.exporters.bundle import (
     FORMAT_VERSION,
@@ -14,7 +15,6 @@ from defectkit.exporters.bundle import (
     manifest_digest,
     read_manifest,
     set_thresholds,
-    sha256_file,
     write_manifest,
 )
 from defectkit.exporters.runtime import load_bundle

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from defectkit.core.images import preprocess
 from defectkit.datasets import angle_difference, make_synthetic
 from defectkit.datasets.base import GOOD
 from defectkit.fewshot.caption import cells_of
 from defectkit.fewshot.caption_head import prototype_similarity
 from defectkit.fewshot.prototypes import anomaly_weights, region_descriptor
 from defectkit.inspect.config import InspectorConfig
-from defectkit.inspect.images import preprocess
 from defectkit.inspect.inspector import Inspector
 
 KINDS = {"scratch": 6, "hole": 6}

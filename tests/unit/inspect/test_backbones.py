@@ -144,8 +144,8 @@ def test_effnet_s2_and_s32_are_selectable():
 def _chelsea_top5(classifier: torch.nn.Module) -> list[int]:
     from skimage import data
 
+    from defectkit.core.images import preprocess
     from defectkit.inspect.backbone_effnet import PREPROCESSING
-    from defectkit.inspect.images import preprocess
 
     x = torch.from_numpy(preprocess(data.chelsea(), PREPROCESSING.input_size))
     x = (x - torch.tensor(PREPROCESSING.mean).view(1, 3, 1, 1)) / torch.tensor(
@@ -169,8 +169,8 @@ def test_effnet_normalisation_is_the_one_its_batchnorm_saw():
     match the stored BatchNorm running statistics (TF-Lite's [-1, 1] beats ImageNet's)."""
     from skimage import data
 
+    from defectkit.core.images import preprocess
     from defectkit.inspect.backbone_effnet import create_classifier
-    from defectkit.inspect.images import preprocess
 
     model = create_classifier()
     images = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]

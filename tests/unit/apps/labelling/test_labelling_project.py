@@ -12,10 +12,10 @@ import pytest
 from labelling_testkit import SHOTS, fast_config, label_shots, truth_masks
 from PIL import Image
 
-from defectkit.apps.labelling import storage
 from defectkit.apps.labelling.importing import add_files, add_folder
 from defectkit.apps.labelling.project import MANIFEST, Project
 from defectkit.apps.labelling.records import ProjectError
+from defectkit.core.files import TMP_PREFIX
 from defectkit.errors import DatasetError, ImageError, NotFittedError, SupportSetError
 
 
@@ -68,7 +68,7 @@ def test_a_damaged_manifest_is_a_clear_error(tmp_path, text, message):
 
 def test_leftovers_of_a_killed_write_are_cleaned_on_open(project):
     project.root.joinpath("images").mkdir(exist_ok=True)
-    leftover = project.root / "images" / f"{storage.TMP_PREFIX}x.png.123"
+    leftover = project.root / "images" / f"{TMP_PREFIX}x.png.123"
     leftover.write_bytes(b"half")
     half_model = project.root / "models" / ".fit-1.tmp-abc"
     half_model.mkdir(parents=True)

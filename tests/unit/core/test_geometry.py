@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.measure import regionprops
 
-from defectkit.datasets import angle_difference, mask_geometry
+from defectkit.core.geometry import angle_difference, mask_geometry
 
 
 def test_rectangle():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from defectkit.core import images
 from defectkit.errors import ImageError
-from defectkit.inspect import images
 
 
 def _png(array, mode=None) -> bytes:
