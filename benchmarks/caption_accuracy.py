@@ -3,7 +3,7 @@
 For every (texture, seed): make synthetic images (every defect kind), take 2 labelled
 shots per class (good included) with an engineer-style note on each defect shot, fit
 the default Inspector (embedded efficientnet_lite0, real weights), inspect held-out
-images, caption them with :func:`defectkit.fewshot.caption.describe` and check every
+images, caption them with :func:`defectkit.core.caption.describe` and check every
 checkable statement of each caption against the ground truth the generator recorded:
 
 - detected: a defective image must not be captioned "No defect found" (and a good one must);
@@ -17,7 +17,7 @@ checkable statement of each caption against the ground truth the generator recor
   long" (measured on the anomaly map's region, or on pixels that reach its edge) must
   bound it; ``size_strict`` asks the measured length to be
   within +-25 % either way. Compact regions state
-  their area as worded (:mod:`defectkit.fewshot.caption_size`): "about N px" must be
+  their area as worded (:mod:`defectkit.core.caption.size`): "about N px" must be
   within +-25 % of the true area, "L to H px" must hold it, "up to N px" must bound it.
   ``size_strict`` asks one number (the estimate, a range's geometric middle, or the
   upper bound) to be within +-25 %, the brief's check, and is reported beside it;
@@ -93,14 +93,14 @@ def make_split(seed: int, texture: str, size: int, test_per_kind: int):
 
 
 def caption_all(inspector, images):
-    """Images -> [(result, records, sentence)]: ``Inspector.inspect``'s own captions."""
-    return [(r, r.defects, r.caption) for r in inspector.inspect(images)]
+    """Images -> [(result, records as JSON dicts, sentence)]: ``Inspector.inspect``'s own captions."""
+    return [(r, [d.to_dict() for d in r.defects], r.caption) for r in inspector.inspect(images)]
 
 
 def check(sample, result, records, size_ratios, shot_labels) -> dict[str, bool | None]:
     """Statement -> True / False, or None when the caption does not make it."""
+    from defectkit.core.caption.geometry import cells_of, major_axis_length
     from defectkit.core.geometry import angle_difference
-    from defectkit.fewshot.caption import cells_of, major_axis_length
 
     found: dict[str, bool | None] = dict.fromkeys(STATEMENTS + STRICTER)
     if sample.label == "good":

@@ -52,10 +52,10 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "unit" / "apps" / "daemon")]
-import daemon_testkit as kit  # noqa: E402  (the daemon launcher and the test double)
-
+sys.path.insert(0, str(REPO))
 from benchmarks.common import cpu_name  # noqa: E402
+from defectkit.testing import daemon as fake  # noqa: E402  (the test double)
+from defectkit.testing import processes as kit  # noqa: E402  (the daemon launcher)
 
 # -- images ------------------------------------------------------------------------------
 
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fake:
             args.bundle = args.bundle or work / "bundle"
             bundle = kit.BundleUnderTest(
-                kit.write_fake_bundle(args.bundle, delay_s=args.fake_delay_ms / 1e3)
+                fake.write_fake_bundle(args.bundle, delay_s=args.fake_delay_ms / 1e3)
             )
         elif args.bundle is None:
             p.error("--bundle is required (or --fake for a dry run)")

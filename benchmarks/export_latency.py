@@ -77,7 +77,6 @@ def prepare(work: Path, *, shots: int, seed: int) -> dict:
     from defectkit.exporters.export import export_bundle
     from defectkit.fewshot.support import SupportSet
     from defectkit.inspect.inspector import Inspector, InspectorConfig
-    from defectkit.inspect.saved import save_inspector
 
     split = textile_protocol_split(load_textile(), 2 * shots, seed=seed)  # as `inspect demo`
     goods = [s for s in split.train if s.label == GOOD][:shots]
@@ -86,7 +85,7 @@ def prepare(work: Path, *, shots: int, seed: int) -> dict:
     (work / "test.json").write_text(json.dumps(tests))
     inspector = Inspector(InspectorConfig(seed=seed))
     fit = inspector.fit(support)
-    save_inspector(inspector, work / "model")
+    inspector.save(work / "model")
     support_images = [s.load_image() for s in support.shots]
     facts: dict = {
         "fit_s": fit.seconds["total"],
@@ -158,13 +157,13 @@ class Runner:
         if kind == "pytorch":
             import torch
 
-            from defectkit.inspect.saved import load_inspector
+            from defectkit.inspect.inspector import Inspector
 
-            model = load_inspector(work / folder)
+            model = Inspector.load(work / folder)
 
             def run(x):
                 with torch.inference_mode():
-                    return tuple(t.numpy() for t in model(torch.from_numpy(x)))
+                    return tuple(t.numpy() for t in model.model(torch.from_numpy(x)).present())
 
             self.run, self.precision = run, "f32"
         else:
@@ -193,8 +192,8 @@ def _stats(ms: list[float]) -> dict:
 
 
 def _test_images(work: Path) -> list[np.ndarray]:
-    from defectkit.datasets.textile import FRAME_CROP
     from defectkit.core.images import read_image
+    from defectkit.datasets.textile import FRAME_CROP
 
     # Crop the textile frame exactly as load_textile does, or the test images differ from
     # the support images by a white border line (that is what made AUROC read 0.66).
@@ -363,7 +362,7 @@ def _version(name: str) -> str:
 def write_report(
     work: Path, facts: dict, results: dict, *, command: str, loads: tuple, out: Path
 ) -> None:
-    from defectkit.inspect.backbones import embedded_effnet_file
+    from defectkit.inspect.backbones.weights import embedded_effnet_file
 
     labels = [t["label"] for t in json.loads((work / "test.json").read_text())]
     raws = {name: dict(np.load(work / r["raw"])) for name, r in results.items()}

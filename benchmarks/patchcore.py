@@ -26,8 +26,8 @@ def build_patchcore(good_images: Sequence[np.ndarray], size: tuple[int, int] = D
     from anomalib.pre_processing import PreProcessor
     from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-    from defectkit.inspect.backbone_effnet import _build
     from defectkit.core.images import preprocess
+    from defectkit.inspect.backbones.effnet import _build
 
     pre = PreProcessor(transform=Compose([Resize(size, antialias=True), Normalize([0.5] * 3, [0.5] * 3)]))
     model = Patchcore(

@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic defects with exact masks and a small fitted inspector."""
+"""Shared fixtures: synthetic defects with exact masks, a small fitted inspector, and an
+empty Hugging Face cache."""
 
 from __future__ import annotations
 
@@ -30,3 +31,13 @@ def fitted(synthetic):
     inspector = Inspector(InspectorConfig(augmentations=2, bank_size=512, seed=0))
     report = inspector.fit(synthetic[0])
     return inspector, report
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache of the test's own and an unreachable Hub."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
+    return tmp_path / "hf-cache"

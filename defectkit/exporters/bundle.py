@@ -26,8 +26,8 @@ from typing import Any
 
 from defectkit import __version__
 from defectkit.core.files import sha256_file, write_atomic
+from defectkit.core.results import Thresholds
 from defectkit.errors import BundleError, ConfigError
-from defectkit.inspect.results import Thresholds
 
 FORMAT = "defectkit-bundle"
 #: 2 added the caption outputs (``prototype_similarity``, ``vocab_scores``) and the
@@ -161,6 +161,8 @@ def set_thresholds(
 
     The model files are untouched, so their hashes stay; the bundle's id changes (it is
     the manifest's hash), which is how a daemon's results tell the two settings apart.
+    A lowered image threshold takes the pixel threshold with it unless ``pixel`` is
+    given (:meth:`~defectkit.core.results.Thresholds.moved`, the one threshold rule).
 
     Returns:
         The new thresholds.
@@ -168,11 +170,7 @@ def set_thresholds(
     folder = Path(folder)
     manifest = read_manifest(folder)
     old = Thresholds.from_dict(manifest["thresholds"])
-    new = Thresholds(
-        image=old.image if image is None else float(image),
-        pixel=old.pixel if pixel is None else float(pixel),
-        min_defect_area=old.min_defect_area if min_defect_area is None else int(min_defect_area),
-    )
+    new = old.moved(image=image, pixel=pixel, min_defect_area=min_defect_area)
     if new.min_defect_area < 0:
         raise ConfigError(f"min_defect_area must be >= 0, got {new.min_defect_area}")
     manifest["thresholds"] = new.to_dict()

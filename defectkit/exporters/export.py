@@ -31,58 +31,57 @@ from defectkit.exporters.bundle import (
     write_manifest,
 )
 from defectkit.exporters.onnx_export import (
+    DYNAMIC_BATCH_LIMIT,
     INPUT_NAME,
-    MAX_BATCH,
     at_input_size,
     convert_onnx_to_fp16,
     export_onnx,
-    output_names,
-    require_fitted,
+    model_of,
 )
 from defectkit.exporters.openvino_export import convert_onnx_to_openvino
+from defectkit.inspect.model import InspectorModel
+from defectkit.inspect.saved import package_versions
 
 
 def build_manifest(
-    inspector, *, target: str, precision: str, fitted_size, files: dict
+    model: InspectorModel, *, target: str, precision: str, fitted_size, files: dict
 ) -> dict[str, Any]:
     """Everything a line-side PC needs to run and trust the model, as plain JSON."""
-    from defectkit.inspect.saved import package_versions
-
-    pre = inspector.backbone.preprocessing
+    pre = model.backbone.preprocessing
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "target": target,
         "precision": precision,
-        "input_size": list(inspector.input_size),
+        "input_size": list(model.input_size),
         "fitted_input_size": list(fitted_size),
         "input_name": INPUT_NAME,
         "input": {
             "layout": "NCHW",
             "dtype": "float32",
             "range": [0.0, 1.0],
-            "batch": f"dynamic, 1..{MAX_BATCH}",
+            "batch": f"dynamic, 1..{DYNAMIC_BATCH_LIMIT}",
         },
         "preprocessing": {
             "function": "defectkit.core.images.preprocess",
             "resize": "Pillow bilinear to input_size, then /255",
             "interpolation": pre.interpolation,
-            # Applied inside the graph (buffers of the Inspector), listed for reference.
+            # Applied inside the graph (buffers of the model), listed for reference.
             "normalisation": "in_graph",
-            "mean": [float(v) for v in inspector.mean.flatten().tolist()],
-            "std": [float(v) for v in inspector.std.flatten().tolist()],
+            "mean": [float(v) for v in model.mean.flatten().tolist()],
+            "std": [float(v) for v in model.std.flatten().tolist()],
         },
-        "output_names": list(output_names(inspector)),
-        "classes": list(inspector.classes),
-        "thresholds": inspector.thresholds.to_dict(),
+        "output_names": list(model.output_names),
+        "classes": list(model.classes),
+        "thresholds": model.thresholds.to_dict(),
         # Caption context: the vocabulary in the order of ``vocab_scores`` (its text
         # embeddings are in the graph) and the shots in the order of
         # ``prototype_similarity``, with their notes.
-        **inspector.caption_context.to_dict(),
-        "backbone": {"name": inspector.backbone.name, "weights_id": inspector.backbone.weights_id},
-        "inspector_config": inspector.config.to_dict(),
-        "support": inspector.support_summary,
+        **model.caption_context.to_dict(),
+        "backbone": {"name": model.backbone.name, "weights_id": model.backbone.weights_id},
+        "inspector_config": model.config.to_dict(),
+        "support": model.support_summary,
         "versions": package_versions(),
         "files": files,
     }
@@ -115,12 +114,13 @@ def export_bundle(
     """Export a fitted inspector to a verified bundle folder.
 
     Args:
-        inspector: a fitted :class:`~defectkit.inspect.inspector.Inspector`.
+        inspector: a fitted :class:`~defectkit.inspect.inspector.Inspector` (or its
+            InspectorModel).
         out_dir: the bundle folder to write (replaced if it holds an older bundle).
         target: ``"openvino"`` or ``"onnx"``.
         precision: ``"fp32"`` or ``"fp16"`` (weights and arithmetic; see the tolerances
             in :mod:`.selfcheck`).
-        input_size: (H, W) of the exported graph; default: the inspector's.
+        input_size: (H, W) of the exported graph; default: the model's.
         check_images: H x W x 3 images for the self-check, ideally the support images;
             flipped, rotated and noised copies are added. Default: generated textures.
         device: where the self-check runs the exported model.
@@ -136,12 +136,13 @@ def export_bundle(
         raise ConfigError(f"unknown export target {target!r}; use one of: {', '.join(TARGETS)}")
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
-    require_fitted(inspector)
-    model = at_input_size(inspector, input_size)
+    fitted = model_of(inspector)
+    model = at_input_size(fitted, input_size)
     base = list(check_images) if check_images else sc.default_check_images(model.input_size)
     images = sc.check_images(base)
 
     from defectkit.exporters.runtime import load_bundle
+    from defectkit.inspect.inspector import Inspector
 
     with atomic_directory(out_dir, marker=MANIFEST) as tmp:
         _write_model(model, tmp, target=target, precision=precision)
@@ -149,12 +150,13 @@ def export_bundle(
             model,
             target=target,
             precision=precision,
-            fitted_size=inspector.input_size,
+            fitted_size=fitted.input_size,
             files=hash_files(tmp),
         )
         write_manifest(tmp, manifest)
         check = sc.run_selfcheck(
-            model, load_bundle(tmp, device=device), images, precision=precision
+            Inspector.from_model(model), load_bundle(tmp, device=device), images,
+            precision=precision,
         )
         manifest["selfcheck"] = check.to_dict()
         write_manifest(tmp, manifest)

@@ -1,7 +1,7 @@
-"""Export ``Inspector.forward`` to ONNX: one input ``image``, named outputs, dynamic batch.
+"""Export ``InspectorModel.forward`` to ONNX: one input ``image``, named outputs, dynamic batch.
 
-The exported graph is the Inspector itself - normalisation (mean/std buffers), backbone,
-patch features, both heads - so PyTorch and the bundle compute the same thing; only
+The exported graph is the model itself - normalisation (mean/std buffers), backbone,
+patch features, the heads - so PyTorch and the bundle compute the same thing; only
 preprocessing (resize, [0, 1]) and post-processing (thresholds, regions) stay outside,
 in numpy code both paths share.
 
@@ -22,75 +22,86 @@ import io
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from defectkit.errors import ConfigError, NotFittedError
+from defectkit.inspect.model import InspectorModel
 
 INPUT_NAME = "image"
 OPSET = 18
-#: Largest batch the exported graph accepts (a bound torch.export wants; not a cost).
-MAX_BATCH = 1024
+#: Largest batch the exported graph accepts (a bound torch.export wants; not a cost, and
+#: not the Predictor's batch size, which is ``defectkit.core.predictor.BATCH_SIZE``).
+DYNAMIC_BATCH_LIMIT = 1024
 
 
-def output_names(inspector) -> tuple[str, ...]:
-    """The graph's output names: ``score, anomaly_map, class_logits``, then the caption
-    evidence (``prototype_similarity``; ``vocab_scores`` with a vocabulary)."""
-    return tuple(inspector.output_names)
-
-
-def require_fitted(inspector) -> None:
-    """Raise :class:`NotFittedError` for an unfitted inspector (nothing to export yet)."""
-    if not getattr(inspector, "fitted", False):
+def model_of(inspector) -> InspectorModel:
+    """The InspectorModel of an :class:`~defectkit.inspect.inspector.Inspector` (or the
+    model itself), refused with :class:`NotFittedError` while there is nothing to export."""
+    model = getattr(inspector, "model", inspector)
+    if not getattr(model, "fitted", False):
         raise NotFittedError(
             "this inspector is not fitted, so there is nothing to export: run `inspect fit` "
             "(or Inspector.fit) first"
         )
+    return model
 
 
-def at_input_size(inspector, input_size: tuple[int, int] | None):
-    """The inspector itself, or a copy that runs at ``input_size`` = (H, W).
+def at_input_size(inspector, input_size: tuple[int, int] | None) -> InspectorModel:
+    """The fitted model itself, or a copy that runs at ``input_size`` = (H, W).
 
     The memory bank and prototypes are per-patch features, so they carry over to another
     resolution; but thresholds were calibrated at the fitted size, which is why the
-    manifest records both sizes. (Relies on ``Inspector.input_size`` and ``.grid``.)
+    manifest records both sizes.
     """
-    if input_size is None or tuple(input_size) == tuple(inspector.input_size):
-        return inspector
+    model = model_of(inspector)
+    if input_size is None or tuple(input_size) == tuple(model.input_size):
+        return model
     h, w = (int(v) for v in input_size)
     if min(h, w) < 32:
         raise ConfigError(f"--input-size must be at least 32 x 32, got {h} x {w}")
-    resized = copy.deepcopy(inspector)
-    resized.input_size = (h, w)
-    resized.grid = resized.features.grid_size((h, w))
+    resized = copy.deepcopy(model)
+    resized.set_input_size((h, w))
     return resized
 
 
+class _Outputs(nn.Module):
+    """The model with its :class:`~defectkit.core.results.RawOutputs` as a plain tuple of
+    the outputs present, in ``output_names`` order: what an ONNX graph returns."""
+
+    def __init__(self, model: InspectorModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model(x).present()
+
+
 def export_onnx(inspector, path: str | Path, *, input_size: tuple[int, int] | None = None) -> Path:
-    """Write ``inspector``'s forward graph to ``path`` (fp32 ONNX, opset 18).
+    """Write the fitted model's forward graph to ``path`` (fp32 ONNX, opset 18).
 
     Args:
-        inspector: a fitted :class:`~defectkit.inspect.inspector.Inspector`.
+        inspector: a fitted :class:`~defectkit.inspect.inspector.Inspector` or InspectorModel.
         path: the ``.onnx`` file to write.
-        input_size: (H, W) of the graph's input; default: the inspector's.
+        input_size: (H, W) of the graph's input; default: the model's.
 
     Returns:
         ``path``. Input ``image``: batch x 3 x H x W float32 in [0, 1]; outputs ``score``
         (batch), ``anomaly_map`` (batch x H x W), ``class_logits`` (batch x K),
-        ``prototype_similarity`` (batch x P shots) and, when the inspector embedded a
-        vocabulary, ``vocab_scores`` (batch x V): :attr:`Inspector.output_names`.
+        ``prototype_similarity`` (batch x P shots) and, when the model embedded a
+        vocabulary, ``vocab_scores`` (batch x V): ``InspectorModel.output_names``.
     """
-    require_fitted(inspector)
     model = at_input_size(inspector, input_size).eval()
     h, w = model.input_size
     # Batch 2, not 1: torch.export specialises a dimension it sees as 1 to a constant.
     example = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    batch = torch.export.Dim("batch", min=1, max=DYNAMIC_BATCH_LIMIT)
     path = Path(path)
     chatter = io.StringIO()  # the exporter prints progress lines; keep them for errors only
     try:
         with torch.no_grad(), contextlib.redirect_stdout(chatter):
             program = torch.onnx.export(
-                model, (example,), dynamo=True, input_names=[INPUT_NAME],
-                output_names=list(output_names(model)), dynamic_shapes=({0: batch},),
+                _Outputs(model).eval(), (example,), dynamo=True, input_names=[INPUT_NAME],
+                output_names=list(model.output_names), dynamic_shapes=({0: batch},),
                 opset_version=OPSET, optimize=True, verbose=False, report=False,
             )  # fmt: skip
             program.save(str(path), external_data=_needs_external_data(model))

@@ -1,4 +1,4 @@
-"""Export an Inspector to OpenVINO IR (``model.xml`` + ``model.bin``).
+"""Export a fitted model to OpenVINO IR (``model.xml`` + ``model.bin``).
 
 Converted from our ONNX export rather than from the torch module: OpenVINO's PyTorch
 frontend traces with TorchScript, which trips over the same Python shape arithmetic the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from defectkit.exporters.onnx_export import at_input_size, export_onnx, require_fitted
+from defectkit.exporters.onnx_export import at_input_size, export_onnx
 
 
 def convert_onnx_to_openvino(
@@ -42,7 +42,6 @@ def export_openvino(
 
     Same inputs and outputs as :func:`~defectkit.exporters.onnx_export.export_onnx`.
     """
-    require_fitted(inspector)
     model = at_input_size(inspector, input_size)
     with tempfile.TemporaryDirectory(prefix="defectkit-ov-") as work:
         onnx_path = export_onnx(model, Path(work) / "model.onnx")

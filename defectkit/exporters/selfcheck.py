@@ -2,7 +2,7 @@
 
 The check runs the *written* bundle through the runtime (manifest parse, hashes, engine,
 ``preprocess``), on the support images plus flipped, rotated and noised copies, and
-compares every raw output with ``Inspector.raw`` on the same images. The exported graph
+compares every raw output with the PyTorch inspector's ``raw`` on the same images. The exported graph
 runs once batched and once at batch 1, so dynamic batch is checked too.
 
 Tolerances, per image, as ``|exported - pytorch| <= allowed``:
@@ -52,8 +52,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from defectkit.core.predictor import BATCH_SIZE
+from defectkit.core.results import RawOutputs
 from defectkit.errors import BundleError
-from defectkit.inspect.results import CORE_OUTPUTS, PROTOTYPE_SIMILARITY, VOCAB_SCORES
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,9 @@ def _clear_argmax(ref: np.ndarray, exp: np.ndarray, allowed: np.ndarray) -> tupl
 def _compare_extras(reference: dict, exported: dict, tol: Tolerance) -> dict:
     """The caption outputs (present in both, by name): measures and failures."""
     found: dict = {"failures": []}
-    if PROTOTYPE_SIMILARITY in reference:
-        ref = np.asarray(reference[PROTOTYPE_SIMILARITY], dtype=np.float64)
-        exp = np.asarray(exported[PROTOTYPE_SIMILARITY], dtype=np.float64)
+    if "prototype_similarity" in reference:
+        ref = np.asarray(reference["prototype_similarity"], dtype=np.float64)
+        exp = np.asarray(exported["prototype_similarity"], dtype=np.float64)
         diff, scale = _per_image_max(exp - ref), _per_image_max(ref)
         allowed = tol.logit_atol + tol.logit_rtol * scale
         clear, agree = _clear_argmax(ref, exp, allowed)
@@ -200,9 +201,9 @@ def _compare_extras(reference: dict, exported: dict, tol: Tolerance) -> dict:
             found["failures"].append(
                 f"nearest labelled shot differs on {int((clear & ~agree).sum())} clear-cut images"
             )
-    if VOCAB_SCORES in reference:
+    if "vocab_scores" in reference:
         diff = _per_image_max(
-            np.asarray(exported[VOCAB_SCORES], np.float64) - np.asarray(reference[VOCAB_SCORES], np.float64)
+            np.asarray(exported["vocab_scores"], np.float64) - np.asarray(reference["vocab_scores"], np.float64)
         )
         found["vocab_max_abs"] = float(diff.max(initial=0.0))
         if (diff > tol.vocab_atol).any():
@@ -214,28 +215,20 @@ def _compare_extras(reference: dict, exported: dict, tol: Tolerance) -> dict:
     return found
 
 
-def compare(
-    reference: tuple[np.ndarray, ...],
-    exported: tuple[np.ndarray, ...],
-    tol: Tolerance,
-    *,
-    threshold: float,
-    names: tuple[str, ...] | None = None,
-) -> dict:
+def compare(reference: RawOutputs, exported: RawOutputs, tol: Tolerance, *, threshold: float) -> dict:
     """Differences between two sets of raw outputs, and which tolerances they break.
 
     Args:
-        reference, exported: raw outputs in ``names`` order (``score, anomaly_map,
-            class_logits`` first); both must hold the same outputs.
-        names: output names; default: the standard order (caption outputs after the
-            first three, as :attr:`Inspector.output_names` lists them).
+        reference, exported: raw outputs of the same images; both must hold the same
+            outputs (``vocab_scores`` in both or in neither).
     """
-    if len(reference) != len(exported):
+    if reference.names != exported.names:
         return {key: 0.0 for key in MEASURES[:6]} | {
             "argmax_checked": 0, "argmax_agree": 0, "verdicts_agree": 0,
-            "failures": [f"the exported model has {len(exported)} outputs, PyTorch {len(reference)}"],
+            "failures": [
+                f"the exported model has outputs {list(exported.names)}, PyTorch {list(reference.names)}"
+            ],
         }  # fmt: skip
-    names = tuple(names or (*CORE_OUTPUTS, PROTOTYPE_SIMILARITY, VOCAB_SCORES)[: len(reference)])
     s_ref, m_ref, l_ref = (np.asarray(a, dtype=np.float64) for a in reference[:3])
     s_exp, m_exp, l_exp = (np.asarray(a, dtype=np.float64) for a in exported[:3])
     ds = np.abs(s_exp - s_ref)
@@ -261,8 +254,8 @@ def compare(
             f"predicted class differs on {int((clear & ~agree).sum())} clear-cut images"
         )
     extras = _compare_extras(
-        dict(zip(names[3:], reference[3:], strict=True)),
-        dict(zip(names[3:], exported[3:], strict=True)),
+        dict(zip(reference.names[3:], reference.present()[3:], strict=True)),
+        dict(zip(exported.names[3:], exported.present()[3:], strict=True)),
         tol,
     )
     failures += extras.pop("failures")
@@ -281,9 +274,7 @@ def compare(
 
 
 def _batch_sizes(n: int) -> list[int]:
-    from defectkit.exporters.runtime import MAX_BATCH
-
-    return sorted({min(MAX_BATCH, n - i) for i in range(0, n, MAX_BATCH)} | {1})
+    return sorted({min(BATCH_SIZE, n - i) for i in range(0, n, BATCH_SIZE)} | {1})
 
 
 def run_selfcheck(inspector, bundle, images: list[np.ndarray], *, precision: str) -> SelfCheck:
@@ -306,18 +297,13 @@ def run_selfcheck(inspector, bundle, images: list[np.ndarray], *, precision: str
             f"not the inspector's {list(names)}. No bundle was written."
         )
     reference = inspector.raw(images)
-    found = compare(
-        reference, bundle.raw(images), tol, threshold=bundle.thresholds.image, names=names
-    )
+    found = compare(reference, bundle.raw(images), tol, threshold=bundle.thresholds.image)
     # The first image again at batch 1: a graph whose batch dimension was frozen to the
     # batched size, or that mixes images across the batch, fails here.
     alone = compare(
-        tuple(r[:1] for r in reference),
-        bundle.raw(images[:1]),
-        tol,
+        reference.map(lambda a: a[:1]), bundle.raw(images[:1]), tol,
         threshold=bundle.thresholds.image,
-        names=names,
-    )
+    )  # fmt: skip
     for key in MEASURES:
         if found.get(key) is not None:
             found[key] = max(found[key], alone[key])

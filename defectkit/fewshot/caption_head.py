@@ -1,16 +1,14 @@
-"""The caption adapter's graph part: vocabulary scores and nearest-shot similarities.
+"""The caption adapter's graph part: the region's CLIP embedding against the vocabulary.
 
-Both are a few matmuls on tensors the Inspector already has, so they export with it and
-the runtime returns them beside score, map and logits; the words are written later, in
-numpy (:mod:`defectkit.fewshot.caption`), by the PyTorch path and the runtime alike.
+A few matmuls on tensors the model already has, so it exports with it and the runtime
+returns its scores beside score, map and logits; the words are written later, in numpy
+(:mod:`defectkit.core.caption`), by the PyTorch path and the runtime alike. The other
+caption evidence, the nearest labelled shot, is the prototype head's per-prototype
+similarity (:meth:`defectkit.fewshot.prototypes.PrototypeHead.similarity`).
 
-- :class:`CaptionHead`: the region's CLIP embedding against the vocabulary's text
-  embeddings. The text embeddings are computed once at fit time with the backbone's
-  text tower (:func:`embed_vocabulary`) and kept in a buffer, so no text model is in the
-  graph. Without a text-aligned backbone the head is empty and not wired into the graph.
-- :func:`prototype_similarity`: the region descriptor against every prototype (one per
-  labelled shot), which is what picks the nearest labelled example's note. The class
-  logits keep only each class's nearest prototype, so the shot identity would be lost.
+The text embeddings are computed once at fit time with the backbone's text tower
+(:func:`embed_vocabulary`) and kept in a buffer, so no text model is in the graph.
+Without a text-aligned backbone the head is empty and not wired into the graph.
 """
 
 from __future__ import annotations
@@ -21,23 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectkit.fewshot.vocabulary import Vocabulary
+from defectkit.core.caption.vocabulary import Vocabulary
+from defectkit.fewshot.prototypes import normalised_weights
 
-#: Layer name of patch tokens projected into the CLIP text space (``backbone_clip``).
+#: Layer name of patch tokens projected into the CLIP text space (backbones/clip.py).
 EMBED_LAYER = "embed"
-
-
-def prototype_similarity(descriptors: torch.Tensor, head: nn.Module) -> torch.Tensor:
-    """N x (3D + 2) region descriptors -> N x P per-prototype logits of ``head``.
-
-    ``-squared distance / temperature`` to every prototype, written exactly as
-    :class:`~defectkit.fewshot.prototypes.PrototypeHead` writes it (one matmul, no
-    cdist), so a class logit is the maximum of its prototypes' values here and the
-    nearest shot can never disagree with the class. Larger = more similar.
-    """
-    sq = (descriptors * descriptors).sum(dim=1, keepdim=True)
-    dist = sq + head.prototype_sqnorm[None] - 2.0 * descriptors @ head.prototypes.t()
-    return -dist / head.temperature
 
 
 def text_aligned(backbone: nn.Module) -> bool:
@@ -124,8 +110,7 @@ class CaptionHead(nn.Module):
         if weights.shape[-2:] != embed.shape[-2:]:
             # Area pooling keeps each patch's share of the weight; static sizes export.
             weights = F.adaptive_avg_pool2d(weights[:, None], tuple(embed.shape[-2:]))[:, 0]
-        w = weights.flatten(1)
-        w = w / torch.clamp(w.sum(dim=1, keepdim=True), min=1e-12)
+        w = normalised_weights(weights)
         patches = F.normalize(embed, dim=1).flatten(2)  # N x E x hw
         pooled = torch.einsum("nep,np->ne", patches, w)
         return F.normalize(pooled, dim=1) @ self.vocab_embeddings.t()

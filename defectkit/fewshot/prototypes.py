@@ -32,6 +32,13 @@ def descriptor_dim(dim: int) -> int:
     return 3 * dim + SHAPE_DIMS
 
 
+def normalised_weights(weights: torch.Tensor) -> torch.Tensor:
+    """N x H x W non-negative weights -> N x HW summing to 1 per image (the pooling
+    weights of a region; an all-zero map stays zero)."""
+    w = weights.flatten(1)
+    return w / torch.clamp(w.sum(dim=1, keepdim=True), min=1e-12)
+
+
 def region_shape(weights: torch.Tensor) -> torch.Tensor:
     """N x H x W region weights -> N x 2: log of the region's spread along its major and
     minor axes (square roots of the weighted covariance's eigenvalues, grid units).
@@ -71,8 +78,7 @@ def region_descriptor(features: torch.Tensor, weights: torch.Tensor) -> torch.Te
         even scratch); the plain mean is the texture around it.
     """
     flat = features.flatten(2)  # N x D x HW
-    w = weights.flatten(1)
-    w = w / torch.clamp(w.sum(dim=1, keepdim=True), min=1e-12)
+    w = normalised_weights(weights)
     region = torch.einsum("ndp,np->nd", flat, w)
     second = torch.einsum("ndp,np->nd", flat * flat, w)
     spread = torch.sqrt(torch.clamp(second - region * region, min=0.0) + 1e-12)
@@ -95,8 +101,14 @@ class PrototypeHead(nn.Module):
     """Squared distance to prototypes; a class's logit is minus its nearest prototype's
     distance, divided by the temperature.
 
-    Buffers: ``prototypes`` P x (3D + 2) (and their squared norms), ``membership`` K x P (1 where prototype p belongs
-    to class k), ``temperature`` scalar. Written without gather/scatter so it exports.
+    :meth:`similarity` is the per-prototype value (one per labelled shot, which picks
+    the nearest shot's note for the caption) and :meth:`class_logits` its per-class
+    maximum, so the nearest shot can never disagree with the class and the distances are
+    computed once per forward.
+
+    Buffers: ``prototypes`` P x (3D + 2) (and their squared norms), ``membership`` K x P
+    (1 where prototype p belongs to class k), ``temperature`` scalar. Written without
+    gather/scatter so it exports.
     """
 
     def __init__(self, dim: int, *, temperature: float = 0.05, sharpness: float = 2.0) -> None:
@@ -119,13 +131,22 @@ class PrototypeHead(nn.Module):
         self.prototype_sqnorm = (self.prototypes * self.prototypes).sum(dim=1)
         self.membership = F.one_hot(labels.long(), n_classes).t().float().contiguous()
 
-    def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
-        """N x (3D + 2) descriptors -> N x K logits."""
+    def similarity(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """N x (3D + 2) descriptors -> N x P: ``-squared distance / temperature`` to every
+        prototype (larger = nearer)."""
         # Squared distances as one matmul (no cdist, exports cleanly); features are
         # standardised, so magnitudes carry meaning and cosine would discard them.
         sq = (descriptors * descriptors).sum(dim=1, keepdim=True)
         dist = sq + self.prototype_sqnorm[None] - 2.0 * descriptors @ self.prototypes.t()  # N x P
-        # Per class, the nearest prototype: push other classes' prototypes out of reach
-        # with a large constant instead of indexing.
-        masked = dist[:, None, :] + 1e6 * (1.0 - self.membership[None])
-        return -masked.amin(dim=-1) / self.temperature
+        return -dist / self.temperature
+
+    def class_logits(self, similarity: torch.Tensor) -> torch.Tensor:
+        """N x P similarities -> N x K: each class's nearest prototype."""
+        # Push other classes' prototypes out of reach with a large constant instead of
+        # indexing (exports without gather).
+        masked = similarity[:, None, :] - 1e6 * (1.0 - self.membership[None])
+        return masked.amax(dim=-1)
+
+    def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """N x (3D + 2) descriptors -> N x K logits."""
+        return self.class_logits(self.similarity(descriptors))

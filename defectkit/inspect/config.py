@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from defectkit.core.predictor import BATCH_SIZE
+
 
 @dataclass
 class InspectorConfig:
@@ -32,7 +34,8 @@ class InspectorConfig:
             (at least one patch): small, because a local defect covers few patches.
         temperature: prototype-head softmax temperature (cosine / temperature).
         sharpness: how strongly region pooling concentrates on anomalous patches.
-        batch_size: images per forward pass while fitting and predicting.
+        batch_size: images per forward pass while fitting and predicting (the
+            Predictor's, as for bundles).
         seed: seeds augmentation and coreset, so a fit is reproducible.
         vocabulary: caption terms added to the default vocabulary, one entry each in
             vocabulary-file form (``"burn mark"``, ``"attribute: dull"``); embedded with
@@ -53,7 +56,7 @@ class InspectorConfig:
     top_fraction: float = 0.002
     temperature: float = 0.05
     sharpness: float = 2.0
-    batch_size: int = 16
+    batch_size: int = BATCH_SIZE
     seed: int = 0
     vocabulary: tuple[str, ...] = ()
 

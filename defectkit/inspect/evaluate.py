@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from defectkit.core.labels import GOOD
+from defectkit.core.results import InspectionResult
 from defectkit.datasets.base import Sample
 from defectkit.inspect import metrics
-from defectkit.inspect.results import InspectionResult
 
 
 @dataclass
@@ -27,6 +27,7 @@ def evaluate(model, samples: Sequence[Sample], *, progress: bool = False, keep_m
 
     ``model`` is anything with ``inspect(images, paths) -> list[InspectionResult]`` and
     ``classes``: an :class:`~defectkit.inspect.inspector.Inspector` or a runtime bundle.
+    Images go one at a time (``inspect([image])``), as a line sends them.
     Pixel metrics are computed only when every defective sample has a mask.
     """
     samples = list(samples)
@@ -48,6 +49,7 @@ def evaluate(model, samples: Sequence[Sample], *, progress: bool = False, keep_m
         if not keep_maps:
             result.anomaly_map = result.anomaly_map[:0]
             result.mask = result.mask[:0]
+            result.raw = None  # its map too: 200 maps of 250 x 250 are 50 MB
         result.image = None  # the caption is written; keeping every image costs memory
         results.append(result)
 

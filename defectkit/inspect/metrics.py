@@ -105,3 +105,18 @@ def classification_metrics(truth: Sequence[str], predicted: Sequence[str]) -> di
             "matrix": confusion_matrix(truth, predicted, labels=classes).tolist(),
         },
     }
+
+
+def format_metrics(m: dict) -> str:
+    """A short plain-text table of the headline metrics (``inspect eval`` and the demo)."""
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    lines = [f"{'images':<20}{m['n_images']}"]
+    for key in ("image_auroc", "pixel_auroc", "aupro", "binary_accuracy", "accuracy", "balanced_accuracy", "macro_f1"):
+        lines.append(f"{key:<20}{f(m.get(key))}")
+    lines.append("per class (precision / recall / F1 / n):")
+    for c, v in m["per_class"].items():
+        lines.append(f"  {c:<18}{v['precision']:.3f} / {v['recall']:.3f} / {v['f1']:.3f} / {v['support']}")
+    return "\n".join(lines)

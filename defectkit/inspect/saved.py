@@ -11,15 +11,16 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from defectkit import __version__
+from defectkit.core.caption import CaptionContext
 from defectkit.core.files import atomic_directory, sha256_file
+from defectkit.core.results import Thresholds
 from defectkit.errors import ConfigError, ModelFormatError
-from defectkit.fewshot.caption import CaptionContext
 from defectkit.fewshot.prototypes import descriptor_dim
-from defectkit.inspect.results import Thresholds
+from defectkit.inspect.config import InspectorConfig
+from defectkit.inspect.model import InspectorModel
 
 FORMAT = "defectkit-inspector"
 #: 2 added the caption head's ``caption.vocab_embeddings`` and ``captions`` (shots in
@@ -48,35 +49,30 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def fitted_state(inspector) -> dict[str, torch.Tensor]:
-    """Every buffer filled by ``fit`` (everything but the frozen backbone)."""
-    return {
-        k: v.contiguous() for k, v in inspector.state_dict().items() if not k.startswith("backbone.")
-    }
-
-
 def save_inspector(inspector, directory: str | Path) -> Path:
-    """Write a fitted inspector to ``directory`` (atomically: temp folder, then rename)."""
-    inspector._require_fitted()
-    tensors = fitted_state(inspector)
+    """Write a fitted inspector (or InspectorModel) to ``directory`` (atomically: temp
+    folder, then rename)."""
+    model = getattr(inspector, "model", inspector)
+    model.require_fitted()
+    tensors = model.fitted_state()
     with atomic_directory(directory, marker=CONFIG_FILE) as tmp:
         save_file(tensors, str(tmp / TENSORS_FILE))
         config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "config": inspector.config.to_dict(),
-            "backbone": {"name": inspector.backbone.name, "weights_id": inspector.backbone.weights_id},
-            "input_size": list(inspector.input_size),
+            "config": model.config.to_dict(),
+            "backbone": {"name": model.backbone.name, "weights_id": model.backbone.weights_id},
+            "input_size": list(model.input_size),
             "preprocessing": {
-                "mean": inspector.mean.flatten().tolist(),
-                "std": inspector.std.flatten().tolist(),
-                "interpolation": inspector.backbone.preprocessing.interpolation,
+                "mean": model.mean.flatten().tolist(),
+                "std": model.std.flatten().tolist(),
+                "interpolation": model.backbone.preprocessing.interpolation,
             },
-            "classes": list(inspector.classes),
-            "thresholds": inspector.thresholds.to_dict(),
-            "captions": inspector.caption_context.to_dict(),
-            "support": inspector.support_summary,
+            "classes": list(model.classes),
+            "thresholds": model.thresholds.to_dict(),
+            "captions": model.caption_context.to_dict(),
+            "support": model.support_summary,
             "versions": package_versions(),
             "sha256": {TENSORS_FILE: sha256_file(tmp / TENSORS_FILE)},
         }
@@ -115,46 +111,48 @@ def read_config(directory: str | Path) -> dict:
 
 def load_inspector(directory: str | Path):
     """Rebuild a fitted :class:`~defectkit.inspect.inspector.Inspector` from its folder."""
-    from defectkit.inspect.inspector import Inspector, InspectorConfig
+    from defectkit.inspect.inspector import Inspector
 
     directory = Path(directory)
     meta = read_config(directory)
     try:
-        cfg = InspectorConfig.from_dict(meta["config"])
-        inspector = Inspector(cfg)
-        inspector._set_input_size(tuple(meta["input_size"]))
-        found = inspector.backbone.weights_id
+        model = InspectorModel(InspectorConfig.from_dict(meta["config"]))
+        model.set_input_size(tuple(meta["input_size"]))
+        found = model.backbone.weights_id
         if found != meta["backbone"]["weights_id"]:
             raise ModelFormatError(
                 f"{directory}: fitted with backbone weights {meta['backbone']['weights_id']}, "
                 f"but this machine has {found}; install the same weights or refit"
             )
         tensors = load_file(str(directory / TENSORS_FILE))
-        expected = fitted_state(inspector)
-        if set(tensors) != set(expected):
+        expected = set(model.fitted_state())
+        if set(tensors) != expected:
             raise ModelFormatError(
-                f"{directory}: {TENSORS_FILE} holds {sorted(set(tensors) ^ set(expected))} "
+                f"{directory}: {TENSORS_FILE} holds {sorted(set(tensors) ^ expected)} "
                 "unexpectedly; it does not belong to this configuration"
             )
-        for key, value in tensors.items():
-            owner, _, name = key.rpartition(".")
-            setattr(inspector.get_submodule(owner), name, value)
-        inspector.classes = tuple(meta["classes"])
-        inspector.thresholds = Thresholds.from_dict(meta["thresholds"])
-        inspector.support_summary = meta.get("support", {})
-        inspector.caption_context = CaptionContext.from_dict(meta.get("captions"))
+        model.load_fitted_state(tensors)
+        model.classes = tuple(meta["classes"])
+        model.thresholds = Thresholds.from_dict(meta["thresholds"])
+        model.support_summary = meta.get("support", {})
+        model.caption_context = CaptionContext.from_dict(meta.get("captions"))
     except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
         raise ModelFormatError(f"{directory}: {CONFIG_FILE} is incomplete or inconsistent ({exc})") from None
-    if inspector.prototypes.membership.shape[0] != len(inspector.classes):
+    _check_consistent(model, directory)
+    return Inspector.from_model(model)
+
+
+def _check_consistent(model: InspectorModel, directory: Path) -> None:
+    """The loaded buffers fit each other and the configuration, or ModelFormatError."""
+    if model.prototypes.membership.shape[0] != len(model.classes):
         raise ModelFormatError(f"{directory}: class list and prototypes disagree")
-    if inspector.anomaly.bank.shape[1] != inspector.features.dim:
+    if model.anomaly.bank.shape[1] != model.features.dim:
         raise ModelFormatError(f"{directory}: memory bank dimension does not match the backbone layers")
-    if inspector.prototypes.prototypes.shape[1] != descriptor_dim(inspector.features.dim):
+    if model.prototypes.prototypes.shape[1] != descriptor_dim(model.features.dim):
         raise ModelFormatError(f"{directory}: prototypes do not match the region descriptor; refit")
-    context, n_prototypes = inspector.caption_context, inspector.prototypes.prototypes.shape[0]
+    context, n_prototypes = model.caption_context, model.prototypes.prototypes.shape[0]
     if context.shot_labels and len(context.shot_labels) != n_prototypes:
         raise ModelFormatError(f"{directory}: {len(context.shot_labels)} shots for {n_prototypes} prototypes")
-    if len(context.vocabulary) != inspector.caption.vocab_embeddings.shape[0]:
+    if len(context.vocabulary) != model.caption.vocab_embeddings.shape[0]:
         raise ModelFormatError(f"{directory}: the vocabulary and its embeddings disagree")
-    return inspector
 

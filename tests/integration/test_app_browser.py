@@ -89,7 +89,7 @@ def server(tmp_path_factory):
     log = open(work / "server.log", "wb")  # noqa: SIM115 - closed in teardown
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "defectkit.inspect.cli", "app", "--project", str(work / "first"),
+        [sys.executable, "-m", "defectkit", "app", "--project", str(work / "first"),
          "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from defectkit.cli import main
 from defectkit.datasets import make_synthetic, write_folder
-from defectkit.inspect.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ row - checked against the files' own SHA-256, straight from the database.
 import hashlib
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "apps" / "daemon"))
-import daemon_testkit as kit  # noqa: E402
+from defectkit.testing import daemon as fake
+from defectkit.testing import processes as kit
 
 KILLS = 3
 
@@ -19,9 +18,9 @@ KILLS = 3
 def make_inputs(watch: Path) -> dict[str, bytes]:
     """60 files: good and defective images, bad files, and one duplicate pair."""
     files = {
-        f"img-{i:03d}.png": kit.png_bytes(20 if i % 3 else 230, size=48, tag=i) for i in range(50)
+        f"img-{i:03d}.png": fake.png_bytes(20 if i % 3 else 230, size=48, tag=i) for i in range(50)
     }
-    bad = kit.bad_inputs()
+    bad = fake.bad_inputs()
     files |= {f"truncated-{i}.png": bad["truncated"] + bytes([i]) for i in range(3)}
     files |= {f"text-{i}.png": bad["not_an_image"] + bytes([i]) for i in range(3)}
     files |= {"empty.png": b"", "bomb.png": bad["bomb"]}

@@ -6,15 +6,13 @@ Runs on the test-double bundle, or on a real exported bundle when
 
 import json
 import sqlite3
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "apps" / "daemon"))
-import daemon_testkit as kit  # noqa: E402
+from defectkit.testing import daemon as fake
+from defectkit.testing import processes as kit
 
 PNG = {"Content-Type": "image/png"}
 TOKEN = "integration-token-0123456789"
@@ -41,7 +39,7 @@ def test_round_trip(served):
     r = client.post(
         "/v1/inspect",
         params={"name": "part-1.png"},
-        content=kit.png_bytes(230, size=64),
+        content=fake.png_bytes(230, size=64),
         headers=PNG,
     )
     assert r.status_code == 200, r.text
@@ -61,7 +59,7 @@ def test_round_trip(served):
 
 def test_bad_inputs_are_refused_and_the_daemon_carries_on(served):
     daemon, client, _ = served
-    for kind, data in kit.bad_inputs().items():
+    for kind, data in fake.bad_inputs().items():
         r = client.post(
             "/v1/inspect", content=data, headers={"Content-Type": "application/octet-stream"}
         )
@@ -70,12 +68,12 @@ def test_bad_inputs_are_refused_and_the_daemon_carries_on(served):
     assert client.post("/v1/inspect", content=b"\0" * (2 << 20), headers=PNG).status_code == 413
     assert (
         client.post(
-            "/v1/inspect", content=kit.png_bytes(1), headers={"Content-Type": "text/csv"}
+            "/v1/inspect", content=fake.png_bytes(1), headers={"Content-Type": "text/csv"}
         ).status_code
         == 415
     )
     r = client.post(
-        "/v1/inspect", files={"file": ("../../../etc/cron.d/x", kit.png_bytes(3), "image/png")}
+        "/v1/inspect", files={"file": ("../../../etc/cron.d/x", fake.png_bytes(3), "image/png")}
     )
     assert r.status_code == 200 and r.json()["name"] == "x"
     assert client.get("/healthz").status_code == 200
@@ -83,7 +81,7 @@ def test_bad_inputs_are_refused_and_the_daemon_carries_on(served):
 
 def test_concurrent_clients_each_get_their_own_row(served):
     _, client, _ = served
-    images = [kit.png_bytes(40 + i, tag=1000 + i) for i in range(24)]
+    images = [fake.png_bytes(40 + i, tag=1000 + i) for i in range(24)]
     with ThreadPoolExecutor(6) as pool:
         responses = list(
             pool.map(lambda im: client.post("/v1/inspect", content=im, headers=PNG), images)
@@ -94,7 +92,7 @@ def test_concurrent_clients_each_get_their_own_row(served):
 
 def test_hot_folder_and_api_share_one_store(served):
     daemon, client, base = served
-    (base / "watch" / "cam-0001.png.part").write_bytes(kit.png_bytes(15, tag=77))
+    (base / "watch" / "cam-0001.png.part").write_bytes(fake.png_bytes(15, tag=77))
     (base / "watch" / "cam-0001.png.part").rename(base / "watch" / "cam-0001.png")
     kit.wait_until(lambda: (base / "watch" / "done" / "cam-0001.png").exists(), 15, message="done/")
     rows = client.get("/v1/results", params={"source": "folder"}).json()["results"]
@@ -126,10 +124,10 @@ def test_token_protects_everything_but_healthz(tmp_path):
         with httpx.Client(base_url=daemon.url, timeout=30) as c:
             assert c.get("/healthz").status_code == 200
             assert c.get("/metrics").status_code == 401
-            assert c.post("/v1/inspect", content=kit.png_bytes(9), headers=PNG).status_code == 401
+            assert c.post("/v1/inspect", content=fake.png_bytes(9), headers=PNG).status_code == 401
             auth = {"Authorization": f"Bearer {TOKEN}"}
             assert (
-                c.post("/v1/inspect", content=kit.png_bytes(9), headers=PNG | auth).status_code
+                c.post("/v1/inspect", content=fake.png_bytes(9), headers=PNG | auth).status_code
                 == 200
             )
             assert c.get("/openapi.json", headers=auth).status_code == 200

@@ -2,7 +2,6 @@
 
 import shutil
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "apps" / "daemon"))
-import daemon_testkit as kit  # noqa: E402
+from defectkit.testing import daemon as fake
+from defectkit.testing import processes as kit
 
 PNG = {"Content-Type": "image/png"}
 
@@ -50,12 +49,12 @@ def test_sigterm_finishes_in_flight_work_then_exits_0(tmp_path):
         bundle, "--watch", str(watch), "--poll-interval", "0.05"
     ).wait_listening()
     for i in range(3):
-        (watch / f"f{i}.png").write_bytes(kit.png_bytes(30, tag=i))
+        (watch / f"f{i}.png").write_bytes(fake.png_bytes(30, tag=i))
     kit.wait_until(
         lambda: len(kit.hot_folder_state(watch)["processing"]) >= 1, 10, message="a claim"
     )
     with httpx.Client(base_url=daemon.url, timeout=60) as client, ThreadPoolExecutor(5) as pool:
-        posts = [pool.submit(client.post, "/v1/inspect", content=kit.png_bytes(60, tag=100 + i), headers=PNG)
+        posts = [pool.submit(client.post, "/v1/inspect", content=fake.png_bytes(60, tag=100 + i), headers=PNG)
                  for i in range(5)]  # fmt: skip
         kit.wait_until(
             lambda: int(_gauge(client, "defectkit_queue_depth")) >= 3, 10, message="a queue"
@@ -98,7 +97,7 @@ def test_reload_refuses_a_tampered_bundle_and_never_drops_a_request(tmp_path):
             while not stop.is_set():
                 codes.append(
                     c.post(
-                        "/v1/inspect", content=kit.png_bytes(50, tag=5000 + i), headers=PNG
+                        "/v1/inspect", content=fake.png_bytes(50, tag=5000 + i), headers=PNG
                     ).status_code
                 )
                 i += 1
@@ -126,8 +125,8 @@ def test_sighup_reloads_a_switched_current_symlink(tmp_path):
     if "DEFECTKIT_TEST_BUNDLE" in __import__("os").environ:
         pytest.skip("needs two bundles with different ids (test double only)")
     releases = tmp_path / "bundles" / "releases"
-    kit.write_fake_bundle(releases / "v1", tag="1")
-    kit.write_fake_bundle(releases / "v2", tag="2")
+    fake.write_fake_bundle(releases / "v1", tag="1")
+    fake.write_fake_bundle(releases / "v2", tag="2")
     current = tmp_path / "bundles" / "current"
     current.symlink_to(releases / "v1")
     daemon = kit.DaemonProcess(

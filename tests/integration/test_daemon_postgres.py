@@ -8,16 +8,13 @@ user when the tests run as root, and is thrown away afterwards.
 import hashlib
 import signal
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "apps" / "daemon"))
-import daemon_testkit as kit  # noqa: E402
-
 from defectkit.apps.daemon.store import Record, ResultQuery, open_store  # noqa: E402
+from defectkit.testing import daemon as fake
+from defectkit.testing import processes as kit
 
 psycopg = pytest.importorskip(
     "psycopg", reason="psycopg 3 not installed: pip install 'psycopg[binary]'"
@@ -120,7 +117,7 @@ def test_daemon_on_postgres_survives_sigkill(url, tmp_path):
     bundle = kit.bundle_from_env_or_fake(tmp_path / "bundles" / "v1", delay_s=0.02)
     watch = tmp_path / "watch"
     watch.mkdir()
-    files = {f"p{i:02d}.png": kit.png_bytes(30 if i % 2 else 220, tag=i) for i in range(30)}
+    files = {f"p{i:02d}.png": fake.png_bytes(30 if i % 2 else 220, tag=i) for i in range(30)}
     files["junk.png"] = b"junk"
     for name, data in files.items():
         (watch / name).write_bytes(data)

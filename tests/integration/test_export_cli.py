@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from defectkit.inspect.cli import main
+from defectkit.cli import main
 
 
 def _write_dataset(root: Path) -> Path:

@@ -33,7 +33,7 @@ def test_known_defects_are_found_and_localised(fitted, synthetic):
     for sample, result in flagged:
         true = sample.load_mask()
         assert (true & result.mask).any(), sample.name
-        x0, y0, x1, y1 = result.defects[0]["box"]
+        x0, y0, x1, y1 = result.defects[0].box
         cx, cy = sample.meta["centre"]
         assert x0 - 8 <= cx <= x1 + 8 and y0 - 8 <= cy <= y1 + 8
     assert report.good_scores and max(report.good_scores) == pytest.approx(1.0)
@@ -58,7 +58,9 @@ def test_save_load_round_trip_is_identical(fitted, synthetic, tmp_path):
     images = [s.load_image() for s in synthetic[1][:4]]
     save_inspector(inspector, tmp_path / "model")
     loaded = load_inspector(tmp_path / "model")
-    for a, b in zip(inspector.raw(images), loaded.raw(images), strict=True):
+    ours, theirs = inspector.raw(images), loaded.raw(images)
+    assert ours.names == theirs.names
+    for a, b in zip(ours.present(), theirs.present(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert loaded.classes == inspector.classes and loaded.thresholds == inspector.thresholds
     assert not any(p.name.endswith((".pt", ".pkl", ".pth")) for p in (tmp_path / "model").iterdir())
@@ -98,9 +100,10 @@ def test_forward_has_no_cdist_and_batches(fitted):
     inspector, _ = fitted
     x = torch.rand(3, 3, *inspector.input_size)
     with torch.inference_mode():
-        score, amap, logits, sims = inspector(x)
-        single = inspector(x[:1])
+        score, amap, logits, sims, vocab = inspector.model(x)
+        single = inspector.model(x[:1])
+    assert vocab is None  # no text tower, no vocabulary scores
     assert score.shape == (3,) and amap.shape == (3, *inspector.input_size)
     assert logits.shape == (3, len(inspector.classes))
-    assert sims.shape == (3, inspector.prototypes.prototypes.shape[0])
+    assert sims.shape == (3, inspector.model.prototypes.prototypes.shape[0])
     torch.testing.assert_close(single[0], score[:1], rtol=1e-4, atol=1e-5)

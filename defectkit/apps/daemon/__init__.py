@@ -8,5 +8,6 @@ Modules, one job each: :mod:`.config` (flags -> dataclass), :mod:`.store` (SQLit
 PostgreSQL), :mod:`.hotfolder` (stable-file detection and moves), :mod:`.jobs` (bounded
 queue with back-pressure), :mod:`.worker` (decode, inspect, commit, finish),
 :mod:`.bundles` (current bundle and hot reload), :mod:`.overlay`, :mod:`.metrics`,
-:mod:`.http` (FastAPI app), :mod:`.service` (wiring, signals) and :mod:`.cli`.
+:mod:`.api` (FastAPI app), :mod:`.service` (wiring, signals); the ``serve`` flags are
+:mod:`defectkit.cli.serve`.
 """

@@ -7,15 +7,16 @@ image threshold, not stretched per image, so overlays can be compared by eye.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from defectkit.core.decide import resize_map
 from defectkit.core.files import atomic_file
 from defectkit.core.overlay import overlay
-from defectkit.inspect.results import resize_map
 
 
 def render_overlay(
@@ -23,12 +24,13 @@ def render_overlay(
     anomaly_map: np.ndarray,
     *,
     threshold: float,
-    defects: list[dict[str, Any]] = (),
+    boxes: Sequence[Sequence[int]] = (),
 ) -> Image.Image:
-    """Blend ``anomaly_map`` (any h x w) on ``image`` (H x W x 3 uint8) and draw boxes,
-    with the one overlay renderer the CLI, report and app use too."""
+    """Blend ``anomaly_map`` (any h x w) on ``image`` (H x W x 3 uint8) and draw the
+    [x0, y0, x1, y1] ``boxes``, with the one overlay renderer the CLI, report and app
+    use too."""
     amap = resize_map(np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32)), image.shape[:2])
-    boxes = [d["box"] for d in defects if d.get("box") and len(d["box"]) == 4]
+    boxes = [list(b) for b in boxes if len(b) == 4]
     return Image.fromarray(overlay(image, amap, threshold=threshold, boxes=boxes))
 
 
@@ -51,7 +53,7 @@ class OverlayWriter:
         path = self.path_for(sha256, when)
         path.parent.mkdir(exist_ok=True)
         overlay = render_overlay(
-            image, result.anomaly_map, threshold=float(result.threshold), defects=result.defects
+            image, result.anomaly_map, threshold=float(result.threshold), boxes=result.boxes
         )
         # No fsync: an overlay is derived, one per image, and cheap to draw again.
         with atomic_file(path, fsync=False) as tmp:

@@ -223,7 +223,7 @@ def run(config: ServeConfig, *, loader: Loader = load_runtime_bundle) -> int:
     except ServeError:
         service.close()
         raise
-    from defectkit.apps.daemon.http import create_app
+    from defectkit.apps.daemon.api import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(
@@ -234,7 +234,7 @@ def run(config: ServeConfig, *, loader: Loader = load_runtime_bundle) -> int:
             server_header=False,
             timeout_graceful_shutdown=config.shutdown_timeout,
             # Last resort against connection floods (plain 503); uploads are bounded
-            # earlier, with a JSON 503, by Service.uploads (see http.py).
+            # earlier, with a JSON 503, by Service.uploads (see api.py).
             limit_concurrency=2 * config.max_uploads + 64,
         )
     )

@@ -47,6 +47,7 @@ from defectkit.apps.labelling.records import (
 )
 from defectkit.core.files import remove_temporaries, sha256_bytes, write_atomic
 from defectkit.core.images import read_image, read_mask
+from defectkit.core.results import Thresholds
 from defectkit.datasets.base import Sample
 from defectkit.errors import ImageError, NotFittedError, SupportSetError
 
@@ -412,7 +413,6 @@ class Project:
         from defectkit.fewshot.support import SupportSet
         from defectkit.inspect.config import InspectorConfig
         from defectkit.inspect.inspector import Inspector
-        from defectkit.inspect.saved import save_inspector
 
         if not self._fit_lock.acquire(blocking=False):
             raise ProjectError("a fit of this project is already running; wait for it to finish")
@@ -429,7 +429,7 @@ class Project:
             inspector = Inspector(config)
             report = inspector.fit(support, progress=progress)
             fit_id = _dt.datetime.now().strftime("fit-%Y%m%d-%H%M%S-%f")
-            save_inspector(inspector, self.root / "models" / fit_id)
+            inspector.save(self.root / "models" / fit_id)
             record = FitRecord(
                 id=fit_id, created=_now(), backbone=config.backbone, fingerprint=fingerprint,
                 classes=list(inspector.classes), shots=support.summary()["shots_per_class"],
@@ -460,7 +460,7 @@ class Project:
             NotFittedError: nothing fitted yet.
             ModelFormatError: the model folder is missing or damaged (refit).
         """
-        from defectkit.inspect.saved import load_inspector
+        from defectkit.inspect.inspector import Inspector
 
         with self._lock:
             record = self._fit
@@ -469,28 +469,22 @@ class Project:
                     "nothing is fitted in this project yet: label the shots and click Fit first"
                 )
             if self._inspector is None or self._inspector[0] != record.id:
-                self._inspector = (record.id, load_inspector(self.root / record.model))
+                self._inspector = (record.id, Inspector.load(self.root / record.model))
             inspector = self._inspector[1]
-            thresholds = self.thresholds()
-            inspector.set_threshold(image=thresholds.image, pixel=thresholds.pixel)
+            inspector.thresholds = self.thresholds()
             return inspector
 
     def thresholds(self):
         """The thresholds in use: the slider's image threshold, the calibrated rest.
 
-        The pixel threshold never exceeds the image threshold (the Inspector's rule at
-        fit time), so a lowered threshold still shows the region that made the verdict.
+        The pixel threshold never exceeds the image threshold (the one rule,
+        :meth:`~defectkit.core.results.Thresholds.with_image`), so a lowered threshold
+        still shows the region that made the verdict.
         """
-        from defectkit.inspect.results import Thresholds
-
         record = self._fit
         if record is None:
             raise NotFittedError("nothing is fitted in this project yet: click Fit first")
-        fitted = Thresholds.from_dict(record.fitted_thresholds)
-        image = record.image_threshold
-        return Thresholds(
-            image=image, pixel=min(fitted.pixel, image), min_defect_area=fitted.min_defect_area
-        )
+        return Thresholds.from_dict(record.fitted_thresholds).with_image(record.image_threshold)
 
     def set_threshold(self, value: float) -> None:
         """Move the image threshold (saved; no refit). ``None`` restores the calibrated one."""
@@ -501,8 +495,7 @@ class Project:
                 raise ProjectError(f"the threshold must be a positive number, got {value!r}")
             self._save(fit=replace(self._fit, threshold=None if value is None else float(value)))
             if self._inspector is not None and self._inspector[0] == self._fit.id:
-                thresholds = self.thresholds()
-                self._inspector[1].set_threshold(image=thresholds.image, pixel=thresholds.pixel)
+                self._inspector[1].thresholds = self.thresholds()
 
     def write_dataset(self, root: str | Path) -> Path:
         """Write the labelled shots in the folder layout ``inspect fit DATA`` reads."""

@@ -2,23 +2,24 @@
 
 Why a cache and :func:`rethreshold`: the slider must move verdicts *live*. Running the
 model again for every slider position would cost a forward pass per image per move;
-the verdict, class, mask and boxes are a cheap numpy function of the raw outputs
-(:func:`defectkit.inspect.results.postprocess`), so we keep the first result of each
-image and only re-run the post-processing when the threshold moves.
+the verdict, class, mask, boxes and caption are a cheap numpy function of the raw
+outputs every result keeps (:func:`defectkit.core.decide.decide`, then
+:func:`defectkit.core.caption.describe`), so we keep the first result of each image and
+only decide it again when the threshold moves.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
+from defectkit.core.caption import CaptionContext
 from defectkit.core.overlay import overlay
-from defectkit.inspect.results import InspectionResult, Thresholds, postprocess
+from defectkit.core.predictor import inspection_result
+from defectkit.core.results import InspectionResult, Thresholds
 
-log = logging.getLogger(__name__)
 SORTS = {
     "score, highest first": ("score", True),
     "score, lowest first": ("score", False),
@@ -35,40 +36,20 @@ class Reviewed:
     result: InspectionResult
 
 
-def rethreshold(result: InspectionResult, classes, thresholds: Thresholds) -> InspectionResult:
+def rethreshold(
+    result: InspectionResult, classes, thresholds: Thresholds, context: CaptionContext | None = None
+) -> InspectionResult:
     """The same image decided at other thresholds, without running the model.
 
-    The class probabilities stand in for the logits (softmax of log-probabilities gives
-    the probabilities back), and :func:`postprocess` re-derives everything else - mask,
-    regions and the caption, with the same caption evidence (nearest shots, vocabulary)
-    - exactly as the inspector and the exported runtime do.
+    Decides the raw outputs the result kept (``result.raw``) again and describes them
+    with the same caption evidence (nearest shots, vocabulary in ``context``) - exactly
+    what the inspector and the exported runtime do for a new image.
     """
-    probabilities = np.array([result.probabilities[c] for c in classes], dtype=np.float64)
-    logits = np.log(np.clip(probabilities, 1e-30, None))
-    new = postprocess(
-        result.score, result.anomaly_map, logits, classes=classes, thresholds=thresholds,
-        image_size=result.anomaly_map.shape, path=result.path, timings=result.timings,
-        extras=result.extras, caption_context=result.caption_context, image=result.image,
+    return inspection_result(
+        result.raw, classes=classes, thresholds=thresholds, context=context,
+        image=result.image, image_size=result.image_size, path=result.path,
+        timings=result.timings,
     )  # fmt: skip
-    if new.caption is None and new.is_defective:  # a post-processing without captions
-        new.caption = caption_of(new, classes)
-    return new
-
-
-def caption_of(result: InspectionResult, classes) -> str | None:
-    """The caption adapter's sentence for a defective result, or None when it has none.
-
-    A failure here must never hide the verdict, so it is logged, not raised.
-    """
-    try:
-        from defectkit.fewshot.caption import describe as caption_describe
-    except ImportError:
-        return None
-    try:
-        return caption_describe(result, classes=classes)[1] or None
-    except Exception:
-        log.warning("caption failed for %s", result.path, exc_info=True)
-        return None
 
 
 class ReviewCache:
@@ -86,6 +67,7 @@ class ReviewCache:
         """
         inspector = project.load_inspector()
         fit_id = project.fit_record.id
+        context = inspector.caption_context
         records = project.unlabelled()
         with self._lock:
             if fit_id != self._fit_id:
@@ -104,7 +86,7 @@ class ReviewCache:
         with self._lock:
             cached = {r.id: self._results.get(r.id) for r in records}
         return [
-            Reviewed(r.id, r.name, rethreshold(cached[r.id], classes, thresholds))
+            Reviewed(r.id, r.name, rethreshold(cached[r.id], classes, thresholds, context))
             for r in records
             if cached[r.id] is not None
         ]
@@ -149,11 +131,11 @@ def describe(item: Reviewed) -> str:
             f"{c} {p:.0%}" for c, p in sorted(r.probabilities.items(), key=lambda kv: -kv[1])
         ),
     ]
-    regions = [d for d in r.defects if d.get("box")]
+    regions = [d.region for d in r.defects if d.region is not None]
     if regions:
         d = regions[0]
         lines.append(
-            f"Largest-peak region: box {tuple(d['box'])}, {d['area_px']} px "
+            f"Largest-peak region: box {tuple(d.box)}, {d.area_px} px "
             f"({len(regions)} region{'s' if len(regions) > 1 else ''})"
         )
     if r.caption:

@@ -44,7 +44,7 @@ def _problem(text: str) -> str:
 
 
 def create_app(workspace: Workspace) -> gr.Blocks:
-    """Build the page for ``workspace`` (not launched; see :func:`.cli.launch`)."""
+    """Build the page for ``workspace`` (not launched; see :func:`.server.launch`)."""
     backbones = offline_backbones()
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:

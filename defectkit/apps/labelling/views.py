@@ -16,9 +16,9 @@ from defectkit.apps.labelling.histogram import render_histogram
 from defectkit.apps.labelling.project import Project
 from defectkit.apps.labelling.records import SHOTS_WANTED
 from defectkit.apps.labelling.review import Reviewed
+from defectkit.core.decide import resize_map
 from defectkit.core.labels import GOOD
 from defectkit.core.overlay import overlay
-from defectkit.inspect.results import resize_map
 
 UNLABELLED = "unlabelled"
 FILTERS = ("all", "unlabelled", "labelled")

@@ -37,7 +37,7 @@ def test_manifest_describes_model_and_provenance(openvino_bundle, fitted):
     assert m["vocabulary"] == []
     assert m["classes"] == ["good", "scratch", "spot"]
     assert m["thresholds"] == inspector.thresholds.to_dict()
-    assert m["preprocessing"]["mean"] == pytest.approx(inspector.mean.flatten().tolist())
+    assert m["preprocessing"]["mean"] == pytest.approx(inspector.model.mean.flatten().tolist())
     assert m["preprocessing"]["normalisation"] == "in_graph"
     assert m["backbone"] == {
         "name": "efficientnet_lite0",
@@ -144,7 +144,9 @@ def test_set_thresholds_rewrites_manifest_consistently(onnx_bundle, copy_bundle,
     old = load_bundle(b)
     hashes = _manifest(b)["files"]
     new = set_thresholds(b, image=-1.0)  # every image is now defective
-    assert new.image == -1.0 and new.pixel == old.thresholds.pixel
+    # The one threshold rule: a lowered image threshold takes the pixel threshold along.
+    assert new.image == -1.0 and new.pixel == min(old.thresholds.pixel, -1.0)
+    assert new.min_defect_area == old.thresholds.min_defect_area
     assert _manifest(b)["files"] == hashes  # model files untouched
     m = read_manifest(b)
     assert m["manifest_sha256"] == manifest_digest(m)
@@ -164,7 +166,10 @@ def test_a_version_1_bundle_still_runs_without_notes(onnx_bundle, copy_bundle, f
     del m["shots"], m["vocabulary"]
     write_manifest(b, m)
     old, new = load_bundle(b), load_bundle(onnx_bundle)
-    assert len(old.raw(fresh_images)) == 3 and old.caption_context.shot_labels == ()
+    raw = old.raw(fresh_images)
+    assert old.output_names == ("score", "anomaly_map", "class_logits")
+    assert raw.prototype_similarity.shape == (len(fresh_images), 0)  # no shots, no evidence
+    assert old.caption_context.shot_labels == ()
     for a, c in zip(old.inspect(fresh_images), new.inspect(fresh_images), strict=True):
         assert (a.verdict, a.label, a.score) == (c.verdict, c.label, c.score)
-        assert all(d.get("note") is None for d in a.defects)
+        assert all(d.note is None for d in a.defects)

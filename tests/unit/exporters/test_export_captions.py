@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
+from defectkit.core.caption.vocabulary import DEFAULT_ATTRIBUTES, DEFAULT_TERMS, Vocabulary
 from defectkit.errors import ConfigError
 from defectkit.exporters.export import export_bundle
 from defectkit.exporters.runtime import load_bundle
 from defectkit.exporters.selfcheck import TOLERANCES, compare
 from defectkit.fewshot.caption_head import EMBED_LAYER
-from defectkit.fewshot.vocabulary import DEFAULT_ATTRIBUTES, DEFAULT_TERMS, Vocabulary
 from defectkit.inspect.backbones import create_backbone, tiny_config_overrides
 from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.inspector import Inspector
@@ -76,10 +76,10 @@ def test_the_vocabulary_is_embedded_and_the_graph_names_its_scores(clip_fitted):
     inspector, _, test = clip_fitted
     vocabulary = inspector.caption_context.vocabulary
     assert vocabulary == (*DEFAULT_TERMS, "burn mark", *(f"attribute: {a}" for a in DEFAULT_ATTRIBUTES), "attribute: dull")
-    assert inspector.caption.vocab_embeddings.shape == (len(vocabulary), 16)
+    assert inspector.model.caption.vocab_embeddings.shape == (len(vocabulary), 16)
     assert inspector.output_names == OUTPUTS
     # ``embed`` feeds the caption head only: the patch features are the blocks.
-    assert EMBED_LAYER not in inspector.features.names
+    assert EMBED_LAYER not in inspector.model.features.names
     score, amap, logits, sims, vocab = inspector.raw(test)
     n = len(test)
     assert vocab.shape == (n, len(vocabulary)) and np.abs(vocab).max() <= 1.0 + 1e-5
@@ -99,10 +99,13 @@ def test_export_parity_of_the_caption_outputs(clip_fitted, clip_bundles):
         engines = ["openvino"] if target == "openvino" else ["onnxruntime", "openvino"]
         for engine in engines:
             exported = load_bundle(path, engine=engine).raw(test)
-            found = compare(reference, exported, TOLERANCES["fp32"], threshold=0.0, names=OUTPUTS)
+            assert exported.names == OUTPUTS
+            found = compare(reference, exported, TOLERANCES["fp32"], threshold=0.0)
             assert not found["failures"], (target, engine, found)
-            np.testing.assert_allclose(exported[4], reference[4], atol=1e-4)
-            np.testing.assert_allclose(exported[3], reference[3], rtol=1e-4, atol=1e-3)
+            np.testing.assert_allclose(exported.vocab_scores, reference.vocab_scores, atol=1e-4)
+            np.testing.assert_allclose(
+                exported.prototype_similarity, reference.prototype_similarity, rtol=1e-4, atol=1e-3
+            )
 
 
 def test_bundle_captions_equal_pytorch_captions(clip_fitted, clip_bundles):
@@ -113,7 +116,7 @@ def test_bundle_captions_equal_pytorch_captions(clip_fitted, clip_bundles):
         assert a.verdict == b.verdict and a.label == b.label
         if not b.is_defective:
             continue
-        first_a, first_b = a.defects[0], b.defects[0]
+        first_a, first_b = a.defects[0].to_dict(), b.defects[0].to_dict()
         note_a, note_b = first_a["note"], first_b["note"]
         assert (note_a is None) == (note_b is None)
         if note_b is not None:  # the shot's words exactly, its similarity within tolerance
@@ -136,14 +139,14 @@ def test_low_confidence_reads_uncertain_through_the_runtime(clip_fitted, tmp_pat
     """A flat class head (huge temperature): every defect type is hedged, nothing claimed."""
     inspector, support, test = clip_fitted
     flat = copy.deepcopy(inspector)
-    flat.prototypes.temperature = torch.tensor(1e6)
+    flat.model.prototypes.temperature = torch.tensor(1e6)
     flat.set_threshold(image=-1e9)  # every image is defective, so every caption has a type
     path = export_bundle(flat, tmp_path / "flat", target="onnx", check_images=support)
     bundle = load_bundle(path)
     bundle.set_threshold(image=-1e9)
     for result in bundle.inspect(test):
         first = result.defects[0]
-        assert first["uncertain"] and first["confidence"] < 0.6
+        assert first.uncertain and first.confidence < 0.6
         assert result.caption.startswith(("Possibly ", "Unclassified anomaly")), result.caption
         assert "% confidence" not in result.caption
 
@@ -158,7 +161,7 @@ bundle.set_threshold(image=-1e9)
 images = list(np.load(sys.argv[2]))  # the labelled defect shots: each is nearest a shot of its class
 cited = 0
 for result in bundle.inspect(images):
-    first = result.defects[0]
+    first = result.defects[0].to_dict()
     assert set(first["vocabulary"]["scores"]) >= {"scratch", "burn mark", "dull"}
     if first["nearer_good"]:
         assert first["note"] is None

@@ -57,7 +57,7 @@ def test_a_mismatch_fails_the_export_and_leaves_nothing(fitted, onnx_bundle, tmp
     inspector, images = fitted
     drifted = copy.deepcopy(inspector)
     with torch.no_grad():
-        drifted.mean += 0.05  # PyTorch now normalises differently from the exported graph
+        drifted.model.mean += 0.05  # PyTorch now normalises differently from the exported graph
     monkeypatch.setattr(export_module, "_write_model", _graph_of(onnx_bundle))
     with pytest.raises(
         BundleError, match=r"self-check failed.*score differs by .*No bundle was written"
@@ -72,7 +72,7 @@ def test_a_failed_re_export_keeps_the_previous_bundle(fitted, onnx_bundle, tmp_p
     before = load_bundle(target).id
     drifted = copy.deepcopy(inspector)
     with torch.no_grad():
-        drifted.std *= 1.1
+        drifted.model.std *= 1.1
     monkeypatch.setattr(export_module, "_write_model", _graph_of(onnx_bundle))
     with pytest.raises(BundleError, match="disagrees with PyTorch"):
         export_bundle(drifted, target, target="onnx", check_images=images)

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from defectkit.core.results import RawOutputs
 from defectkit.exporters.export import export_bundle
 from defectkit.exporters.runtime import load_bundle
 from defectkit.exporters.selfcheck import TOLERANCES, compare
@@ -47,8 +48,8 @@ def test_fp32_matches_pytorch(request, fitted, fresh_images, which, batch):
 def test_onnx_runtime_and_openvino_agree(onnx_bundle, openvino_bundle, fresh_images):
     a = load_bundle(onnx_bundle).raw(fresh_images)
     b = load_bundle(openvino_bundle).raw(fresh_images)
-    np.testing.assert_allclose(a[0], b[0], rtol=1e-4)
-    np.testing.assert_array_equal(a[2].argmax(1), b[2].argmax(1))
+    np.testing.assert_allclose(a.score, b.score, rtol=1e-4)
+    np.testing.assert_array_equal(a.class_logits.argmax(1), b.class_logits.argmax(1))
 
 
 def test_onnx_bundle_also_runs_on_openvino(onnx_bundle, fitted, fresh_images):
@@ -63,8 +64,7 @@ def test_onnx_bundle_also_runs_on_openvino(onnx_bundle, fitted, fresh_images):
 def test_batch_results_equal_one_by_one(openvino_bundle, fresh_images):
     bundle = load_bundle(openvino_bundle)
     together = bundle.raw(fresh_images)
-    singles = [bundle.raw([im]) for im in fresh_images]
-    alone = tuple(np.concatenate([one[k] for one in singles]) for k in range(len(together)))
+    alone = RawOutputs.concat([bundle.raw([im]) for im in fresh_images])
     _assert_close(together, alone, "fp32", bundle.thresholds.image)
 
 
@@ -93,6 +93,7 @@ def test_fp16_within_stated_tolerance(request, fitted, fresh_images, tmp_path, t
 
 def test_export_at_another_input_size(fitted, fresh_images, tmp_path):
     from defectkit.exporters.onnx_export import at_input_size
+    from defectkit.inspect.inspector import Inspector
 
     inspector, support = fitted
     path = export_bundle(
@@ -102,6 +103,6 @@ def test_export_at_another_input_size(fitted, fresh_images, tmp_path):
     assert bundle.input_size == (96, 96)
     assert bundle.manifest["fitted_input_size"] == list(inspector.input_size)
     assert inspector.input_size == (128, 128)  # the fitted inspector is left as it was
-    resized = at_input_size(inspector, (96, 96))
+    resized = Inspector.from_model(at_input_size(inspector, (96, 96)))
     _assert_close(resized.raw(fresh_images), bundle.raw(fresh_images), "fp32", 0.0)
-    assert bundle.raw(fresh_images)[1].shape == (len(fresh_images), 96, 96)
+    assert bundle.raw(fresh_images).anomaly_map.shape == (len(fresh_images), 96, 96)

@@ -15,11 +15,11 @@ from defectkit.exporters.runtime import load_bundle
 REPO = Path(__file__).resolve().parents[3]
 
 
-def assert_same_boxes(ours: list[dict], theirs: list[dict], slack: int = 2) -> None:
+def assert_same_boxes(ours: list, theirs: list, slack: int = 2) -> None:
     """Same regions; edges may move a pixel or two where the map crosses the threshold."""
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs, strict=True):
-        assert np.abs(np.subtract(a["box"], b["box"])).max() <= slack, (a["box"], b["box"])
+        assert np.abs(np.subtract(a.box, b.box)).max() <= slack, (a.box, b.box)
 
 
 def test_bundle_exposes_what_the_inspector_does(onnx_bundle, fitted):
@@ -54,21 +54,21 @@ def test_notes_are_cited_from_the_nearest_shot_through_the_runtime(openvino_bund
     assert context.shot_notes == (None, None, *(f"note on {c}_00{i}" for c in ("scratch", "spot") for i in (0, 1)))
     # Flipped defect shots: defective, near their own class, not identical to a shot.
     images = [np.ascontiguousarray(im[:, ::-1]) for im in support[2:]] + fresh_images
-    sims = bundle.raw(images)[3]
+    sims = bundle.raw(images).prototype_similarity
     ours, theirs = bundle.inspect(images), inspector.inspect(images)
     cited = 0
     for row, a, b in zip(sims, ours, theirs, strict=True):
         def cited_shots(result):
-            return [(d["note"] or {}).get("shot") for d in result.defects]
+            return [None if d.note is None else d.note.shot for d in result.defects]
 
         assert cited_shots(a) == cited_shots(b)  # the runtime cites what PyTorch cites
-        if not a.is_defective or a.defects[0]["nearer_good"]:
-            assert all(d.get("note") is None for d in a.defects)
+        if not a.is_defective or a.defects[0].nearer_good:
+            assert all(d.note is None for d in a.defects)
             continue
-        note = a.defects[0]["note"]
+        note = a.defects[0].note
         same_class = [i for i, label in enumerate(context.shot_labels) if label == a.label]
-        assert note["shot"] == max(same_class, key=lambda i: row[i])  # nearest of its class
-        assert note["text"] == context.shot_notes[note["shot"]] and note["text"] in a.caption
+        assert note.shot == max(same_class, key=lambda i: row[i])  # nearest of its class
+        assert note.text == context.shot_notes[note.shot] and note.text in a.caption
         cited += 1
     assert cited >= 2
 
@@ -79,7 +79,8 @@ def test_raw_shapes_for_batches(openvino_bundle, fresh_images):
     shots = len(bundle.caption_context.shot_labels)
     assert shots == 6
     for n in (0, 1, 3):
-        score, amap, logits, sims = bundle.raw(fresh_images[:n])
+        score, amap, logits, sims, vocab = bundle.raw(fresh_images[:n])
+        assert vocab is None
         assert score.shape == (n,) and amap.shape == (n, h, w) and logits.shape == (n, 3)
         assert sims.shape == (n, shots)
         assert score.dtype == amap.dtype == logits.dtype == sims.dtype == np.float32
@@ -145,7 +146,8 @@ def test_throughput_tuning_for_concurrent_callers_gives_the_same_outputs(request
     [t.start() for t in threads]
     [t.join() for t in threads]
     for outputs in got.values():
-        for a, b in zip(outputs, expected, strict=True):
+        assert outputs.names == expected.names
+        for a, b in zip(outputs.present(), expected.present(), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     with pytest.raises(ConfigError, match="streams must be at least 1"):
         load_bundle(path, streams=0)

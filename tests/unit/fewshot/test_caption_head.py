@@ -14,14 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectkit.fewshot.caption_head import (
-    CaptionHead,
-    embed_vocabulary,
-    prototype_similarity,
-    text_aligned,
-)
-from defectkit.fewshot.prototypes import PrototypeHead
-from defectkit.fewshot.vocabulary import Vocabulary
+from defectkit.core.caption.vocabulary import Vocabulary
+from defectkit.fewshot.caption_head import CaptionHead, embed_vocabulary, text_aligned
 from defectkit.inspect.backbones import FeatureInfo, create_backbone, tiny_config_overrides
 
 VOCAB = Vocabulary(("scratch", "crack", "hole", "missing part"), ("dark", "bright"))
@@ -74,19 +68,6 @@ def test_no_text_tower_no_head(clip):
     assert not head.fit(cnn, VOCAB) and not head.active
     assert not head.fit(no_embed, VOCAB)
     assert head.vocab_embeddings.shape == (0, 0)
-
-
-def test_prototype_similarity_agrees_with_the_class_logits():
-    torch.manual_seed(2)
-    proto = PrototypeHead(8, temperature=0.05)
-    proto.set_prototypes(torch.randn(5, 16), torch.tensor([0, 1, 1, 2, 2]), 3)
-    desc = torch.randn(4, 16)
-    sims = prototype_similarity(desc, proto)
-    assert sims.shape == (4, 5)
-    per_class = torch.stack(
-        [sims[:, proto.membership[k].bool()].amax(dim=1) for k in range(3)], dim=1
-    )
-    torch.testing.assert_close(per_class, proto(desc), rtol=1e-5, atol=1e-3)
 
 
 class _CaptionGraph(nn.Module):

@@ -48,3 +48,18 @@ def test_descriptor_layout_and_the_head_that_reads_it():
     assert head.prototypes.shape == (0, 17)
     head.set_prototypes(desc, torch.tensor([0, 1]), 2)
     assert head(desc).argmax(dim=1).tolist() == [0, 1]
+
+
+def test_prototype_similarity_agrees_with_the_class_logits():
+    torch.manual_seed(2)
+    proto = PrototypeHead(8, temperature=0.05)
+    proto.set_prototypes(torch.randn(5, 16), torch.tensor([0, 1, 1, 2, 2]), 3)
+    desc = torch.randn(4, 16)
+    sims = proto.similarity(desc)
+    assert sims.shape == (4, 5)
+    per_class = torch.stack(
+        [sims[:, proto.membership[k].bool()].amax(dim=1) for k in range(3)], dim=1
+    )
+    torch.testing.assert_close(per_class, proto(desc), rtol=1e-5, atol=1e-3)
+    # One computation: the logits are exactly the per-class maxima of the similarities.
+    torch.testing.assert_close(proto.class_logits(sims), proto(desc), rtol=0, atol=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 
@@ -10,9 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from defectkit.errors import ConfigError, ModelFormatError
+from defectkit.errors import ModelFormatError
 from defectkit.inspect import saved
-from defectkit.inspect.cli_fit import _add_config_args, config_from_args
 from defectkit.inspect.inspector import Inspector, InspectorConfig
 
 
@@ -37,7 +35,9 @@ def test_round_trip_keeps_shots_notes_and_outputs(fitted, tmp_path):
     loaded = saved.load_inspector(folder)
     assert loaded.caption_context == inspector.caption_context
     assert loaded.output_names == inspector.output_names
-    for a, b in zip(inspector.raw(images), loaded.raw(images), strict=True):
+    ours, theirs = inspector.raw(images), loaded.raw(images)
+    assert ours.names == theirs.names
+    for a, b in zip(ours.present(), theirs.present(), strict=True):
         torch.testing.assert_close(torch.from_numpy(a), torch.from_numpy(b))
     assert [r.caption for r in loaded.inspect(images)] == [r.caption for r in inspector.inspect(images)]
 
@@ -52,23 +52,3 @@ def test_other_versions_are_refused_with_refit(fitted, tmp_path, version):
     (folder / saved.CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(ModelFormatError, match=f"format version {version} is not supported.*refit"):
         saved.load_inspector(folder)
-
-
-def _parse(argv):
-    parser = argparse.ArgumentParser()
-    _add_config_args(parser)
-    return config_from_args(parser.parse_args(argv))
-
-
-def test_vocabulary_flags_map_onto_the_config(tmp_path):
-    words = tmp_path / "words.txt"
-    words.write_text("# line-side terms\nburn mark\nattribute: dull\n\nscratch\n")
-    config = _parse(["--vocabulary", "weld spatter", "--vocabulary-file", str(words)])
-    assert config.vocabulary == ("weld spatter", "burn mark", "scratch", "attribute: dull")
-    assert InspectorConfig.from_dict(config.to_dict()) == config
-    assert _parse([]).vocabulary == ()
-    (tmp_path / "empty.txt").write_text("# nothing\n")
-    with pytest.raises(ConfigError, match="vocabulary is empty"):
-        _parse(["--vocabulary-file", str(tmp_path / "empty.txt")])
-    with pytest.raises(ConfigError, match="cannot read"):
-        _parse(["--vocabulary-file", str(tmp_path / "missing.txt")])

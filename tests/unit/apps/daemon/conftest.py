@@ -1,24 +1,20 @@
 """Fixtures for the daemon's unit tests: the test-double bundle and in-process services.
 
-The double itself lives in ``daemon_testkit.py`` beside this file, because daemon
+The double itself lives in :mod:`defectkit.testing.daemon`, because daemon
 subprocesses and the benchmark load it too (a conftest cannot be imported by them).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from daemon_testkit import load_fake_bundle, write_fake_bundle  # noqa: E402
-
 from defectkit.apps.daemon.config import ServeConfig  # noqa: E402
 from defectkit.apps.daemon.service import Service  # noqa: E402
+from defectkit.testing.daemon import load_fake_bundle, write_fake_bundle  # noqa: E402
 
 
 @pytest.fixture
@@ -60,7 +56,7 @@ def client(make_service):
     """A TestClient on a started service without a hot folder."""
     from fastapi.testclient import TestClient
 
-    from defectkit.apps.daemon.http import create_app
+    from defectkit.apps.daemon.api import create_app
 
     service = make_service()
     with TestClient(create_app(service)) as test_client:

@@ -3,8 +3,8 @@
 import pytest
 from fastapi.testclient import TestClient
 
+from defectkit.apps.daemon.api import create_app
 from defectkit.apps.daemon.auth import bearer_matches, needs_token
-from defectkit.apps.daemon.http import create_app
 
 TOKEN = "tok-0123456789abcdef"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from defectkit.apps.daemon import cli
 from defectkit.apps.daemon.config import ServeConfig, is_loopback, read_token
 from defectkit.apps.daemon.errors import ServeError
+from defectkit.cli import serve as cli
 from defectkit.errors import ConfigError, DefectkitError
 
 

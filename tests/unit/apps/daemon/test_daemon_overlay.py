@@ -9,7 +9,7 @@ def test_overlay_is_hot_where_the_map_is_high_and_boxes_are_drawn():
     image = np.full((40, 60, 3), 128, np.uint8)
     amap = np.zeros((10, 15), np.float32)
     amap[:, 10:] = 1.0  # right third anomalous
-    out = np.asarray(render_overlay(image, amap, threshold=0.5, defects=[{"box": [0, 0, 10, 10]}]))
+    out = np.asarray(render_overlay(image, amap, threshold=0.5, boxes=[[0, 0, 10, 10]]))
     assert out.shape == (40, 60, 3)
     assert out[20, 55, 0] > out[20, 55, 2], "anomalous side is tinted warm"
     assert out[20, 20].tolist() == [128, 128, 128], "calm side keeps the image"
@@ -20,9 +20,10 @@ def test_writer_names_files_by_hash_and_day(tmp_path):
     class Result:
         anomaly_map = np.zeros((4, 4), np.float32)
         threshold = 0.5
-        defects = []
+        boxes = []
 
     writer = OverlayWriter(tmp_path / "ov")
     path = writer.write(np.zeros((8, 8, 3), np.uint8), Result(), sha256="f" * 64, when=0.0)
     assert path == tmp_path / "ov" / "1970-01-01" / ("f" * 16 + ".png")
-    assert path.read_bytes().startswith(b"\x89PNG") and not list(path.parent.glob("*.tmp"))
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left

@@ -3,12 +3,13 @@
 import shutil
 
 import pytest
-from daemon_testkit import png_bytes, wait_until, write_fake_bundle
 
 from defectkit.apps.daemon.errors import ServeError
 from defectkit.apps.daemon.jobs import FOLDER, Job
 from defectkit.apps.daemon.store import ResultQuery
 from defectkit.errors import BundleError
+from defectkit.testing.daemon import png_bytes, write_fake_bundle
+from defectkit.testing.processes import wait_until
 
 
 def test_a_tampered_bundle_is_refused_at_start(make_service, fake_bundle):

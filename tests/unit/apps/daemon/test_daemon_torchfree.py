@@ -3,15 +3,15 @@
 import subprocess
 import sys
 
-from daemon_testkit import HERE, REPO
+from defectkit.testing.processes import REPO
 
 SCRIPT = f"""
 import sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
-sys.path[:0] = [{str(REPO)!r}, {str(HERE)!r}]
+sys.path.insert(0, {str(REPO)!r})
 import tempfile, pathlib
-from daemon_testkit import load_fake_bundle, png_bytes, write_fake_bundle
-import defectkit.apps.daemon.cli, defectkit.apps.daemon.http, defectkit.apps.daemon.service
+from defectkit.testing.daemon import load_fake_bundle, png_bytes, write_fake_bundle
+import defectkit.cli.serve, defectkit.apps.daemon.api, defectkit.apps.daemon.service
 from defectkit.apps.daemon.config import ServeConfig
 from defectkit.apps.daemon.jobs import Job
 from defectkit.apps.daemon.service import Service

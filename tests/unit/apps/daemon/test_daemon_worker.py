@@ -4,11 +4,11 @@ import os
 import time
 
 import pytest
-from daemon_testkit import bad_inputs, png_bytes, write_fake_bundle
 
 from defectkit.apps.daemon.errors import StoreError
 from defectkit.apps.daemon.jobs import FOLDER, HTTP, Job
 from defectkit.apps.daemon.store import ResultQuery
+from defectkit.testing.daemon import bad_inputs, png_bytes, write_fake_bundle
 
 
 def run(service, *jobs):

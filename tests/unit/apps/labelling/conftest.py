@@ -1,17 +1,13 @@
-"""Fixtures for the labelling app's unit tests (helpers live in ``labelling_testkit.py``)."""
+"""Fixtures for the labelling app's unit tests (helpers live in :mod:`defectkit.testing.labelling`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from labelling_testkit import fast_config, label_shots, truth_masks, write_synthetic  # noqa: E402
-
 from defectkit.apps.labelling.project import Project  # noqa: E402
+from defectkit.testing.labelling import fast_config, label_shots, truth_masks, write_synthetic  # noqa: E402
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labelling_testkit import SHOTS, fast_config, label_shots, truth_masks
 from PIL import Image
 
 from defectkit.apps.labelling.importing import add_files, add_folder
@@ -17,6 +16,7 @@ from defectkit.apps.labelling.project import MANIFEST, Project
 from defectkit.apps.labelling.records import ProjectError
 from defectkit.core.files import TMP_PREFIX
 from defectkit.errors import DatasetError, ImageError, NotFittedError, SupportSetError
+from defectkit.testing.labelling import SHOTS, fast_config, label_shots, truth_masks
 
 
 def reopen(project: Project) -> Project:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labelling_testkit import label_shots, truth_masks
 
 from defectkit.apps.labelling import views
 from defectkit.apps.labelling.project import Project
+from defectkit.testing.labelling import label_shots, truth_masks
 
 
 def test_gallery_items_filter_and_captions(project, files):

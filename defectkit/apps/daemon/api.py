@@ -1,0 +1,263 @@
+"""The HTTP API (FastAPI): inspect, results, health, metrics, reload; OpenAPI at /docs.
+
+Every error answer is ``{"error": "..."}`` with a 4xx/5xx code, including FastAPI's own
+validation errors and unknown routes, so clients parse one shape. Inference runs on the
+worker threads, never on the event loop: the handler only reads the (capped) body,
+queues a job and awaits its future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import defectkit
+from defectkit.apps.daemon.auth import bearer_matches, needs_token
+from defectkit.apps.daemon.bundles import BundleHolder
+from defectkit.apps.daemon.config import ServeConfig
+from defectkit.apps.daemon.errors import QueueClosed, QueueFull, StoreError
+from defectkit.apps.daemon.jobs import HTTP, Job, JobQueue
+from defectkit.apps.daemon.metrics import DaemonMetrics
+from defectkit.apps.daemon.store import STATUSES, ResultQuery, ResultStore, row_to_json
+from defectkit.apps.daemon.uploads import (
+    MULTIPART,
+    UploadError,
+    check_content_type,
+    parse_multipart,
+    read_capped,
+    safe_name,
+)
+from defectkit.errors import BundleError
+
+
+class Service(Protocol):
+    """What the API needs of the running daemon (:class:`defectkit.apps.daemon.service.Service`
+    is one); the service imports this module, never the other way round."""
+
+    config: ServeConfig
+    token: str | None
+    stopping: bool
+    uploads: int
+    queue: JobQueue
+    store: ResultStore
+    metrics: DaemonMetrics
+    bundles: BundleHolder
+
+    def health(self) -> tuple[int, dict[str, Any]]: ...
+
+    def reload(self, path: str | None = None) -> dict[str, Any]: ...
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+RETRY_AFTER_S = "1"
+
+_IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+}
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def create_app(service: Service) -> FastAPI:
+    """The API bound to a started (or, in tests, startable) :class:`Service`."""
+    app = FastAPI(
+        title="defectkit inspection daemon",
+        version=defectkit.__version__,
+        description="Verdicts for images from an exported defectkit bundle.",
+    )
+    _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        if needs_token(request.url.path, service.token) and not bearer_matches(
+            request.headers.get("authorization"), service.token
+        ):
+            service.metrics.errors.inc(kind="auth")
+            return error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.post("/v1/inspect", openapi_extra=_IMAGE_BODY, summary="Inspect one image")
+    async def inspect_image(request: Request, name: str | None = Query(None, max_length=500)):
+        """Send the image as the body (image/* or octet-stream) or as multipart ``file``.
+
+        200 with the verdict JSON; 413 too large; 415 wrong type; 422 not a usable image;
+        503 + Retry-After when the queue is full or the daemon is stopping.
+        """
+        if service.stopping:
+            return error(503, "the daemon is shutting down", {"Retry-After": "5"})
+        if service.uploads >= service.config.max_uploads:  # checked before reading the body
+            service.metrics.errors.inc(kind="queue_full")
+            return error(
+                503, "too many uploads in progress; retry later", {"Retry-After": RETRY_AFTER_S}
+            )
+        service.uploads += 1
+        try:
+            return await _inspect(request, name)
+        finally:
+            service.uploads -= 1
+
+    async def _inspect(request: Request, name: str | None) -> JSONResponse:
+        try:
+            kind = check_content_type(request.headers.get("content-type"))
+            body = await read_capped(
+                request.stream(),
+                service.config.max_upload_bytes,
+                request.headers.get("content-length"),
+            )
+            filename = None
+            if kind == MULTIPART:
+                body, filename = parse_multipart(body, request.headers["content-type"])
+        except UploadError as exc:
+            reason = {413: "too_large", 415: "content_type"}.get(exc.status, "bad_request")
+            service.metrics.rejected.inc(source=HTTP, reason=reason)
+            return error(exc.status, exc.message)
+        job = Job(source=HTTP, name=safe_name(name) or filename, data=body)
+        try:
+            service.queue.offer(job)
+        except QueueFull:
+            service.metrics.errors.inc(kind="queue_full")
+            return error(
+                503, "the inspection queue is full; retry later", {"Retry-After": RETRY_AFTER_S}
+            )
+        except QueueClosed:
+            return error(503, "the daemon is shutting down", {"Retry-After": "5"})
+        outcome = await asyncio.wrap_future(job.future)
+        return JSONResponse(
+            outcome.body, status_code=outcome.status, headers=outcome.headers or None
+        )
+
+    @app.get("/v1/results", summary="List inspections, newest first")
+    def list_results(
+        since: str | None = Query(None, description="ISO 8601 time or unix seconds (inclusive)"),
+        until: str | None = Query(None, description="ISO 8601 time or unix seconds (exclusive)"),
+        verdict: str | None = Query(None, pattern="^(good|defect)$"),
+        label: str | None = Query(None, alias="class", description="class / label, e.g. scratch"),
+        status: str | None = Query(None, pattern="^(" + "|".join(STATUSES) + ")$"),
+        source: str | None = Query(None, pattern="^(http|folder)$"),
+        station: str | None = None,
+        before: int | None = Query(
+            None, ge=1, description="the 'next' cursor of the previous page"
+        ),
+        limit: int = Query(100, ge=1, le=1000),
+    ):
+        try:
+            query = ResultQuery(
+                since=parse_time(since), until=parse_time(until), verdict=verdict, label=label,
+                status=status, source=source, station=station, before_id=before, limit=limit,
+            )  # fmt: skip
+        except ValueError as exc:
+            return error(400, str(exc))
+        rows = service.store.query(query)
+        next_cursor = rows[-1]["id"] if len(rows) == limit else None
+        return {"results": [row_to_json(r) for r in rows], "next": next_cursor}
+
+    @app.get("/v1/results/{result_id}", summary="One inspection")
+    def get_result(result_id: int):
+        row = service.store.get(result_id)
+        if row is None:
+            return error(404, f"no inspection with id {result_id}")
+        return row_to_json(row)
+
+    @app.get("/healthz", summary="Liveness (no token needed)")
+    def healthz():
+        code, body = service.health()
+        return JSONResponse(body, status_code=code)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    def metrics():
+        return PlainTextResponse(service.metrics.render(), media_type=METRICS_TYPE)
+
+    @app.post("/v1/reload", summary="Load a new bundle without dropping requests")
+    async def reload(request: Request):
+        """Optional JSON body ``{"path": "..."}``: a bundle folder under the bundle root.
+
+        Without a path the current bundle folder is loaded again (after its files were
+        replaced, or a ``current`` symlink was switched). A refused bundle (422) leaves
+        the old one serving.
+        """
+        raw = await read_capped(request.stream(), 64 * 1024, request.headers.get("content-length"))
+        path = None
+        if raw.strip():
+            try:
+                payload = json.loads(raw)
+                path = payload.get("path") if isinstance(payload, dict) else None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return error(400, 'the body must be JSON like {"path": "bundles/v2"} or empty')
+            if path is not None and not isinstance(path, str):
+                return error(400, "path must be a string")
+        try:
+            return await run_in_threadpool(service.reload, path)
+        except PermissionError as exc:
+            return error(403, str(exc))
+        except BundleError as exc:
+            return JSONResponse(
+                {"error": f"bundle refused, still serving {service.bundles.id}: {exc}",
+                 "bundle_id": service.bundles.id},
+                status_code=422,
+            )  # fmt: skip
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return error(422, f"invalid request: {problems}")
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError):
+        return error(503, f"the results store is unavailable: {exc}", {"Retry-After": "5"})
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, exc: UploadError):
+        return error(exc.status, exc.message)
+
+
+def parse_time(value: str | None) -> float | None:
+    """ISO 8601 (naive = UTC) or unix seconds -> unix seconds."""
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise ValueError(f"cannot read time {value!r}; use ISO 8601 or unix seconds")
+        return seconds
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"cannot read time {value!r}; use ISO 8601 or unix seconds") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()

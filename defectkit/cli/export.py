@@ -1,0 +1,121 @@
+"""``inspect export`` and ``inspect threshold``."""
+
+from __future__ import annotations
+
+import json
+
+from defectkit.exporters.bundle import PRECISIONS, TARGETS
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a model folder to an OpenVINO or ONNX bundle (self-checked)",
+        description="Export a fitted model folder to a bundle: the model (OpenVINO IR or ONNX) and "
+        "manifest.json (input size, normalisation, classes, thresholds, hashes, self-check). The "
+        "exported model is run on check images and compared with PyTorch; if they disagree beyond "
+        "the stated tolerance the export fails and no bundle is written.",
+    )  # fmt: skip
+    p.add_argument("model", metavar="MODEL_DIR", help="model folder from `inspect fit`")
+    p.add_argument(
+        "--target",
+        required=True,
+        choices=TARGETS,
+        help="openvino: model.xml + model.bin for OpenVINO; onnx: model.onnx for ONNX Runtime",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="BUNDLE_DIR", help="bundle folder to write"
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (default; matches PyTorch to 1e-4) or fp16 (half the size; see the "
+        "self-check numbers in the manifest)",
+    )
+    p.add_argument(
+        "--input-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="input size of the exported graph (default: the model's; thresholds were "
+        "calibrated at the model's size)",
+    )
+    p.add_argument(
+        "--device", default="CPU", help="device the self-check runs the bundle on (default: CPU)"
+    )
+    p.add_argument(
+        "--check-images",
+        nargs="+",
+        metavar="IMAGE_OR_DIR",
+        help="images for the self-check, ideally the support images (default: generated textures)",
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "threshold",
+        help="show or move a bundle's thresholds without re-exporting",
+        description="Print a bundle's thresholds, or set them: the manifest is rewritten and "
+        "re-hashed, the model files are untouched. The bundle's id changes with its settings.",
+    )
+    p.add_argument("bundle", metavar="BUNDLE_DIR")
+    p.add_argument("--image", type=float, help="image-score threshold (defective at or above)")
+    p.add_argument("--pixel", type=float, help="anomaly-map threshold for defect regions")
+    p.add_argument("--min-defect-area", type=int, help="smallest reported region, in pixels")
+    p.set_defaults(func=cmd_threshold)
+
+
+def _read_images(inputs: list[str]) -> list:
+    from defectkit.core.images import list_image_files, read_image
+
+    return [read_image(p) for p in list_image_files(inputs)[:24]]
+
+
+def cmd_export(args) -> int:
+    from defectkit.exporters.export import export_bundle
+    from defectkit.inspect.inspector import Inspector
+
+    inspector = Inspector.load(args.model)
+    images = _read_images(args.check_images) if args.check_images else None
+    out = export_bundle(
+        inspector, args.output, target=args.target, precision=args.precision,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        check_images=images, device=args.device,
+    )  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    check = manifest["selfcheck"]
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(
+        f"exported {out} ({args.target}, {args.precision}, {size / 1e6:.1f} MB, "
+        f"input {manifest['input_size'][0]}x{manifest['input_size'][1]})"
+    )
+    print(
+        f"self-check on {check['images']} images ({check['engine']} {check['inference_precision']} "
+        f"on {check['device']}): score max rel {check['score_max_rel']:.2g}, map max abs "
+        f"{check['map_max_abs']:.2g}, logits max rel {check['logit_max_rel']:.2g}, class "
+        f"{check['argmax_agree']}/{check['argmax_checked']} -> passed"
+    )
+    if images is None:
+        print(
+            "note: checked on generated textures; pass --check-images with the support images "
+            "to check on real parts"
+        )
+    if manifest["input_size"] != manifest["fitted_input_size"]:
+        print(
+            f"note: fitted at {manifest['fitted_input_size']}, exported at {manifest['input_size']}; "
+            "check the thresholds (`inspect threshold`) on real parts"
+        )
+    return 0
+
+
+def cmd_threshold(args) -> int:
+    from defectkit.core.results import Thresholds
+    from defectkit.exporters.bundle import read_manifest, set_thresholds
+
+    if args.image is None and args.pixel is None and args.min_defect_area is None:
+        t = Thresholds.from_dict(read_manifest(args.bundle)["thresholds"])
+    else:
+        t = set_thresholds(
+            args.bundle, image=args.image, pixel=args.pixel, min_defect_area=args.min_defect_area
+        )
+    print(f"image {t.image:.6g}  pixel {t.pixel:.6g}  min_defect_area {t.min_defect_area}")
+    return 0

