@@ -30,7 +30,7 @@ checkable statement of each caption against the ground truth the generator recor
 A caption counts as *all true* when every statement it makes holds (the issue's check);
 *all true, type = ground truth* also asks ``type_truth``. Captions come from
 ``Inspector.inspect``, the path every user takes: the graph returns the nearest-shot
-similarities with the score, and ``postprocess`` writes the caption.
+similarities with the score, and ``defectkit.core.caption.describe`` writes the caption.
 
     python benchmarks/caption_accuracy.py            # writes benchmarks/results/caption_accuracy.md
     python benchmarks/caption_accuracy.py --seeds 0 --textures fabric --test-per-kind 4   # quick look

@@ -1,1 +1,2 @@
-"""Few-shot heads: support sets, anomaly head, prototype head, calibration, captions."""
+"""Few-shot heads: support sets, augmentation, anomaly head, prototype head, calibration,
+and the caption head (the graph part of the captions; the words are in defectkit.core.caption)."""

@@ -2,9 +2,11 @@
 
 The bank is filled from the good shots and their augmentations (:mod:`.augment`) and
 thinned with a greedy coreset when large (PatchCore, Roth et al. 2022). Distances are
-written as matmuls - ``|a - b|^2 = 2 - 2 a.b`` for unit vectors - instead of
-``torch.cdist``, which ONNX and OpenVINO convert poorly; because patch features are
-unit length, the terms stay small and fp16 keeps enough precision.
+written as matmuls - ``|a - b|^2 = |a|^2 - 2 a.b + |b|^2`` - instead of ``torch.cdist``,
+which ONNX and OpenVINO convert poorly. Patch features are not unit vectors: they are
+standardised per channel on the good shots (:class:`defectkit.inspect.features.FeatureNorm`)
+and scaled so a typical good patch has unit squared norm, which keeps the three terms
+small enough for fp16.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 #: The grain reference is at least this many within-image standard errors of the grain
-#: ratio: between good images the ratio varies more than within one (1.7 times on the
-#: textile goods; more on synthetic surfaces whose noise level differs per image). Chosen
-#: at 2 shots on textile seeds 5-9 (binary accuracy 0.975 / 0.979 / 0.983 / 0.987 for a
-#: floor of 3 / 4 / 5 / 6, but 0.944 on seeds 0-4 at 6) and synthetic fabric (k = 2 image
-#: AUROC 0.928 at 3, 0.961 at 5, 0.970 without the statistic).
+#: ratio, because between good images the ratio varies more than within one (the
+#: measurements that chose 5 are in benchmarks/results/tuning.md).
 GRAIN_FLOOR = 5.0
 #: ... and never below this (ratio units, ~0.3 % of a typical ratio): a smaller change is
 #: within what fp32 reductions in different engines disagree on once divided by it.
@@ -94,26 +93,27 @@ def smooth(maps: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 class AnomalyHead(nn.Module):
-    """Two kinds of evidence against the good shots, each calibrated to "1 = as unusual as
-    the most unusual good shot"; state lives in buffers (saved and exported).
+    """Three kinds of evidence against the good shots, each calibrated to "1 = as unusual
+    as the most unusual good shot"; state lives in buffers (saved and exported).
 
-    * appearance: nearest-neighbour distance of each patch to the memory bank (PatchCore);
-    * detail excess: how far a patch's pixel-detail energy exceeds the good patches'
-      (one-sided z-score, see :mod:`defectkit.inspect.features`). Symmetric NN distance
-      dilutes "much more fine detail than anything good" among all the features; a
-      one-sided statistic keeps it. When the features have no detail group it is off.
+    * appearance (per patch): nearest-neighbour distance of each patch to the memory bank
+      (PatchCore);
+    * detail excess (per patch): how far a patch's pixel-detail energy exceeds the good
+      patches' (one-sided z-score, see :mod:`defectkit.inspect.features`). Symmetric NN
+      distance dilutes "much more fine detail than anything good" among all the
+      features; a one-sided statistic keeps it. When the features have no detail group
+      it is off;
+    * grain deviation (per image): how far the image's grain ratio (1-px / 2-px
+      differences, see :func:`defectkit.inspect.features.grain_ratio`) lies from the good
+      shots' mean, in either direction (added noise raises it, blur lowers it).
 
-    * grain deviation: how far the image's grain ratio (1-px / 2-px differences, see
-      :func:`defectkit.inspect.features.grain_ratio`) lies from the good shots' mean, in
-      either direction (added noise raises it, blur lowers it). Image-level only.
-
-    The anomaly map is the larger of the two calibrated maps, so pixel values above 1
-    mean "more unusual than any patch of the good shots". The image score is the largest
-    of three calibrated statistics: the top patches of each map (local defects) and the
-    grain deviation (global texture changes). An earlier third statistic, the mean detail
-    excess over the image, also rose with global defects but varied as much with the
-    contrast of good images; the grain ratio is contrast-free and replaced it (textile, 2
-    shots, seeds 0-4: binary accuracy 0.935 -> 0.98, see benchmarks/results).
+    The anomaly map is the larger of the two calibrated per-patch maps, so pixel values
+    above 1 mean "more unusual than any patch of the good shots". The image score is the
+    largest of three calibrated statistics: the top patches of each map (local defects)
+    and the grain deviation (global texture changes). An earlier third statistic, the
+    mean detail excess over the image, also rose with global defects but varied as much
+    with the contrast of good images; the grain ratio is contrast-free and replaced it
+    (benchmarks/results/tuning.md).
 
     Two good shots say little about how far a *new* good image's grain strays, and their
     leave-one-out difference can be tiny by chance; so the grain reference is never below

@@ -1,6 +1,9 @@
-"""The pipeline: backbones, patch features, the Inspector, results and the CLI.
+"""The model layer: backbones, patch features, the exported InspectorModel, fitting,
+the user-facing Inspector, saved model folders, evaluation and the HTML report.
 
-Submodules that need torch (backbones, features, inspector) are imported on use, so
-``defectkit.core.images`` and ``defectkit.inspect.results`` stay usable on a
-torch-free factory PC.
+:mod:`.backbones` (one-way lazy registry), :mod:`.features`, :mod:`.model`
+(``InspectorModel.forward -> RawOutputs``), :mod:`.fit` (``fit(model, support)``),
+:mod:`.inspector` (``Inspector``: model + Predictor), :mod:`.saved`, :mod:`.config`,
+:mod:`.evaluate`, :mod:`.metrics`, :mod:`.report`. Nothing is imported here, so
+``defectkit.inspect.config`` (the CLI's flags) stays torch-free.
 """

@@ -21,7 +21,7 @@ class InspectorConfig:
         input_size: (H, W) images are resized to. None = the shots' own size when they
             all share one no larger than 512 x 512, else the backbone's default. Native
             size matters: resizing by a non-integer factor blurs pixel-level defects
-            unevenly (textile local-defect AUROC fell from 0.99 to 0.62 at 248 vs 249).
+            unevenly (benchmarks/results/tuning.md).
         pool_size: local pooling window of patch features (odd).
         detail: add the pixel-detail feature group (see defectkit.inspect.features).
         grid_stride: stride of the patch grid in input pixels; None = the finest map's.

@@ -50,7 +50,7 @@ class FeatureExtractor(nn.Module):
     weights_id: str
     text_aligned: bool = False
     #: True when the weights only work at ``preprocessing.input_size`` (ViT position
-    #: embeddings); CNNs take any size, which lets the Inspector keep native resolution.
+    #: embeddings); CNNs take any size, which lets the model keep native resolution.
     fixed_input_size: bool = True
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover
@@ -59,7 +59,7 @@ class FeatureExtractor(nn.Module):
     def train(self, mode: bool = True) -> FeatureExtractor:
         """Stay in eval mode whatever a parent asks.
 
-        Frozen means frozen: an ``Inspector.train()`` must not switch BatchNorm to batch
+        Frozen means frozen: an ``InspectorModel.train()`` must not switch BatchNorm to batch
         statistics or turn dropout on, which would change the features under the fit.
         """
         return super().train(False)

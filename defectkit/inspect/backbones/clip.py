@@ -106,7 +106,7 @@ class ClipVisionFeatures(FeatureExtractor):
 
     Only the image tower is a submodule: the text tower is kept out of the module tree
     so it is neither in ``state_dict()`` nor in exported graphs (text embeddings are
-    computed at fit time and baked into the Inspector's buffers). ``.to(device)`` moves
+    computed at fit time and baked into the model's buffers). ``.to(device)`` moves
     the image tower only; :meth:`encode_text` runs where the text tower is (CPU).
     """
 

@@ -1,7 +1,7 @@
 """Caption evidence in the graph: a tiny random open_clip Inspector, exported and run.
 
 Random weights: these tests check that the vocabulary scores and the nearest-shot
-similarities are named outputs of ``Inspector.forward``, survive export with the same
+similarities are named outputs of ``InspectorModel.forward``, survive export with the same
 numbers (PyTorch, ONNX Runtime, OpenVINO), and reach the caption through the torch-free
 runtime - never whether a term is the right one.
 """

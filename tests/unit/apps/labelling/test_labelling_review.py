@@ -34,7 +34,7 @@ def _result(score: float, threshold: float = 1.0) -> InspectionResult:
     return result
 
 
-def test_rethreshold_equals_postprocess_at_the_new_threshold():
+def test_rethreshold_equals_a_fresh_decision_at_the_new_threshold():
     before = _result(2.0, threshold=1.0)
     assert before.verdict == "defect" and before.label == "scratch"
     after = rethreshold(before, CLASSES, Thresholds(image=3.0, pixel=1.0))
