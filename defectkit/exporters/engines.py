@@ -8,6 +8,7 @@ names them (:class:`~defectkit.core.results.RawOutputs`) and hands them to the o
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Sequence
@@ -52,12 +53,7 @@ class OpenVinoEngine:
         self, model_path: Path, *, device: str, precision: str, outputs: Sequence[str],
         streams: int = 1,
     ):  # fmt: skip
-        try:
-            import openvino as ov
-        except ImportError:
-            raise BundleError(
-                "this bundle runs on OpenVINO, which is not installed: pip install openvino"
-            ) from None
+        ov = _engine_module("openvino", "OpenVINO")
         core = ov.Core()
         _check_device(device, core.available_devices)
         hint = "f16" if precision == "fp16" and _computes_f16(core, device) else "f32"
@@ -120,12 +116,7 @@ class OnnxRuntimeEngine:
         self, model_path: Path, *, device: str, precision: str, outputs: Sequence[str],
         streams: int = 1,
     ):  # fmt: skip
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise BundleError(
-                "this bundle runs on ONNX Runtime, which is not installed: pip install onnxruntime"
-            ) from None
+        ort = _engine_module("onnxruntime", "ONNX Runtime")
         providers = {
             "CPU": ["CPUExecutionProvider"],
             "GPU": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -155,6 +146,16 @@ class OnnxRuntimeEngine:
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self._session.run(self._outputs, {self._input: x}))
+
+
+def _engine_module(module: str, name: str):
+    """The inference engine's package, or a BundleError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise BundleError(
+            f"this bundle runs on {name}, which is not installed: pip install {module}"
+        ) from None
 
 
 def _check_device(device: str, available: Sequence[str]) -> None:

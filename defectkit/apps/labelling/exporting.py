@@ -17,8 +17,6 @@ from defectkit.apps.labelling.records import safe_stem
 from defectkit.core.files import atomic_file
 from defectkit.errors import BundleError
 
-TARGETS = ("openvino", "onnx")
-PRECISIONS = ("fp32", "fp16")
 #: Labelled images the export's self-check runs on (it adds flipped and noised copies).
 CHECK_IMAGES = 8
 _MODULES = ("defectkit.exporters.export", "defectkit.exporters", "defectkit.exporters.bundle")

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import gradio as gr
 
 from defectkit.apps.labelling import views
-from defectkit.apps.labelling.exporting import PRECISIONS
 from defectkit.apps.labelling.project import DEFAULT_BACKBONE
 from defectkit.apps.labelling.review import SORTS
 from defectkit.core.labels import GOOD
+from defectkit.exporters.bundle import PRECISIONS
 
 TITLE = "defectkit · labelling"
 TARGET_CHOICES = [("OpenVINO", "openvino"), ("ONNX", "onnx")]
