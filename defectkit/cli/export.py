@@ -58,7 +58,8 @@ def register(sub) -> None:
         "re-hashed, the model files are untouched. The bundle's id changes with its settings.",
     )
     p.add_argument("bundle", metavar="BUNDLE_DIR")
-    p.add_argument("--image", type=float, help="image-score threshold (defective at or above)")
+    p.add_argument("--image", type=float,
+                   help="image-score threshold (defective at or above); a lower one takes --pixel with it")
     p.add_argument("--pixel", type=float, help="anomaly-map threshold for defect regions")
     p.add_argument("--min-defect-area", type=int, help="smallest reported region, in pixels")
     p.set_defaults(func=cmd_threshold)

@@ -98,7 +98,8 @@ def register(sub) -> None:
     p.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+", help="image files or folders of images")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.add_argument("--save-overlays", metavar="DIR", help="write heatmap overlays (PNG) into DIR")
-    p.add_argument("--threshold", type=float, help="override the image threshold for this run")
+    p.add_argument("--threshold", type=float,
+                   help="override the image threshold for this run (a lower one takes the pixel threshold with it)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
