@@ -6,6 +6,27 @@ import json
 
 from defectkit.exporters.bundle import PRECISIONS, TARGETS
 
+SIGN_HELP = (
+    "sign the bundle with this Ed25519 private key (PEM), for daemons started with "
+    "--trust PUBKEY; make a pair with `python -m defectkit.exporters.signing keygen lab`"
+)
+
+
+def _signing_key(args):
+    """The --sign key, loaded before any slow work so a wrong path fails at once."""
+    if not getattr(args, "sign", None):
+        return None
+    from defectkit.exporters.signing import load_private_key
+
+    return load_private_key(args.sign)
+
+
+def _sign(folder, key) -> None:
+    from defectkit.exporters.signing import sign_bundle
+
+    path = sign_bundle(folder, key)
+    print(f"signed {folder} ({path.name})")
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -49,6 +70,7 @@ def register(sub) -> None:
         metavar="IMAGE_OR_DIR",
         help="images for the self-check, ideally the support images (default: generated textures)",
     )
+    p.add_argument("--sign", metavar="KEY", help=SIGN_HELP)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
@@ -62,6 +84,8 @@ def register(sub) -> None:
                    help="image-score threshold (defective at or above); a lower one takes --pixel with it")
     p.add_argument("--pixel", type=float, help="anomaly-map threshold for defect regions")
     p.add_argument("--min-defect-area", type=int, help="smallest reported region, in pixels")
+    p.add_argument("--sign", metavar="KEY", help=SIGN_HELP + "; moving a threshold voids an "
+                   "earlier signature, so sign again here")  # fmt: skip
     p.set_defaults(func=cmd_threshold)
 
 
@@ -75,6 +99,7 @@ def cmd_export(args) -> int:
     from defectkit.exporters.export import export_bundle
     from defectkit.inspect.inspector import Inspector
 
+    key = _signing_key(args)
     inspector = Inspector.load(args.model)
     images = _read_images(args.check_images) if args.check_images else None
     out = export_bundle(
@@ -105,6 +130,8 @@ def cmd_export(args) -> int:
             f"note: fitted at {manifest['fitted_input_size']}, exported at {manifest['input_size']}; "
             "check the thresholds (`inspect threshold`) on real parts"
         )
+    if key is not None:
+        _sign(out, key)
     return 0
 
 
@@ -112,6 +139,7 @@ def cmd_threshold(args) -> int:
     from defectkit.core.results import Thresholds
     from defectkit.exporters.bundle import read_manifest, set_thresholds
 
+    key = _signing_key(args)
     if args.image is None and args.pixel is None and args.min_defect_area is None:
         t = Thresholds.from_dict(read_manifest(args.bundle)["thresholds"])
     else:
@@ -119,4 +147,6 @@ def cmd_threshold(args) -> int:
             args.bundle, image=args.image, pixel=args.pixel, min_defect_area=args.min_defect_area
         )
     print(f"image {t.image:.6g}  pixel {t.pixel:.6g}  min_defect_area {t.min_defect_area}")
+    if key is not None:
+        _sign(args.bundle, key)
     return 0
