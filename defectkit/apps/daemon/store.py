@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from defectkit.apps.daemon.errors import StoreError
+from defectkit.apps.daemon.storehealth import FileIdentity
 
 SCHEMA_VERSION = 1
 COLUMNS = (
@@ -84,13 +85,20 @@ class Dialect:
     errors: tuple[type[BaseException], ...]  # driver errors turned into StoreError
     transaction: Callable[[Any], Any]  # context manager: one committed transaction
     reconnect_on: tuple[type[BaseException], ...] = ()
+    identity: FileIdentity | None = None  # SQLite: the file must stay the one opened
+    after_probe: tuple[str, ...] = ()  # statements that make a health probe touch the disk
 
 
 def open_store(target: str) -> ResultStore:
     """A store for a SQLite file path or a ``postgresql://`` URL."""
     if target.startswith(("postgresql://", "postgres://")):
         return ResultStore(_postgres_dialect(target))
-    return ResultStore(_sqlite_dialect(Path(target)))
+    try:
+        return ResultStore(_sqlite_dialect(Path(target)))
+    except StoreError as exc:  # name the file: "unable to open database file" does not
+        if target in str(exc):
+            raise
+        raise StoreError(f"--db {target}: {exc}") from None
 
 
 class ResultStore:
@@ -104,6 +112,7 @@ class ResultStore:
         self.dialect = dialect
         self._locks = {"write": threading.Lock(), "read": threading.Lock()}
         self._conns: dict[str, Any] = {}
+        self.on_error: Callable[[str], None] = lambda operation: None  # counts, for metrics
         try:
             self._conns["write"] = dialect.connect()
             self._conns["read"] = dialect.connect()
@@ -114,6 +123,8 @@ class ResultStore:
         except dialect.errors as exc:
             self.close()
             raise StoreError(f"results store ({dialect.name}): cannot open it: {exc}") from None
+        if dialect.identity is not None:
+            dialect.identity.capture()
 
     # -- writing ---------------------------------------------------------------------
 
@@ -184,6 +195,24 @@ class ResultStore:
         """Raise :class:`StoreError` when the database does not answer."""
         self._run("read", lambda c: c.execute("SELECT 1").fetchone())
 
+    def probe(self, key: str, value: str) -> None:
+        """Commit one small write (``inspections_meta[key] = value``), or raise
+        :class:`StoreError`: what health reports, since a garbage-filled, read-only or
+        deleted database may still answer reads."""
+        p = self.dialect.param
+        sql = (
+            f"INSERT INTO inspections_meta (key, value) VALUES ({p}, {p}) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+
+        def run(conn: Any) -> None:
+            with self.dialect.transaction(conn):
+                conn.execute(sql, [key, value])
+            for statement in self.dialect.after_probe:
+                conn.execute(statement).fetchall()
+
+        self._run("write", run)
+
     def close(self) -> None:
         for conn in self._conns.values():
             try:
@@ -195,7 +224,16 @@ class ResultStore:
     # -- internals -------------------------------------------------------------------
 
     def _run(self, role: str, fn: Callable[[Any], Any]) -> Any:
+        try:
+            return self._run_once(role, fn)
+        except StoreError:
+            self.on_error(role)
+            raise
+
+    def _run_once(self, role: str, fn: Callable[[Any], Any]) -> Any:
         with self._locks[role]:
+            if role == "write" and self.dialect.identity is not None:
+                self.dialect.identity.check()  # never write into a deleted or replaced file
             for attempt in (1, 2):
                 try:
                     return fn(self._conns[role])
@@ -286,7 +324,12 @@ _SQLITE_DDL = (
 
 def _sqlite_dialect(path: Path) -> Dialect:
     def connect() -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"--db {path}: cannot create its folder {path.parent} ({exc.strerror})"
+            ) from None
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the
         # lock up front instead of failing half-way with "database is locked".
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -307,6 +350,10 @@ def _sqlite_dialect(path: Path) -> Dialect:
         json_param="?",
         errors=(sqlite3.Error,),
         transaction=_sqlite_transaction,
+        identity=FileIdentity(path),
+        # A commit lands in the WAL; only a checkpoint writes the database file itself,
+        # and fails ("disk I/O error") when that file was made read-only or immutable.
+        after_probe=("PRAGMA wal_checkpoint(PASSIVE)",),
     )
 
 
