@@ -41,6 +41,7 @@ class Job:
     enqueued: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
     digest: str | None = None
+    signature: tuple[int, int] | None = None  # a claimed file's (size, mtime_ns) when read
 
     @property
     def sha256(self) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from defectkit.apps.daemon.hotfolder import HotFolder
+from defectkit.apps.daemon.hotfolder import SKIP_HINTS, HotFolder
 from defectkit.apps.daemon.jobs import FOLDER, Job, JobQueue
 from defectkit.apps.daemon.logs import log_event
 
@@ -19,8 +20,12 @@ from defectkit.apps.daemon.logs import log_event
 class FolderScanner:
     """Runs in its own thread until :meth:`stop`."""
 
-    def __init__(self, hotfolder: HotFolder, queue: JobQueue, *, poll_interval: float):
+    def __init__(
+        self, hotfolder: HotFolder, queue: JobQueue, *, poll_interval: float,
+        on_skip: Callable[[str], None] = lambda kind: None,
+    ):  # fmt: skip
         self.hotfolder, self.queue, self.poll_interval = hotfolder, queue, poll_interval
+        self.on_skip = on_skip
         self._stop = threading.Event()
         self._paused_until = 0.0
         self.thread = threading.Thread(target=self._run, name="hotfolder-scanner", daemon=True)
@@ -69,6 +74,9 @@ class FolderScanner:
         except OSError as exc:  # inbox unmounted or deleted: say so, keep trying
             log_event("scan_failed", level=logging.ERROR, error=str(exc))
             return
+        for name, kind in self.hotfolder.take_skipped():
+            log_event("skipped", level=logging.WARNING, name=name, kind=kind, hint=SKIP_HINTS[kind])
+            self.on_skip(kind)
         for name in names:
             if self._stop.is_set() or not self.queue.reserve_folder_slot(
                 timeout=self.poll_interval

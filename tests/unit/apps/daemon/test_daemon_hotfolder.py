@@ -137,3 +137,76 @@ def test_leftovers_and_release(folder, watch):
     assert folder.release(claimed) == watch / "x.png"
     assert folder.leftovers() == []
     assert folder.claim("gone.png") is None
+
+
+def test_a_file_must_stay_unchanged_for_the_settle_time(watch):
+    clock = Clock()
+    layout = FolderLayout.under(watch)
+    layout.create()
+    folder = HotFolder(
+        layout, tracker=StabilityTracker(settle_s=2.0, clock=clock, wall_clock=lambda: 0.0)
+    )
+    path = watch / "a.png"
+    path.write_bytes(b"half")
+    os.utime(path, ns=(0, 0))  # written at wall-clock 0, like now
+    assert folder.poll() == []
+    clock.t = 1.0
+    assert folder.poll() == [], "unchanged across two polls, but not for 2 s"
+    clock.t = 2.0
+    assert folder.poll() == ["a.png"]
+
+
+def test_a_file_written_long_before_it_appeared_is_taken_at_the_next_poll(watch):
+    layout = FolderLayout.under(watch)
+    layout.create()
+    folder = HotFolder(
+        layout, tracker=StabilityTracker(settle_s=5.0, clock=Clock(), wall_clock=lambda: 100.0)
+    )
+    path = watch / "renamed-in.png"
+    path.write_bytes(b"whole")
+    os.utime(path, ns=(0, 0))  # last written 100 s ago, then moved in
+    folder.poll()
+    assert folder.poll() == ["renamed-in.png"]
+
+
+def test_a_future_mtime_does_not_count_as_settled(watch):
+    clock = Clock()
+    layout = FolderLayout.under(watch)
+    layout.create()
+    folder = HotFolder(
+        layout, tracker=StabilityTracker(settle_s=2.0, clock=clock, wall_clock=lambda: 0.0)
+    )
+    path = watch / "skewed.png"
+    path.write_bytes(b"x")
+    os.utime(path, ns=(10**12, 10**12))  # a share whose clock runs 1000 s ahead
+    folder.poll()
+    clock.t = 1.0
+    assert folder.poll() == []
+    clock.t = 2.5
+    assert folder.poll() == ["skewed.png"]
+
+
+def test_skips_are_reported_once_after_staying_and_again_after_coming_back(watch):
+    from defectkit.apps.daemon.hotfolder import SkipReporter
+
+    clock = Clock()
+    layout = FolderLayout.under(watch)
+    layout.create()
+    folder = HotFolder(layout, skips=SkipReporter(after_s=1.0, clock=clock))
+    (watch / "x.png.part").write_bytes(b"x")  # renamed before it stayed: never reported
+    folder.poll()
+    (watch / "x.png.part").rename(watch / "x.png")
+    (watch / "sub").mkdir()
+    folder.poll()
+    assert folder.take_skipped() == []
+    clock.t = 1.5
+    folder.poll()
+    folder.poll()
+    assert folder.take_skipped() == [("sub", "directory")]
+    (watch / "sub").rmdir()
+    folder.poll()
+    (watch / "sub").mkdir()
+    folder.poll()
+    clock.t = 3.0
+    folder.poll()
+    assert folder.take_skipped() == [("sub", "directory")]
