@@ -79,10 +79,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest upload or hot-folder file in MiB (default %(default)s)",
     )
     parser.add_argument(
+        "--max-image-mp",
+        type=float,
+        default=_default("max_image_mp"),
+        help="most megapixels (width x height, read from the header) of one image; more is "
+        "refused with 413 before decoding (default %(default)s)",
+    )
+    parser.add_argument(
+        "--pixel-budget-mp",
+        type=float,
+        default=_default("pixel_budget_mp"),
+        help="most megapixels decoded and inspected at once by all workers together: "
+        "bounds memory (see docs/operations.md for bytes per pixel; default %(default)s)",
+    )
+    parser.add_argument(
         "--poll-interval",
         type=float,
         default=_default("poll_interval"),
         help="seconds between hot-folder scans (default %(default)s)",
+    )
+    parser.add_argument(
+        "--settle-time",
+        type=float,
+        default=_default("settle_time"),
+        help="seconds a hot-folder file must stay unchanged before it is taken; longer than "
+        "any pause of the writer, or write NAME.part and rename (default %(default)s)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=_default("header_timeout"),
+        help="seconds a connection may take to send a request's headers (default %(default)s)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=_default("body_timeout"),
+        help="seconds an upload's body may take to arrive; 408 beyond (default %(default)s)",
+    )
+    parser.add_argument(
+        "--new-store",
+        action="store_true",
+        help="start an empty results store although done/ holds inspected files "
+        "(refused otherwise: the store was probably deleted or --db changed)",
+    )
+    parser.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="PUBKEY",
+        help="public key (PEM) of a lab whose signed bundles may be served; repeat for "
+        "several; with it, unsigned or otherwise signed bundles are refused",
     )
     parser.add_argument(
         "--shutdown-timeout",

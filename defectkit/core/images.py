@@ -48,7 +48,7 @@ def list_image_files(inputs: list[str | Path]) -> list[Path]:
     return paths
 
 
-def _open(source: str | Path | bytes) -> tuple[Image.Image, str]:
+def _open(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "<bytes>"
     else:
@@ -64,9 +64,9 @@ def _open(source: str | Path | bytes) -> tuple[Image.Image, str]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             w, h = image.size
-            if w * h > MAX_PIXELS:
+            if w * h > max_pixels:
                 raise ImageError(
-                    f"{name}: {w}x{h} pixels is more than the {MAX_PIXELS:,} allowed "
+                    f"{name}: {w}x{h} pixels is more than the {max_pixels:,} allowed "
                     "(possible decompression bomb)"
                 )
             image.load()
@@ -116,13 +116,33 @@ def to_rgb(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def read_image(source: str | Path | bytes) -> np.ndarray:
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from an encoded image's header, without decoding its pixels.
+
+    What a server needs to refuse or budget an image before paying for it: decoding
+    costs memory in proportion to the pixels, not to the file (a 225 KB PNG can hold
+    79 MP). Raises :class:`~defectkit.errors.ImageError` for empty or unreadable data.
+    """
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data)).size
+    except UnidentifiedImageError:
+        raise ImageError("not an image file Pillow can read") from None
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read the image header ({exc})") from None
+
+
+def read_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode a file path or encoded bytes into H x W x 3 uint8 RGB.
 
     Gray, palette, RGBA, CMYK and 16-bit images are converted; empty, truncated,
-    non-image and oversized files raise :class:`~defectkit.errors.ImageError`.
+    non-image files and those over ``max_pixels`` (checked from the header, before
+    decoding) raise :class:`~defectkit.errors.ImageError`.
     """
-    image, name = _open(source)
+    image, name = _open(source, max_pixels)
     try:
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):
             array = np.asarray(image)

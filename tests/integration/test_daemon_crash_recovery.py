@@ -41,7 +41,8 @@ def test_sigkill_mid_batch_several_times_loses_nothing(tmp_path):
     watch = tmp_path / "watch"
     watch.mkdir()
     files = make_inputs(watch)
-    args = ("--watch", str(watch), "--workers", "2", "--batch-size", "4", "--poll-interval", "0.05")
+    args = ("--watch", str(watch), "--workers", "2", "--batch-size", "4", "--poll-interval", "0.05",
+            "--settle-time", "0.2")  # fmt: skip
 
     killed_with_work_in_processing = 0
     for _ in range(KILLS):

@@ -26,7 +26,7 @@ def served(tmp_path_factory):
     watch.mkdir()
     daemon = kit.DaemonProcess(
         bundle, "--watch", str(watch), "--workers", "2", "--batch-size", "4", "--max-upload-mb", "1",
-        "--poll-interval", "0.1", "--overlays", str(base / "overlays"), "--station", "line-7",
+        "--poll-interval", "0.1", "--settle-time", "0.2", "--overlays", str(base / "overlays"), "--station", "line-7",
         "--log-level", "debug",
     ).wait_listening()  # fmt: skip
     with httpx.Client(base_url=daemon.url, timeout=30) as client:

@@ -46,7 +46,7 @@ def test_sigterm_finishes_in_flight_work_then_exits_0(tmp_path):
     watch = tmp_path / "watch"
     watch.mkdir()
     daemon = kit.DaemonProcess(
-        bundle, "--watch", str(watch), "--poll-interval", "0.05"
+        bundle, "--watch", str(watch), "--poll-interval", "0.05", "--settle-time", "0.2"
     ).wait_listening()
     for i in range(3):
         (watch / f"f{i}.png").write_bytes(fake.png_bytes(30, tag=i))
@@ -121,12 +121,12 @@ def test_reload_refuses_a_tampered_bundle_and_never_drops_a_request(tmp_path):
     assert daemon.has_event("reload_refused") and daemon.has_event("reloaded")
 
 
-def test_sighup_reloads_a_switched_current_symlink(tmp_path):
+def test_sighup_reloads_a_switched_current_symlink_even_after_a_path_reload(tmp_path):
     if "DEFECTKIT_TEST_BUNDLE" in __import__("os").environ:
-        pytest.skip("needs two bundles with different ids (test double only)")
+        pytest.skip("needs three bundles with different ids (test double only)")
     releases = tmp_path / "bundles" / "releases"
-    fake.write_fake_bundle(releases / "v1", tag="1")
-    fake.write_fake_bundle(releases / "v2", tag="2")
+    ids = {tag: fake.load_fake_bundle(fake.write_fake_bundle(releases / tag, tag=tag)).id
+           for tag in ("v1", "v2", "v3")}  # fmt: skip
     current = tmp_path / "bundles" / "current"
     current.symlink_to(releases / "v1")
     daemon = kit.DaemonProcess(
@@ -134,14 +134,19 @@ def test_sighup_reloads_a_switched_current_symlink(tmp_path):
     ).wait_listening()
     try:
         with httpx.Client(base_url=daemon.url, timeout=30) as c:
-            before = c.get("/healthz").json()["bundle_id"]
+            assert c.get("/healthz").json()["bundle_id"] == ids["v1"]
+            # an operator tries a release by path first ...
+            assert c.post("/v1/reload", json={"path": "releases/v2"}).json()["bundle_id"] == ids["v2"]
             tmp_link = tmp_path / "bundles" / "next"
-            tmp_link.symlink_to(releases / "v2")
-            tmp_link.replace(current)  # atomic switch, as a deploy script would
+            tmp_link.symlink_to(releases / "v3")
+            tmp_link.replace(current)  # ... then the deploy switches `current` atomically
             daemon.signal(signal.SIGHUP)
             kit.wait_until(
-                lambda: c.get("/healthz").json()["bundle_id"] != before, 15, message="reload"
-            )
+                lambda: c.get("/healthz").json()["bundle_id"] == ids["v3"], 15,
+                message="SIGHUP loads --bundle (the switched link), not the last path",
+            )  # fmt: skip
+            assert any(e.get("event") == "reloaded" and e.get("bundle_id") == ids["v3"]
+                       and e.get("resolved", "").endswith("releases/v3") for e in daemon.events)  # fmt: skip
     finally:
         assert daemon.stop() == 0
 

@@ -121,7 +121,8 @@ def test_daemon_on_postgres_survives_sigkill(url, tmp_path):
     files["junk.png"] = b"junk"
     for name, data in files.items():
         (watch / name).write_bytes(data)
-    args = ("--watch", str(watch), "--db", url, "--workers", "2", "--poll-interval", "0.05")
+    args = ("--watch", str(watch), "--db", url, "--workers", "2", "--poll-interval", "0.05",
+            "--settle-time", "0.2")  # fmt: skip
     daemon = kit.DaemonProcess(bundle, *args).wait_listening()
     kit.wait_until(
         lambda: len(kit.hot_folder_state(watch)["done"]) >= 8, 30, 0.01, message="progress"

@@ -1,20 +1,23 @@
 """The HTTP API (FastAPI): inspect, results, health, metrics, reload; OpenAPI at /docs.
 
 Every error answer is ``{"error": "..."}`` with a 4xx/5xx code, including FastAPI's own
-validation errors and unknown routes, so clients parse one shape. Inference runs on the
-worker threads, never on the event loop: the handler only reads the (capped) body,
-queues a job and awaits its future.
+validation errors, unknown routes and unexpected failures, so clients parse one shape.
+Inference runs on the worker threads, never on the event loop: the handler only reads
+the (capped, timed) body, queues a job and awaits its future. Mutating routes refuse
+browsers' cross-site requests (:mod:`.crossorigin`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -23,13 +26,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import defectkit
 from defectkit.apps.daemon.auth import bearer_matches, needs_token
 from defectkit.apps.daemon.bundles import BundleHolder
-from defectkit.apps.daemon.config import ServeConfig
+from defectkit.apps.daemon.config import ServeConfig, is_loopback
+from defectkit.apps.daemon.crossorigin import cross_site_reason
 from defectkit.apps.daemon.errors import QueueClosed, QueueFull, StoreError
 from defectkit.apps.daemon.jobs import HTTP, Job, JobQueue
+from defectkit.apps.daemon.logs import log_event
 from defectkit.apps.daemon.metrics import DaemonMetrics
 from defectkit.apps.daemon.store import STATUSES, ResultQuery, ResultStore, row_to_json
 from defectkit.apps.daemon.uploads import (
+    BUSY,
     MULTIPART,
+    UploadBudget,
     UploadError,
     check_content_type,
     parse_multipart,
@@ -46,7 +53,7 @@ class Service(Protocol):
     config: ServeConfig
     token: str | None
     stopping: bool
-    uploads: int
+    uploads: UploadBudget
     queue: JobQueue
     store: ResultStore
     metrics: DaemonMetrics
@@ -58,6 +65,8 @@ class Service(Protocol):
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RETRY_AFTER_S = "1"
+#: Row ids are SQLite/PostgreSQL BIGINTs; a larger number in a URL is a 422, not a 500.
+MAX_ID = 2**63 - 1
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -89,6 +98,16 @@ def create_app(service: Service) -> FastAPI:
     )
     _install_error_handlers(app)
 
+    loopback_only = is_loopback(service.config.host)
+
+    @app.middleware("http")
+    async def refuse_cross_site(request: Request, call_next):
+        reason = cross_site_reason(request.method, request.headers, loopback_only=loopback_only)
+        if reason is not None:
+            service.metrics.errors.inc(kind="cross_site")
+            return error(403, f"refused {reason}; call the API from a tool, not a web page")
+        return await call_next(request)
+
     @app.middleware("http")
     async def require_token(request: Request, call_next):
         if needs_token(request.url.path, service.token) and not bearer_matches(
@@ -102,37 +121,45 @@ def create_app(service: Service) -> FastAPI:
     async def inspect_image(request: Request, name: str | None = Query(None, max_length=500)):
         """Send the image as the body (image/* or octet-stream) or as multipart ``file``.
 
-        200 with the verdict JSON; 413 too large; 415 wrong type; 422 not a usable image;
-        503 + Retry-After when the queue is full or the daemon is stopping.
+        200 with the verdict JSON; 408 body too slow; 413 too large (bytes, or pixels
+        over --max-image-mp); 415 wrong type; 422 not a usable image; 503 + Retry-After
+        when the queue or the upload budget is full or the daemon is stopping.
         """
         if service.stopping:
             return error(503, "the daemon is shutting down", {"Retry-After": "5"})
-        if service.uploads >= service.config.max_uploads:  # checked before reading the body
+        declared = _declared_length(request.headers.get("content-length"))
+        if service.uploads.held + declared > service.uploads.capacity:  # before reading
             service.metrics.errors.inc(kind="queue_full")
-            return error(
-                503, "too many uploads in progress; retry later", {"Retry-After": RETRY_AFTER_S}
-            )
-        service.uploads += 1
+            return error(503, BUSY, {"Retry-After": RETRY_AFTER_S})
+        held = [0]
         try:
-            return await _inspect(request, name)
-        finally:
-            service.uploads -= 1
+            return await _inspect(request, name, held)
+        finally:  # the bytes are held until the verdict is sent, then given back
+            service.uploads.give_back(held[0])
 
-    async def _inspect(request: Request, name: str | None) -> JSONResponse:
+    async def _inspect(request: Request, name: str | None, held: list[int]) -> JSONResponse:
         try:
             kind = check_content_type(request.headers.get("content-type"))
             body = await read_capped(
                 request.stream(),
                 service.config.max_upload_bytes,
                 request.headers.get("content-length"),
-            )
+                timeout=service.config.body_timeout, budget=service.uploads, held=held,
+            )  # fmt: skip
             filename = None
             if kind == MULTIPART:
                 body, filename = parse_multipart(body, request.headers["content-type"])
         except UploadError as exc:
-            reason = {413: "too_large", 415: "content_type"}.get(exc.status, "bad_request")
+            if exc.status == 503:
+                service.metrics.errors.inc(kind="queue_full")
+                return error(503, exc.message, {"Retry-After": RETRY_AFTER_S})
+            if exc.status == 408:
+                service.metrics.timeouts.inc(phase="body")
+            reason = {408: "timeout", 413: "too_large", 415: "content_type"}.get(
+                exc.status, "bad_request"
+            )
             service.metrics.rejected.inc(source=HTTP, reason=reason)
-            return error(exc.status, exc.message)
+            return error(exc.status, exc.message, {"Connection": "close"} if exc.status == 408 else None)
         job = Job(source=HTTP, name=safe_name(name) or filename, data=body)
         try:
             service.queue.offer(job)
@@ -158,7 +185,7 @@ def create_app(service: Service) -> FastAPI:
         source: str | None = Query(None, pattern="^(http|folder)$"),
         station: str | None = None,
         before: int | None = Query(
-            None, ge=1, description="the 'next' cursor of the previous page"
+            None, ge=1, le=MAX_ID, description="the 'next' cursor of the previous page"
         ),
         limit: int = Query(100, ge=1, le=1000),
     ):
@@ -174,7 +201,7 @@ def create_app(service: Service) -> FastAPI:
         return {"results": [row_to_json(r) for r in rows], "next": next_cursor}
 
     @app.get("/v1/results/{result_id}", summary="One inspection")
-    def get_result(result_id: int):
+    def get_result(result_id: int = PathParam(ge=1, le=MAX_ID)):
         row = service.store.get(result_id)
         if row is None:
             return error(404, f"no inspection with id {result_id}")
@@ -193,11 +220,15 @@ def create_app(service: Service) -> FastAPI:
     async def reload(request: Request):
         """Optional JSON body ``{"path": "..."}``: a bundle folder under the bundle root.
 
-        Without a path the current bundle folder is loaded again (after its files were
-        replaced, or a ``current`` symlink was switched). A refused bundle (422) leaves
-        the old one serving.
+        Without a path ``--bundle`` is loaded again as given, its symlink resolved anew
+        (a switched ``current`` link is followed; a path from an earlier reload is not
+        kept). 200 names the bundle id now served; a refused bundle (422) leaves the
+        old one serving.
         """
-        raw = await read_capped(request.stream(), 64 * 1024, request.headers.get("content-length"))
+        raw = await read_capped(
+            request.stream(), 64 * 1024, request.headers.get("content-length"),
+            timeout=service.config.body_timeout,
+        )  # fmt: skip
         path = None
         if raw.strip():
             try:
@@ -211,6 +242,8 @@ def create_app(service: Service) -> FastAPI:
             return await run_in_threadpool(service.reload, path)
         except PermissionError as exc:
             return error(403, str(exc))
+        except ValueError as exc:  # ReloadPathError: a NUL byte, an unusable path
+            return error(400, str(exc))
         except BundleError as exc:
             return JSONResponse(
                 {"error": f"bundle refused, still serving {service.bundles.id}: {exc}",
@@ -240,6 +273,23 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, exc: UploadError):
         return error(exc.status, exc.message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # Last resort: a bug must still answer in the one error shape, without a traceback
+        # on the wire (the log has it).
+        log_event("http_internal_error", level=logging.ERROR, path=request.url.path,
+                  error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        return error(500, f"internal error ({type(exc).__name__}); see the daemon's log")
+
+
+def _declared_length(value: str | None) -> int:
+    """Content-Length as a number for the early budget check; 0 when absent or invalid
+    (read_capped answers an invalid one with 400)."""
+    try:
+        return max(0, int(value)) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 def parse_time(value: str | None) -> float | None:

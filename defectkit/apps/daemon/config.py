@@ -46,8 +46,20 @@ class ServeConfig:
         batch_size: most images handed to one ``bundle.inspect`` call.
         queue_size: jobs waiting for a worker before HTTP answers 503.
         max_upload_mb: largest accepted upload or hot-folder file (413 / rejected).
-        poll_interval: seconds between hot-folder scans; a file is taken once its size
-            and mtime are unchanged across two scans.
+        max_image_mp: most pixels (millions, width x height from the file's header) of
+            one image; more is refused with 413 before decoding.
+        pixel_budget_mp: most pixels (millions) being decoded, inspected and drawn at
+            once across all workers; memory above the base is about this times the
+            bytes per pixel measured in docs/operations.md. At least ``max_image_mp``.
+        poll_interval: seconds between hot-folder scans.
+        settle_time: seconds a hot-folder file's size, mtime and inode must stay
+            unchanged before it is taken (a file whose mtime is already that old when
+            first seen, e.g. renamed in, is taken at the next scan).
+        header_timeout: seconds a connection may take to send a request's headers.
+        body_timeout: seconds an upload's whole body may take to arrive (408 beyond).
+        new_store: start with an empty results store even though ``done/`` holds files
+            (otherwise refused: the store was probably deleted or pointed elsewhere).
+        trust: public keys (PEM); when given, only bundles signed by one of them load.
         shutdown_timeout: seconds SIGTERM waits for in-flight work before exiting.
         device: runtime device passed to the bundle loader (``CPU``, ``GPU``, ``AUTO``).
         station: name stored with every row, so lines sharing one PostgreSQL store
@@ -66,7 +78,14 @@ class ServeConfig:
     batch_size: int = 1
     queue_size: int = 32
     max_upload_mb: float = 32.0
+    max_image_mp: float = 40.0
+    pixel_budget_mp: float = 40.0
     poll_interval: float = 0.5
+    settle_time: float = 3.0
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    new_store: bool = False
+    trust: tuple[Path, ...] = ()
     shutdown_timeout: float = 30.0
     device: str = "CPU"
     station: str = ""
@@ -79,6 +98,7 @@ class ServeConfig:
         for key in ("bundle", "watch", "overlays", "token_file"):
             if values.get(key) is not None:
                 values[key] = Path(values[key])
+        values["trust"] = tuple(Path(p) for p in values.get("trust") or ())
         return cls(**values)
 
     @property
@@ -92,6 +112,14 @@ class ServeConfig:
         Each holds at most ``max_upload_bytes``, so this bounds the memory images take.
         """
         return self.queue_size + self.workers * self.batch_size + 16
+
+    @property
+    def max_image_pixels(self) -> int:
+        return int(self.max_image_mp * 1_000_000)
+
+    @property
+    def pixel_budget(self) -> int:
+        return int(self.pixel_budget_mp * 1_000_000)
 
     @property
     def station_name(self) -> str:
@@ -125,8 +153,21 @@ class ServeConfig:
         _check_range("--port", self.port, 0, 65535)
         if not self.max_upload_mb > 0:
             raise ConfigError(f"--max-upload-mb must be positive; got {self.max_upload_mb}")
+        if not self.max_image_mp > 0:
+            raise ConfigError(f"--max-image-mp must be positive; got {self.max_image_mp}")
+        if not self.pixel_budget_mp >= self.max_image_mp:
+            raise ConfigError(
+                f"--pixel-budget-mp ({self.pixel_budget_mp:g}) must be at least --max-image-mp "
+                f"({self.max_image_mp:g}), or an image at the cap could never be inspected"
+            )
         if not self.poll_interval > 0:
             raise ConfigError(f"--poll-interval must be positive; got {self.poll_interval}")
+        if not self.settle_time >= 0:
+            raise ConfigError(f"--settle-time must be zero or positive; got {self.settle_time}")
+        for flag, value in (("--header-timeout", self.header_timeout),
+                            ("--body-timeout", self.body_timeout)):  # fmt: skip
+            if not value > 0:
+                raise ConfigError(f"{flag} must be positive; got {value}")
         if self.shutdown_timeout < 0:
             raise ConfigError("--shutdown-timeout must be zero or positive")
         if self.log_level not in ("debug", "info", "warning", "error"):
@@ -150,6 +191,9 @@ class ServeConfig:
             )
         if self.token_file is not None:
             read_token(self.token_file)
+        for key in self.trust:
+            if not key.is_file():
+                raise ConfigError(f"--trust {key}: no such file; pass the lab's public key (PEM)")
 
 
 def _check_range(flag: str, value: int, low: int, high: int) -> None:

@@ -165,6 +165,9 @@ class DaemonMetrics:
         queue_depth: Callable[[], float],
         queue_capacity: float,
         bundle_id: Callable[[], str] = lambda: "",
+        pixels_in_flight: Callable[[], float] = lambda: 0.0,
+        pixel_budget: float = 0.0,
+        store_up: Callable[[], float] = lambda: 1.0,
     ):
         r = self.registry = Registry()
         self.inspections = r.add(Counter(
@@ -188,6 +191,17 @@ class DaemonMetrics:
         self.reloads = r.add(
             Counter("defectkit_reloads_total", "Bundle reloads by result.", ("result",))
         )
+        self.store_errors = r.add(Counter(
+            "defectkit_store_errors_total",
+            "Results-store operations that failed (read, write incl. health probes).",
+            ("operation",)))  # fmt: skip
+        self.skipped = r.add(Counter(
+            "defectkit_skipped_total",
+            "Hot-folder entries left alone (folders, FIFOs, hidden names...), once per name.",
+            ("kind",)))  # fmt: skip
+        self.timeouts = r.add(Counter(
+            "defectkit_client_timeouts_total",
+            "Connections cut for sending headers or a body too slowly.", ("phase",)))  # fmt: skip
         self.latency = r.add(
             Histogram(
                 "defectkit_inspection_seconds", "Time from queueing to committed row.", ("source",)
@@ -205,6 +219,12 @@ class DaemonMetrics:
         )
         r.add(Gauge("defectkit_queue_depth", "Jobs waiting for a worker.", queue_depth))
         r.add(Gauge("defectkit_queue_capacity", "Most jobs that may wait.", lambda: queue_capacity))
+        r.add(Gauge("defectkit_pixels_in_flight", "Decoded pixels held by the workers now.",
+                    pixels_in_flight))  # fmt: skip
+        r.add(Gauge("defectkit_pixel_budget", "Most decoded pixels held at once (--pixel-budget-mp).",
+                    lambda: pixel_budget))  # fmt: skip
+        r.add(Gauge("defectkit_store_up", "1 when the last store check or write succeeded.",
+                    store_up))  # fmt: skip
         started = time.time()
         r.add(
             Gauge("defectkit_start_time_seconds", "Unix time the daemon started.", lambda: started)

@@ -1,8 +1,9 @@
 """Wiring: build the parts from a :class:`ServeConfig`, run uvicorn, stop gracefully.
 
 Start-up order is chosen so that every refusal happens before anything is bound or
-moved: validate flags -> lock the hot folder -> verify and load the bundle -> open the
-store -> bind the port -> start workers -> recover ``processing/`` -> scan.
+moved: validate flags -> lock the hot folder -> verify (and check the signature of) and
+load the bundle -> open the store (refusing a new empty one beside a non-empty
+``done/``) -> bind the port -> start workers -> recover ``processing/`` -> scan.
 
 Signals are ours, not uvicorn's: SIGTERM/SIGINT stop the scanner and close the queue
 at once (new uploads get 503), uvicorn lets in-flight requests finish, the workers
@@ -26,17 +27,27 @@ from defectkit.apps.daemon import logs
 from defectkit.apps.daemon.bundles import BundleHolder, Loader, load_runtime_bundle
 from defectkit.apps.daemon.config import ServeConfig, read_token, token_file_is_private
 from defectkit.apps.daemon.errors import ServeError, StoreError
-from defectkit.apps.daemon.hotfolder import FolderLayout, HotFolder, StabilityTracker
+from defectkit.apps.daemon.hotfolder import FolderLayout, HotFolder, SkipReporter, StabilityTracker
 from defectkit.apps.daemon.jobs import JobQueue
 from defectkit.apps.daemon.logs import log_event
 from defectkit.apps.daemon.metrics import DaemonMetrics
 from defectkit.apps.daemon.overlay import OverlayWriter
+from defectkit.apps.daemon.pixels import PixelBudget
 from defectkit.apps.daemon.scanner import FolderScanner
 from defectkit.apps.daemon.store import ResultStore, open_store
+from defectkit.apps.daemon.storehealth import refuse_empty_store, refuse_missing_store
+from defectkit.apps.daemon.uploads import UploadBudget
 from defectkit.apps.daemon.worker import Pipeline, WorkerPool
 from defectkit.errors import BundleError
+from defectkit.exporters.signing import load_trusted_key
 
 STORE_RETRY_S = 5.0
+#: /healthz writes to the store at most this often (a probe is one small commit).
+PROBE_INTERVAL_S = 1.0
+
+
+class ReloadPathError(ValueError):
+    """A reload path that is not a path (a NUL byte, undecodable): HTTP 400."""
 
 
 class Service:
@@ -46,44 +57,81 @@ class Service:
         config.validate()
         self.config = config
         self.token = read_token(config.token_file) if config.token_file else None
+        trusted = [load_trusted_key(path) for path in config.trust]
         self.stopping = False
-        self.uploads = 0  # uploads being read or waiting for a verdict (event-loop only)
+        # Upload bytes being received or waiting for a verdict (event loop only): bounded
+        # in bytes, not connections, so a client sending a byte a second holds nothing.
+        self.uploads = UploadBudget(config.max_uploads * config.max_upload_bytes)
         self.started_at = time.time()
         self._folder_lock: Any = None
         self.store: ResultStore | None = None
+        self._probed: tuple[float, str | None] = (-1e9, None)  # (when, problem)
         try:
             self.layout = FolderLayout.under(config.watch) if config.watch else None
             if self.layout is not None:
                 self.layout.create()
                 self._folder_lock = _lock_folder(self.layout.state)
             self.bundles = BundleHolder(
-                config.bundle, loader=loader, device=config.device, streams=config.workers
-            )
-            self.store = open_store(config.database())
+                config.bundle, loader=loader, device=config.device, streams=config.workers,
+                trusted=trusted,
+            )  # fmt: skip
+            self.store = self._open_store()
         except BaseException:
             self.close()
             raise
         self.queue = JobQueue(config.queue_size)
+        self.pixels = PixelBudget(config.pixel_budget)
         self.metrics = DaemonMetrics(
             queue_depth=lambda: len(self.queue),
             queue_capacity=config.queue_size,
             bundle_id=lambda: self.bundles.id,
+            pixels_in_flight=lambda: self.pixels.in_use,
+            pixel_budget=self.pixels.capacity,
+            store_up=lambda: float(self._probed[1] is None),
         )
-        self.hotfolder = HotFolder(self.layout, tracker=StabilityTracker()) if self.layout else None
+        self.store.on_error = lambda operation: self.metrics.store_errors.inc(operation=operation)
+        self.hotfolder = (
+            HotFolder(
+                self.layout, tracker=StabilityTracker(settle_s=config.settle_time),
+                skips=SkipReporter(after_s=max(config.settle_time, config.poll_interval)),
+            )
+            if self.layout else None
+        )  # fmt: skip
         self.scanner = (
-            FolderScanner(self.hotfolder, self.queue, poll_interval=config.poll_interval)
-            if self.hotfolder
-            else None
-        )
+            FolderScanner(
+                self.hotfolder, self.queue, poll_interval=config.poll_interval,
+                on_skip=lambda kind: self.metrics.skipped.inc(kind=kind),
+            )
+            if self.hotfolder else None
+        )  # fmt: skip
         self.pipeline = Pipeline(
             bundles=self.bundles, store=self.store, metrics=self.metrics, queue=self.queue,
             station=config.station_name, max_bytes=config.max_upload_bytes, hotfolder=self.hotfolder,
             overlays=OverlayWriter(config.overlays) if config.overlays else None,
-            on_store_error=self._pause_scanner,
+            on_store_error=self._pause_scanner, max_pixels=config.max_image_pixels, pixels=self.pixels,
         )  # fmt: skip
         self.workers = WorkerPool(
             self.queue, self.pipeline, workers=config.workers, batch_size=config.batch_size
         )
+
+    def _open_store(self) -> ResultStore:
+        """Open ``--db``; refuse a missing or empty one beside a non-empty ``done/``.
+
+        After ``rm results.db`` a restart would otherwise begin an empty store while
+        done/ holds every inspected file: the results would be gone without a word.
+        """
+        database = self.config.database()
+        check = self.layout is not None and not self.config.new_store
+        if check:
+            refuse_missing_store(database, self.layout.done)
+        store = open_store(database)
+        if check:
+            try:
+                refuse_empty_store(_redact(database), store.count(), self.layout.done)
+            except BaseException:
+                store.close()
+                raise
+        return store
 
     def start(self) -> None:
         """Start the workers, then the scanner (which first recovers ``processing/``)."""
@@ -123,21 +171,17 @@ class Service:
             self._folder_lock = None
 
     def reload(self, path: str | None = None) -> dict[str, Any]:
-        """Load a bundle (default: the current folder again) and swap it in.
+        """Load a bundle and swap it in: ``path`` if given, else ``--bundle`` as given
+        (its symlink resolved again), never a path an earlier reload named.
 
         Raises:
+            ReloadPathError: ``path`` is not a usable path (NUL byte...).
             PermissionError: ``path`` is outside the bundle root.
             BundleError: the bundle was refused; the old one keeps serving.
         """
-        target = None
-        if path is not None:
-            root = self.config.bundle_root()
-            candidate = Path(path)
-            target = (candidate if candidate.is_absolute() else root / candidate).resolve()
-            if not target.is_relative_to(root):
-                raise PermissionError(f"{path}: bundles may only be loaded from under {root}")
+        target = self._reload_target(path) if path is not None else None
         try:
-            previous, new = self.bundles.reload(target)
+            done = self.bundles.reload(target)
         except BundleError as exc:
             self.metrics.reloads.inc(result="refused")
             log_event(
@@ -145,8 +189,39 @@ class Service:
             )
             raise
         self.metrics.reloads.inc(result="ok")
-        log_event("reloaded", previous=previous, bundle_id=new, path=str(self.bundles.path))
-        return {"bundle_id": new, "previous": previous, "path": str(self.bundles.path)}
+        answer = {
+            "bundle_id": done.bundle_id, "previous": done.previous, "path": str(done.path),
+            "resolved": str(done.resolved), "signed_by": done.signed_by,
+        }  # fmt: skip
+        log_event("reloaded", **answer)
+        return answer
+
+    def _reload_target(self, path: str) -> Path:
+        if "\x00" in path or not path.strip():
+            raise ReloadPathError("path must be a non-empty folder name without NUL bytes")
+        root = self.config.bundle_root()
+        candidate = Path(path)
+        try:
+            target = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        except (OSError, ValueError) as exc:
+            raise ReloadPathError(f"{path!r}: not a usable path ({exc})") from None
+        if not target.is_relative_to(root):
+            raise PermissionError(f"{path}: bundles may only be loaded from under {root}")
+        return target
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot be trusted now, or None; from a real write, at most
+        once per :data:`PROBE_INTERVAL_S` (health checks may come every second)."""
+        when, problem = self._probed
+        now = time.monotonic()
+        if now - when >= PROBE_INTERVAL_S:
+            try:
+                self.store.probe(f"health_probe:{self.config.station_name}", _now_iso())
+                problem = None
+            except StoreError as exc:
+                problem = str(exc)
+            self._probed = (now, problem)
+        return problem
 
     def health(self) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -157,16 +232,16 @@ class Service:
             "workers_alive": self.workers.alive(),
             "uptime_s": round(time.time() - self.started_at, 1),
         }
+        store = None if self.stopping else self.store_problem()  # stopping: store closing
+        body["store"] = store or "ok"
+        body["pixels_in_flight"] = self.pixels.in_use
         problem = None
         if self.stopping:
             problem = "stopping"
         elif self.workers.alive() < len(self.workers.threads):
             problem = "degraded: a worker thread died"
-        else:
-            try:
-                self.store.ping()
-            except StoreError as exc:
-                problem = f"degraded: {exc}"
+        elif store is not None:
+            problem = f"degraded: {store}"
         if problem:
             body["status"] = problem
             return 503, body
@@ -214,6 +289,7 @@ def run(config: ServeConfig, *, loader: Loader = load_runtime_bundle) -> int:
     import uvicorn  # imported here so `inspect --help` stays fast
 
     logs.configure(config.log_level)
+    config.validate()  # before anything reads the files it names (one line, exit 2)
     if config.token_file is not None and not token_file_is_private(config.token_file):
         log_event("token_file_readable", level=logging.WARNING, path=str(config.token_file),
                   hint="chmod 600 it")  # fmt: skip
@@ -224,6 +300,7 @@ def run(config: ServeConfig, *, loader: Loader = load_runtime_bundle) -> int:
         service.close()
         raise
     from defectkit.apps.daemon.api import create_app
+    from defectkit.apps.daemon.timeouts import header_timeout_protocol
 
     server = uvicorn.Server(
         uvicorn.Config(
@@ -236,6 +313,10 @@ def run(config: ServeConfig, *, loader: Loader = load_runtime_bundle) -> int:
             # Last resort against connection floods (plain 503); uploads are bounded
             # earlier, with a JSON 503, by Service.uploads (see api.py).
             limit_concurrency=2 * config.max_uploads + 64,
+            http=header_timeout_protocol(
+                config.header_timeout,
+                on_timeout=lambda: service.metrics.timeouts.inc(phase="header"),
+            ),
         )
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
@@ -276,6 +357,10 @@ def _install_signals(service: Service, server: Any) -> dict[int, Any]:
     if hasattr(signal, "SIGHUP"):
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
     return previous
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _redact(db: str) -> str:

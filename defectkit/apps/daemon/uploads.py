@@ -1,13 +1,19 @@
-"""Reading an upload: size limit, content type, multipart, and a safe display name.
+"""Reading an upload: size limit, time limit, content type, multipart, a safe name.
 
 The whole body is read into memory under a hard cap (never spooled to a temporary
 file: the daemon writes only inside its own folders), and multipart is parsed from
 that buffer. The client's file name is kept only as a label in the row - sanitised,
 and never used to build a path.
+
+Uploads are bounded by the bytes they hold (:class:`UploadBudget`), not by how many
+connections are open: a client trickling a byte a second holds a byte, never a slot
+the line's cameras need, and ``--body-timeout`` ends it (408).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import unicodedata
 from collections.abc import AsyncIterator
 
@@ -43,8 +49,39 @@ def check_content_type(content_type: str | None) -> str:
     )
 
 
-async def read_capped(stream: AsyncIterator[bytes], limit: int, declared: str | None) -> bytes:
-    """The body, or :class:`UploadError` 413 as soon as it exceeds ``limit`` bytes."""
+class UploadBudget:
+    """Bytes held by uploads being received or waiting for their verdict.
+
+    Used from the event loop only (no lock). Each upload takes what it has received so
+    far and gives it all back when it is answered.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.held = 0
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.capacity:
+            return False
+        self.held += n
+        return True
+
+    def give_back(self, n: int) -> None:
+        self.held -= n
+
+
+BUSY = "too many upload bytes in progress; retry later"
+
+
+async def read_capped(
+    stream: AsyncIterator[bytes], limit: int, declared: str | None, *,
+    timeout: float | None = None, budget: UploadBudget | None = None, held: list[int] | None = None,
+) -> bytes:  # fmt: skip
+    """The body, or :class:`UploadError`: 413 as soon as it exceeds ``limit`` bytes, 408
+    when it has not all arrived within ``timeout`` seconds, 503 when ``budget`` is spent.
+
+    Bytes taken from ``budget`` are added to ``held[0]``; the caller gives them back.
+    """
     too_large = UploadError(
         413, f"upload larger than the limit of {limit:,} bytes (--max-upload-mb)"
     )
@@ -54,11 +91,28 @@ async def read_capped(stream: AsyncIterator[bytes], limit: int, declared: str | 
                 raise too_large
         except ValueError:
             raise UploadError(400, "invalid Content-Length") from None
+    deadline = None if timeout is None else time.monotonic() + timeout
     chunks, total = [], 0
-    async for chunk in stream:
+    iterator = aiter(stream)
+    while True:
+        try:
+            if deadline is None:
+                chunk = await anext(iterator)
+            else:
+                chunk = await asyncio.wait_for(anext(iterator), max(0.0, deadline - time.monotonic()))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise UploadError(
+                408, f"the body did not arrive within {timeout:g} s (--body-timeout); send it faster"
+            ) from None
         total += len(chunk)
         if total > limit:
             raise too_large
+        if budget is not None:
+            if not budget.take(len(chunk)):
+                raise UploadError(503, BUSY)
+            held[0] += len(chunk)
         chunks.append(chunk)
     return b"".join(chunks)
 

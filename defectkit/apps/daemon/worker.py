@@ -1,4 +1,4 @@
-"""Workers: read, de-duplicate, decode, inspect, commit the row, then finish the input.
+"""Workers: read, de-duplicate, size up, decode, inspect, commit the row, then finish.
 
 The order is the "nothing lost" rule: a hot-folder file leaves ``processing/`` only
 after its row is committed, and every job ends in exactly one of: a committed row
@@ -6,6 +6,10 @@ after its row is committed, and every job ends in exactly one of: a committed ro
 the store itself is down - the file handed back to the inbox to be retried.
 HTTP jobs end with an :class:`Outcome` (status + JSON) on their future; bad uploads are
 answered, not stored (a client can retry them; a bad file in the folder needs a record).
+
+Memory follows pixels: each image's size is read from its header first, images over
+``--max-image-mp`` are refused undecoded, and decoding, inference and the overlay run
+only while the worker holds the images' pixels from the shared :class:`PixelBudget`.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from defectkit.apps.daemon.jobs import FOLDER, Job, JobQueue
 from defectkit.apps.daemon.logs import log_event
 from defectkit.apps.daemon.metrics import DaemonMetrics
 from defectkit.apps.daemon.overlay import OverlayWriter
+from defectkit.apps.daemon.pixels import PixelBudget, chunks_within
 from defectkit.apps.daemon.store import Record, ResultStore, row_to_json
 from defectkit.core.files import sha256_stream
-from defectkit.core.images import read_image
+from defectkit.core.images import MAX_PIXELS, image_size, read_image
 from defectkit.errors import ImageError
 
 
@@ -69,28 +74,25 @@ class Pipeline:
         overlays: OverlayWriter | None = None,
         on_store_error: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        max_pixels: int = MAX_PIXELS,
+        pixels: PixelBudget | None = None,
     ):
         self.bundles, self.store, self.metrics, self.queue = bundles, store, metrics, queue
         self.station, self.max_bytes = station, max_bytes
         self.hotfolder, self.overlays = hotfolder, overlays
         self.on_store_error, self.clock = on_store_error, clock
+        self.max_pixels = max_pixels
+        self.pixels = pixels or PixelBudget(max_pixels)
 
     def run_batch(self, jobs: list[Job]) -> None:
         bundle = self.bundles.current  # one bundle for the whole batch, even during a reload
         try:
-            ready: list[tuple[Job, np.ndarray, float]] = []
+            sized: list[tuple[Job, int]] = []
             for job in jobs:
-                self._guard(job, self._prepare, job, ready)
-            if not ready:
-                return
-            t0 = time.perf_counter()
-            results = _inspect_isolated(
-                bundle, [im for _, im, _ in ready], [j.name for j, _, _ in ready]
-            )
-            per_image = (time.perf_counter() - t0) / len(ready)
-            for (job, image, decode_s), result in zip(ready, results, strict=True):
-                self.metrics.inference.observe(per_image)
-                self._guard(job, self._commit, job, image, result, bundle.id, decode_s, per_image)
+                self._guard(job, self._prepare, job, sized)
+            for run in chunks_within(sized, self.pixels.capacity):
+                with self.pixels.hold(sum(pixels for _, pixels in run)):
+                    self._inspect(bundle, [job for job, _ in run])
         finally:
             for job in jobs:  # exactly once per job, whatever happened above
                 if job.source == FOLDER:
@@ -102,11 +104,28 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------
 
-    def _prepare(self, job: Job, ready: list) -> None:
-        """Load bytes, settle duplicates and bad images; queue the rest for inference."""
+    def _inspect(self, bundle: Any, jobs: list[Job]) -> None:
+        """Decode, inspect and commit jobs whose pixels the worker holds."""
+        ready: list[tuple[Job, np.ndarray, float]] = []
+        for job in jobs:
+            self._guard(job, self._decode, job, ready)
+        if not ready:
+            return
+        t0 = time.perf_counter()
+        results = _inspect_isolated(
+            bundle, [im for _, im, _ in ready], [j.name for j, _, _ in ready]
+        )
+        per_image = (time.perf_counter() - t0) / len(ready)
+        for (job, image, decode_s), result in zip(ready, results, strict=True):
+            self.metrics.inference.observe(per_image)
+            self._guard(job, self._commit, job, image, result, bundle.id, decode_s, per_image)
+
+    def _prepare(self, job: Job, sized: list) -> None:
+        """Load bytes, settle duplicates, refuse what is too large in bytes or pixels;
+        the rest wait for their pixels to be decoded."""
         if job.data is None:
             try:
-                job.data = _read_claimed(job.path, self.max_bytes)
+                job.data, job.signature = _read_claimed(job.path, self.max_bytes)
             except _TooLarge as exc:
                 job.digest = exc.sha256
                 raise
@@ -118,9 +137,22 @@ class Pipeline:
         if existing is not None and existing["status"] == "ok":
             self._settle_row(job, existing, duplicate=True)
             return
+        try:
+            width, height = image_size(job.data)
+        except ImageError as exc:
+            raise Rejected(str(exc), "bad_image") from None
+        if width * height > self.max_pixels:
+            raise Rejected(
+                f"{width}x{height} pixels ({width * height / 1e6:.1f} MP) is more than the "
+                f"--max-image-mp limit of {self.max_pixels / 1e6:g} MP; refused before decoding",
+                "too_many_pixels", 413,
+            )  # fmt: skip
+        sized.append((job, width * height))
+
+    def _decode(self, job: Job, ready: list) -> None:
         t0 = time.perf_counter()
         try:
-            image = read_image(job.data)
+            image = read_image(job.data, max_pixels=self.max_pixels)
         except ImageError as exc:
             raise Rejected(str(exc).replace("<bytes>: ", ""), "bad_image") from None
         ready.append((job, image, time.perf_counter() - t0))
@@ -157,6 +189,7 @@ class Pipeline:
             status="ok", verdict=result.verdict, label=result.label, score=float(result.score),
             bundle_id=bundle_id, result=body,
         )  # fmt: skip
+        self._check_unchanged(job)
         row, written = self.store.upsert(record)
         if written:
             self.metrics.inspections.inc(
@@ -192,6 +225,8 @@ class Pipeline:
             self._settle_failure(job, "error", str(exc), 500)
         except StoreError as exc:
             self._store_failed(job, exc)
+        except _StillWriting:
+            self._give_back(job)
         except FileNotFoundError:
             log_event("vanished", level=logging.WARNING, name=job.name, path=str(job.path))
             if not job.future.done():
@@ -239,6 +274,11 @@ class Pipeline:
             job.future.set_result(Outcome(http_status, {"error": reason}))
             return
         sha = job.digest or (job.sha256 if job.data is not None else None)
+        try:
+            self._check_unchanged(job)
+        except _StillWriting:
+            self._give_back(job)
+            return
         if sha is not None:  # unreadable links and oddities get a reason file but no row
             record = Record(
                 sha256=sha, created_at=self.clock(), source=job.source, name=job.name,
@@ -254,6 +294,29 @@ class Pipeline:
         )
         self._finish_file(job, rejected=True, reason=reason, sha=sha)
         job.future.set_result(Outcome(http_status, {"error": reason}))
+
+    def _check_unchanged(self, job: Job) -> None:
+        """Raise :class:`_StillWriting` when a claimed file changed after it was read.
+
+        A writer that paused longer than the settle time and then went on would
+        otherwise leave a row for half the file while the whole file sits in done/ or
+        rejected/ (and a retry would add a second row for the same part).
+        """
+        if (
+            job.source == FOLDER and job.signature is not None and self.hotfolder is not None
+            and self.hotfolder.changed_since(job.path, job.signature)
+        ):  # fmt: skip
+            raise _StillWriting()
+
+    def _give_back(self, job: Job) -> None:
+        """The file was still being written: back to the inbox, no row; taken again once settled."""
+        self.metrics.skipped.inc(kind="still_writing")
+        log_event(
+            "still_writing", level=logging.WARNING, name=job.name,
+            hint="the file changed after it was read; raise --settle-time or write then rename",
+        )  # fmt: skip
+        self.hotfolder.release(job.path)
+        job.future.set_result(Outcome(409, {"error": "the file changed while it was read"}))
 
     def _store_failed(self, job: Job, exc: BaseException) -> None:
         self.metrics.errors.inc(kind="store")
@@ -280,6 +343,10 @@ class _InferenceFailed(Exception):
     pass
 
 
+class _StillWriting(Exception):
+    pass
+
+
 def _inspect_isolated(bundle: Any, images: list[np.ndarray], names: list[str | None]) -> list[Any]:
     """``bundle.inspect`` on the batch; if it fails, image by image to find the culprit."""
     try:
@@ -297,8 +364,9 @@ def _inspect_isolated(bundle: Any, images: list[np.ndarray], names: list[str | N
         ]
 
 
-def _read_claimed(path: Path | None, max_bytes: int) -> bytes:
-    """Read a claimed file without following links or blocking on FIFOs."""
+def _read_claimed(path: Path | None, max_bytes: int) -> tuple[bytes, tuple[int, int]]:
+    """A claimed file's bytes and its (size, mtime_ns) when read, without following
+    links or blocking on FIFOs."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
@@ -316,7 +384,9 @@ def _read_claimed(path: Path | None, max_bytes: int) -> bytes:
             raise Rejected("not a regular file", "not_a_file")
         if st.st_size > max_bytes:
             raise _TooLarge(st.st_size, sha256_stream(f))
-        return f.read()
+        # What was read, stamped with the mtime from before reading: a write during or
+        # after the read changes the size or the mtime, and changed_since sees it.
+        return f.read(), (st.st_size, st.st_mtime_ns)
 
 
 class _TooLarge(Rejected):

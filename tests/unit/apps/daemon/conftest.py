@@ -37,8 +37,9 @@ def make_service(tmp_path: Path, fake_bundle: Path) -> Iterator:
 
     def make(*, start: bool = True, loader=load_fake_bundle, **overrides) -> Service:
         config = ServeConfig(
-            bundle=fake_bundle, db=str(tmp_path / "results.db"), poll_interval=0.05
-        )
+            bundle=fake_bundle, db=str(tmp_path / "results.db"), poll_interval=0.05,
+            settle_time=0.2,
+        )  # fmt: skip
         service = Service(replace(config, **overrides), loader=loader)
         services.append(service)
         if start:

@@ -182,7 +182,7 @@ def test_reload_swaps_bundles_and_refuses_tampered_ones(client, fake_bundle):
     r = client.post("/v1/reload", json={"path": str(tampered)})
     assert r.status_code == 422 and "SHA-256" in r.json()["error"] and r.json()["bundle_id"] == new
     assert client.get("/healthz").json()["bundle_id"] == new
-    assert client.post("/v1/reload").json()["bundle_id"] == new  # no body: reload v2 again
+    assert client.post("/v1/reload").json()["bundle_id"] == old  # no body: --bundle (v1) again
 
 
 @pytest.mark.parametrize("path", ["../..", "/etc", "v1/../../outside"])
@@ -199,7 +199,37 @@ def test_reload_rejects_malformed_bodies(client):
 def test_uploads_beyond_the_bound_are_refused_before_reading(make_service):
     service = make_service(start=False)
     with TestClient(create_app(service)) as c:
-        service.uploads = service.config.max_uploads
+        service.uploads.held = service.uploads.capacity  # every byte of the budget in use
         r = c.post("/v1/inspect", content=png_bytes(1), headers=PNG)
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
-        service.uploads = 0
+        service.uploads.held = 0
+
+
+@pytest.mark.parametrize("path", ["/v1/results/99999999999999999999999", "/v1/results/0",
+                                  "/v1/results?before=99999999999999999999999"])  # fmt: skip
+def test_out_of_range_ids_are_json_422s_not_tracebacks(make_service, path):
+    with TestClient(create_app(make_service()), raise_server_exceptions=False) as c:
+        r = c.get(path)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/json"
+    assert "error" in r.json() and "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("path", ["v1\u0000", "\u0000", "   "])
+def test_unusable_reload_paths_are_json_400s(make_service, path):
+    with TestClient(create_app(make_service()), raise_server_exceptions=False) as c:
+        r = c.post("/v1/reload", json={"path": path})
+    assert r.status_code == 400 and "path" in r.json()["error"]
+
+
+def test_an_unexpected_failure_is_a_json_500_without_a_traceback(make_service):
+    service = make_service()
+
+    def broken(query):
+        raise RuntimeError("a bug")
+
+    service.store.query = broken
+    with TestClient(create_app(service), raise_server_exceptions=False) as c:
+        r = c.get("/v1/results")
+    assert r.status_code == 500 and r.json() == {
+        "error": "internal error (RuntimeError); see the daemon's log"
+    }

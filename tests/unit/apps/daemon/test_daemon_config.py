@@ -102,3 +102,44 @@ def test_main_prints_user_errors_on_one_line(capsys, tmp_path):
     assert cli.main(["--bundle", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: --bundle")
+
+
+def _one_line_error(capsys, argv) -> str:
+    from defectkit.testing.daemon import load_fake_bundle
+
+    assert cli.main(argv, loader=load_fake_bundle) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_a_missing_token_file_is_one_line_naming_it(capsys, fake_bundle, tmp_path):
+    missing = tmp_path / "missing.txt"
+    err = _one_line_error(capsys, ["--bundle", str(fake_bundle), "--token-file", str(missing),
+                                   "--db", str(tmp_path / "r.db"), "--port", "0"])  # fmt: skip
+    assert str(missing) in err
+
+
+def test_an_impossible_db_path_is_one_line_naming_it(capsys, fake_bundle, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")  # root may write anywhere, but not below a file
+    db = not_a_folder / "sub" / "x.db"
+    err = _one_line_error(capsys, ["--bundle", str(fake_bundle), "--db", str(db), "--port", "0"])
+    assert str(db) in err
+
+
+def test_a_missing_trusted_key_is_one_line_naming_it(capsys, fake_bundle, tmp_path):
+    key = tmp_path / "lab.pub"
+    err = _one_line_error(capsys, ["--bundle", str(fake_bundle), "--trust", str(key),
+                                   "--db", str(tmp_path / "r.db"), "--port", "0"])  # fmt: skip
+    assert str(key) in err
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"settle_time": -1}, "--settle-time"), ({"header_timeout": 0}, "--header-timeout"),
+     ({"body_timeout": float("nan")}, "--body-timeout")],
+)  # fmt: skip
+def test_bad_timing_options_are_user_errors(fake_bundle, overrides, message):
+    with pytest.raises(DefectkitError, match=message):
+        replace(ServeConfig(bundle=fake_bundle), **overrides).validate()
