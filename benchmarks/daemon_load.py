@@ -18,6 +18,9 @@ Three phases against one daemon subprocess:
    (``.part`` then rename) into the hot folder, at most ``--backlog`` waiting at a time.
    Checks every file ends in done/ or rejected/, the database holds exactly one row per
    distinct content, and reports RSS growth over the run.
+4. **faults** (``--faults``, on by default): the store deleted or corrupted while
+   running, slow clients, oversized images, each on a daemon of its own
+   (:mod:`benchmarks.daemon_faults`).
 
 Request images: a synthetic textured part (``--image-size``), or ``--images textile``
 (the textile benchmark's held-out photos, good and defective, from the
@@ -54,6 +57,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.common import cpu_name  # noqa: E402
+from benchmarks.daemon_faults import report_faults, run_faults  # noqa: E402
+from benchmarks.procstat import RssSampler, cpu_seconds  # noqa: E402
 from defectkit.testing import daemon as fake  # noqa: E402  (the test double)
 from defectkit.testing import processes as kit  # noqa: E402  (the daemon launcher)
 
@@ -112,47 +117,6 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     return float(np.percentile(np.asarray(values), q))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (all its threads)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-class RssSampler:
-    """Samples a process's RSS every ``interval`` seconds in a thread."""
-
-    def __init__(self, pid: int, interval: float = 0.5):
-        self.pid, self.interval, self.samples = pid, interval, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), rss_mb(self.pid)))
-            self._stop.wait(self.interval)
 
 
 # -- phases ------------------------------------------------------------------------------
@@ -353,6 +317,8 @@ def report(args, bundle_id: str, results: dict) -> str:
         "",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()} (load generator on the same machine, 127.0.0.1)",
+        f"- load: 1-minute load average {results['load'][0]:.1f} at the start, "
+        f"{results['load'][1]:.1f} at the end (with other jobs on these cores, latencies grow)",
         f"- bundle: `{args.bundle}` (id `{bundle_id}`)",
         f"- daemon: `--workers {args.workers} --batch-size {args.batch_size} --queue-size {args.queue_size}`",
         f"- requests: {requests}; soak image: {args.soak_image_size}x{args.soak_image_size} PNG",
@@ -412,6 +378,8 @@ def report(args, bundle_id: str, results: dict) -> str:
             f"Complete: {k['complete']}; no lost or duplicated rows: "
             f"{k['folder_rows'] == k['files'] and k['distinct_sha_total'] == k['rows_total']}.",
         ]
+    if results.get("faults"):
+        lines += report_faults(results["faults"])
     return "\n".join(lines) + "\n"
 
 
@@ -448,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak-image-size", type=int, default=256)
     p.add_argument("--max-seconds", type=float, default=1800.0, help="hard bound on the whole run")
     p.add_argument(
+        "--faults", action=argparse.BooleanOptionalAction, default=True,
+        help="run the fault section (store deleted/corrupted, slow clients, oversized images)",
+    )  # fmt: skip
+    p.add_argument(
         "--out",
         type=Path,
         help="markdown report (default: results/daemon_load.md; stdout for --fake)",
@@ -481,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             "--poll-interval", "0.2",
         )  # fmt: skip
         pngs = folder_pngs(args.images) if args.images else [base_png(args.image_size, seed=1)]
-        counter, results = [0], {}
+        counter, results = [0], {"load": [os.getloadavg()[0], float("nan")]}
         try:
             daemon.wait_listening(120)
             bundle_id = httpx.get(daemon.url + "/healthz", timeout=10).json()["bundle_id"]
@@ -506,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             daemon.signal(signal.SIGTERM)
             rc = daemon.wait(120)
+        if args.faults:
+            results["faults"] = run_faults(bundle, work / "faults")
+        results["load"][1] = os.getloadavg()[0]
         text = report(args, bundle_id, results) + f"\nDaemon exit code after SIGTERM: {rc}.\n"
         out = args.out or (
             None if args.fake else REPO / "benchmarks" / "results" / "daemon_load.md"

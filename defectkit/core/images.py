@@ -131,7 +131,9 @@ def image_size(data: bytes) -> tuple[int, int]:
             return Image.open(io.BytesIO(data)).size
     except UnidentifiedImageError:
         raise ImageError("not an image file Pillow can read") from None
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"refused as a possible decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read the image header ({exc})") from None
 
 

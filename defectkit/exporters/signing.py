@@ -74,40 +74,41 @@ def key_id(public_key: Any) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def load_private_key(path: str | Path) -> Any:
-    """An Ed25519 private key from a PEM file (unencrypted), or :class:`ConfigError`."""
+def _load_key(path: str | Path, *, private: bool) -> Any:
+    """An Ed25519 key from a PEM file, or :class:`ConfigError` naming the flag and file."""
     serialization, ed25519 = _crypto()
     path = Path(path)
+    flag, kind = (
+        ("--sign", "an unencrypted PEM private key") if private else ("--trust", "a PEM public key")
+    )
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        data = path.read_bytes()
+        if private:
+            key = serialization.load_pem_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_public_key(data)
     except OSError as exc:
-        raise ConfigError(f"--sign {path}: cannot read the key ({exc.strerror})") from None
+        raise ConfigError(f"{flag} {path}: cannot read the key ({exc.strerror})") from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(
-            f"--sign {path}: not an unencrypted PEM private key ({exc}); make one with "
-            "`openssl genpkey -algorithm ed25519 -out lab.key`"
+            f"{flag} {path}: not {kind} ({exc}); make a pair with "
+            "`python -m defectkit.exporters.signing keygen lab`"
         ) from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise ConfigError(f"--sign {path}: an Ed25519 key is needed, not {type(key).__name__}")
+    wanted = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
+    if not isinstance(key, wanted):
+        raise ConfigError(f"{flag} {path}: an Ed25519 key is needed, not {type(key).__name__}")
     return key
+
+
+def load_private_key(path: str | Path) -> Any:
+    """An Ed25519 private key from a PEM file (unencrypted), or :class:`ConfigError`."""
+    return _load_key(path, private=True)
 
 
 def load_trusted_key(path: str | Path) -> TrustedKey:
     """An Ed25519 public key from a PEM file, or :class:`ConfigError` naming the file."""
-    serialization, ed25519 = _crypto()
-    path = Path(path)
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"--trust {path}: cannot read the key ({exc.strerror})") from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"--trust {path}: not a PEM public key ({exc}); export it with "
-            "`openssl pkey -in lab.key -pubout -out lab.pub`"
-        ) from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise ConfigError(f"--trust {path}: an Ed25519 key is needed, not {type(key).__name__}")
-    return TrustedKey(key_id(key), path, key)
+    key = _load_key(path, private=False)
+    return TrustedKey(key_id(key), Path(path), key)
 
 
 def sign_bundle(folder: str | Path, private_key: Any) -> Path:

@@ -25,6 +25,15 @@ MIN_TOKEN_CHARS = 16
 #: Two inference threads, or one on a single-core machine.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 
+# Memory sizing (docs/operations.md, "Memory"; measured in benchmarks/results/daemon_load.md).
+#: Peak bytes per decoded pixel from decoding to the committed row: the decoded image,
+#: the maps at the image's size and the regions (8-bit RGB and 32-bit TIFFs alike).
+BYTES_PER_PIXEL = 40
+#: The process with an OpenVINO bundle loaded, before any image.
+BASE_BYTES = 300 * 2**20
+#: One overlay being drawn (at most 4 MP, see overlay.MAX_OVERLAY_PIXELS).
+OVERLAY_BYTES = 350 * 2**20
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -120,6 +129,13 @@ class ServeConfig:
     @property
     def pixel_budget(self) -> int:
         return int(self.pixel_budget_mp * 1_000_000)
+
+    def memory_estimate(self) -> int:
+        """Most bytes these flags let the daemon hold: base + pixel budget + overlays +
+        upload bytes (what ``MemoryMax=`` in the systemd unit must exceed)."""
+        overlays = OVERLAY_BYTES * self.workers if self.overlays is not None else 0
+        uploads = self.max_uploads * self.max_upload_bytes
+        return BASE_BYTES + BYTES_PER_PIXEL * self.pixel_budget + overlays + uploads
 
     @property
     def station_name(self) -> str:

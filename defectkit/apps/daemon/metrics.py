@@ -223,7 +223,7 @@ class DaemonMetrics:
                     pixels_in_flight))  # fmt: skip
         r.add(Gauge("defectkit_pixel_budget", "Most decoded pixels held at once (--pixel-budget-mp).",
                     lambda: pixel_budget))  # fmt: skip
-        r.add(Gauge("defectkit_store_up", "1 when the last store check or write succeeded.",
+        r.add(Gauge("defectkit_store_up", "1 when a write probe of the results store succeeds.",
                     store_up))  # fmt: skip
         started = time.time()
         r.add(

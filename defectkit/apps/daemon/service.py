@@ -87,7 +87,7 @@ class Service:
             bundle_id=lambda: self.bundles.id,
             pixels_in_flight=lambda: self.pixels.in_use,
             pixel_budget=self.pixels.capacity,
-            store_up=lambda: float(self._probed[1] is None),
+            store_up=lambda: float(self.stopping or self.store_problem() is None),
         )
         self.store.on_error = lambda operation: self.metrics.store_errors.inc(operation=operation)
         self.hotfolder = (
@@ -326,6 +326,7 @@ def run(config: ServeConfig, *, loader: Loader = load_runtime_bundle) -> int:
     log_event(
         "listening", host=host, port=port, bundle_id=service.bundles.id, db=_redact(config.database()),
         watch=str(config.watch) if config.watch else None, workers=config.workers, auth=service.token is not None,
+        pixel_budget_mp=config.pixel_budget_mp, memory_estimate_gb=round(config.memory_estimate() / 2**30, 2),
     )  # fmt: skip
     try:
         server.run(sockets=[sock])

@@ -139,29 +139,29 @@ def test_leftovers_and_release(folder, watch):
     assert folder.claim("gone.png") is None
 
 
-def test_a_file_must_stay_unchanged_for_the_settle_time(watch):
-    clock = Clock()
+def settling(watch, *, settle_s: float, wall: float) -> HotFolder:
+    """A hot folder whose tracker runs on a test clock and a fixed wall clock."""
     layout = FolderLayout.under(watch)
     layout.create()
-    folder = HotFolder(
-        layout, tracker=StabilityTracker(settle_s=2.0, clock=clock, wall_clock=lambda: 0.0)
+    return HotFolder(
+        layout, tracker=StabilityTracker(settle_s=settle_s, clock=Clock(), wall_clock=lambda: wall)
     )
+
+
+def test_a_file_must_stay_unchanged_for_the_settle_time(watch):
+    folder = settling(watch, settle_s=2.0, wall=0.0)
     path = watch / "a.png"
     path.write_bytes(b"half")
     os.utime(path, ns=(0, 0))  # written at wall-clock 0, like now
     assert folder.poll() == []
-    clock.t = 1.0
+    folder.tracker.clock.t = 1.0
     assert folder.poll() == [], "unchanged across two polls, but not for 2 s"
-    clock.t = 2.0
+    folder.tracker.clock.t = 2.0
     assert folder.poll() == ["a.png"]
 
 
 def test_a_file_written_long_before_it_appeared_is_taken_at_the_next_poll(watch):
-    layout = FolderLayout.under(watch)
-    layout.create()
-    folder = HotFolder(
-        layout, tracker=StabilityTracker(settle_s=5.0, clock=Clock(), wall_clock=lambda: 100.0)
-    )
+    folder = settling(watch, settle_s=5.0, wall=100.0)
     path = watch / "renamed-in.png"
     path.write_bytes(b"whole")
     os.utime(path, ns=(0, 0))  # last written 100 s ago, then moved in
@@ -170,19 +170,14 @@ def test_a_file_written_long_before_it_appeared_is_taken_at_the_next_poll(watch)
 
 
 def test_a_future_mtime_does_not_count_as_settled(watch):
-    clock = Clock()
-    layout = FolderLayout.under(watch)
-    layout.create()
-    folder = HotFolder(
-        layout, tracker=StabilityTracker(settle_s=2.0, clock=clock, wall_clock=lambda: 0.0)
-    )
+    folder = settling(watch, settle_s=2.0, wall=0.0)
     path = watch / "skewed.png"
     path.write_bytes(b"x")
     os.utime(path, ns=(10**12, 10**12))  # a share whose clock runs 1000 s ahead
     folder.poll()
-    clock.t = 1.0
+    folder.tracker.clock.t = 1.0
     assert folder.poll() == []
-    clock.t = 2.5
+    folder.tracker.clock.t = 2.5
     assert folder.poll() == ["skewed.png"]
 
 
