@@ -47,6 +47,13 @@ ERROR_BADGES_JS = """() => [...document.querySelectorAll('[data-testid=status-tr
     .map(e => (e.closest('[id]') || {}).id || '?')"""
 #: Data rows of the review table (Gradio's Dataframe renders a virtual grid).
 REVIEW_ROWS = "#review-table [role=row][data-index]"
+#: The details view shows ``name``: its text, and a heatmap image other than ``before``, loaded.
+DETAILS_SHOWN_JS = """([name, before]) => {
+    const md = document.querySelector('#review-details');
+    const img = document.querySelector('#review-overlay img');
+    return !!md && md.innerText.includes(name) && !!img && img.complete
+        && img.naturalWidth > 0 && img.src !== before;
+}"""
 
 
 def missing() -> str | None:
@@ -245,16 +252,49 @@ class App:
             "Reviewed", timeout=SLOW_MS
         )
 
+    def open_details(self, name: str, timeout: int = SLOW_MS) -> float:
+        """Click the heatmap of ``name``; seconds until its details and heatmap are shown
+        (the click-to-render time the latency benchmark reports)."""
+        page = self.page
+        overlay = page.locator("#review-overlay img")
+        before = overlay.get_attribute("src") if overlay.count() else None
+        started = time.perf_counter()
+        page.locator("#review-gallery .thumbnail-item", has_text=name).first.click()
+        page.wait_for_function(DETAILS_SHOWN_JS, arg=[name, before], timeout=timeout, polling=50)
+        return time.perf_counter() - started
+
     def review_rows(self) -> dict[str, list[str]]:
         """The review table as {image name: [verdict, class, score, caption]}."""
-        from defectkit.testing.app_browser import REVIEW_ROWS
-
         rows = {}
         for row in self.page.locator(REVIEW_ROWS).all():
             cells = [c.strip() for c in row.locator("[role=gridcell]").all_inner_texts()]
             if cells and cells[0]:
                 rows[cells[0]] = cells[1:]
         return rows
+
+    def thumbnail_png(self, gallery: str, name: str) -> bytes:
+        """A screenshot (PNG) of the picture of ``name``'s thumbnail in ``gallery``."""
+        item = self.page.locator(f"{gallery} .thumbnail-item", has_text=name).first
+        return item.locator("img").first.screenshot()
+
+    def thumbnail_whole(self, gallery: str, name: str) -> tuple[bool, str]:
+        """Whether ``name``'s thumbnail in ``gallery`` is drawn whole: scaled to fit its
+        box ("contain", no crop) and not under its caption; and a line saying what it saw.
+
+        For pictures whose colours a test cannot predict (heatmaps); :func:`ends_shown`
+        checks the pixels themselves.
+        """
+        item = self.page.locator(f"{gallery} .thumbnail-item", has_text=name).first
+        fit, img_bottom, caption_top = item.evaluate(
+            """e => { const img = e.querySelector('img'), cap = e.querySelector('.caption-label');
+                return [getComputedStyle(img).objectFit, img.getBoundingClientRect().bottom,
+                        cap ? cap.getBoundingClientRect().top : Infinity]; }"""
+        )
+        whole = fit in ("contain", "scale-down") and img_bottom <= caption_top + 1
+        return (
+            whole,
+            f"object-fit {fit}, picture ends at {img_bottom:.0f}, caption starts at {caption_top:.0f}",
+        )
 
     def set_threshold(self, value: float) -> None:
         box = self.page.locator("#threshold input[type=number]")
@@ -274,3 +314,24 @@ class App:
         page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.1, steps=8)
         page.mouse.up()
         page.wait_for_timeout(800)  # the editor sends its layers to the server after a stroke
+
+
+def ends_shown(png: bytes) -> tuple[bool, str]:
+    """Whether a picture shows both end marks of :func:`defectkit.testing.labelling.mark_ends`
+    (red first, blue last, along the long axis) and a line saying what it saw."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    red = (r > g + 80) & (r > b + 80)
+    blue = (b > r + 80) & (b > g + 80)
+    if not red.any() or not blue.any():
+        return False, f"red marks {int(red.sum())} px, blue marks {int(blue.sum())} px"
+    ry, rx = np.nonzero(red)
+    by, bx = np.nonzero(blue)
+    wide = abs(bx.mean() - rx.mean()) >= abs(by.mean() - ry.mean())
+    first, last = (rx.mean(), bx.mean()) if wide else (ry.mean(), by.mean())
+    return first < last, f"red at {first:.0f}, blue at {last:.0f} ({'x' if wide else 'y'})"

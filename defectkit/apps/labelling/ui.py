@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 TITLE = "defectkit · labelling"
 CSS = """
 #status { min-height: 1.5em; }
+/* A gallery caption lies over the bottom of its thumbnail, which hid the end of a tall
+   image: the picture keeps the space above the caption, whole ("contain"). */
+#gallery .thumbnail-item:has(.caption-label) img,
+#review-gallery .thumbnail-item:has(.caption-label) img {
+  height: calc(100% - 26px) !important;
+  margin-bottom: 26px;
+}
 /* The editor's trash icon wipes the photograph itself, not the paint (the eraser and
    undo do that), after which nothing can be painted: hide it. */
 #mask-editor button[aria-label='Clear canvas'], #mask-editor button[title='Clear canvas'] {

@@ -110,8 +110,8 @@ class FitTab:
     # ------------------------------------------------------------------ what it shows
     def review_outputs(self) -> list:
         return [
-            self.threshold, self.hist_img, self.table, self.review_gallery, self.review_ids,
-            self.progress_md, self.shown, self.timer,
+            self.threshold, self.reset_btn, self.hist_img, self.table, self.review_gallery,
+            self.review_ids, self.progress_md, self.shown, self.timer,
         ]  # fmt: skip
 
     def review(self, project, order) -> dict:
@@ -121,6 +121,7 @@ class FitTab:
         if record is None:  # nothing of another project's fit may linger
             return {
                 self.threshold: gr.update(value=0.0, interactive=False, label=f"{THRESHOLD_LABEL}: fit first"),
+                self.reset_btn: gr.update(interactive=False),
                 self.hist_img: None, self.table: [], self.review_gallery: [], self.review_ids: [],
                 self.progress_md: "", self.shown: 0, self.timer: gr.Timer(active=False),
             }  # fmt: skip
@@ -137,6 +138,7 @@ class FitTab:
                 interactive=True,
                 label=THRESHOLD_LABEL,
             ),  # fmt: skip
+            self.reset_btn: gr.update(interactive=record.threshold is not None),  # only when yours
             self.hist_img: views.histogram(project, items),
             self.table: views.review_rows(items),
             self.review_gallery: gr.update(
@@ -253,6 +255,7 @@ class FitTab:
             out.pop(self.threshold)  # the engineer is holding it
             out.update(self.details(project, image_id))
             out.pop(self.accept_label, None)  # keep the engineer's choice of label
+            out[self.fit_md] = views.fit_markdown(project)  # "yours, ..."
             out[shell.status] = ok(f"Threshold {float(value):.3f}")
             return out
 
@@ -315,7 +318,8 @@ class FitTab:
         self.fit_btn.click(on_fit, [state, self.backbone, self.sort], fitted_outs)
         self.threshold.release(
             on_threshold, [state, self.threshold, self.sort, self.review_selected],
-            list(dict.fromkeys([*review_outs, *self.details_outputs()])), show_progress="hidden",
+            list(dict.fromkeys([*review_outs, *self.details_outputs(), self.fit_md])),
+            show_progress="hidden",
         )  # fmt: skip
         self.reset_btn.click(
             on_reset, [state, self.sort, self.review_selected],
