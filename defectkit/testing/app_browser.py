@@ -70,6 +70,18 @@ def missing() -> str | None:
     return None
 
 
+def require_browser():
+    """Skip the calling test module when the browser cannot run; else Playwright's ``expect``."""
+    import pytest
+
+    reason = missing()
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
+    from playwright.sync_api import expect
+
+    return expect
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

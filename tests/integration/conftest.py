@@ -38,3 +38,15 @@ def artefacts(request) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     print(f"\n[{name}] screenshots in {folder}")
     return folder
+
+
+@pytest.fixture
+def page(chromium):
+    """A fresh browser tab (its own context: no state from other tests), at the app's size."""
+    from defectkit.testing.app_browser import STEP_MS, VIEWPORT
+
+    context = chromium.new_context(viewport=VIEWPORT, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(STEP_MS)
+    yield page
+    context.close()

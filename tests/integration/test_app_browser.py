@@ -22,17 +22,12 @@ from PIL import Image
 from defectkit.testing.app_browser import (
     REVIEW_ROWS,
     SLOW_MS,
-    STEP_MS,
-    VIEWPORT,
     App,
     AppServer,
-    missing,
+    require_browser,
 )
 
-if missing():
-    pytest.skip(missing(), allow_module_level=True)
-from playwright.sync_api import expect  # noqa: E402
-
+expect = require_browser()
 pytestmark = pytest.mark.slow
 
 
@@ -46,14 +41,11 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-def page(chromium, server):
-    context = chromium.new_context(viewport=VIEWPORT, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(STEP_MS)
+def page(page, server):
+    """A fresh tab (tests/integration/conftest.py) on the shared server's page."""
     page.goto(server[0])
     expect(page.locator("#status")).to_contain_text("Project", timeout=60_000)
-    yield page
-    context.close()
+    return page
 
 
 def _synthetic_files(folder: Path) -> dict[str, Path]:

@@ -21,33 +21,19 @@ import pytest
 from defectkit.testing.app_browser import (
     REVIEW_ROWS,
     SLOW_MS,
-    STEP_MS,
-    VIEWPORT,
     App,
     AppServer,
     ends_shown,
-    missing,
+    require_browser,
 )
 from defectkit.testing.labelling import write_large, write_spindles
 
-if missing():
-    pytest.skip(missing(), allow_module_level=True)
-from playwright.sync_api import expect  # noqa: E402
-
+expect = require_browser()
 pytestmark = pytest.mark.slow
 #: Seconds from a click on a heatmap to its details and heatmap on screen, for any
 #: image up to 6000 x 4000 (it was 19.6 s; the benchmark's median is about 1 s).
 DETAILS_BUDGET_S = 5.0
 SHOTS = {"good_000": "good", "good_001": "good", "pitting_000": "pitting", "pitting_001": "pitting"}
-
-
-@pytest.fixture
-def page(chromium):
-    context = chromium.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(STEP_MS)
-    yield page
-    context.close()
 
 
 @pytest.fixture

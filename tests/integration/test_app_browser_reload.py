@@ -12,34 +12,14 @@ from __future__ import annotations
 
 import pytest
 
-from defectkit.testing.app_browser import (
-    REVIEW_ROWS,
-    SLOW_MS,
-    STEP_MS,
-    VIEWPORT,
-    App,
-    AppServer,
-    missing,
-)
+from defectkit.testing.app_browser import REVIEW_ROWS, SLOW_MS, App, AppServer, require_browser
 from defectkit.testing.labelling import write_synthetic
 
-if missing():
-    pytest.skip(missing(), allow_module_level=True)
-from playwright.sync_api import expect  # noqa: E402
-
+expect = require_browser()
 pytestmark = pytest.mark.slow
 NOTE = "hairline, from the guide rail"
 #: The engineer's threshold: not the calibrated one, and inside the slider's range.
 THRESHOLD = 0.95
-
-
-@pytest.fixture
-def page(chromium):
-    context = chromium.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(STEP_MS)
-    yield page
-    context.close()
 
 
 def _label_and_fit(app: App, files) -> dict[str, list[str]]:

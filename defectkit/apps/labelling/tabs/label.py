@@ -160,6 +160,13 @@ class LabelTab:
             dict.fromkeys([*self.label_outputs(), *self.shell.tabs["fit"].labels_changed_outputs()])
         )
 
+    def classes_edited(self, project, message: str, show_value, *, pick) -> dict:
+        """After a class was added, renamed or deleted: ``pick`` is the class picked now."""
+        out = {self.shell.status: ok(message), self.class_name: ""}
+        out.update(self.changed(project, show_value))
+        out[self.class_pick] = gr.update(choices=list(project.classes), value=pick)
+        return out
+
     # ------------------------------------------------------------------ the mask editor
     def render_editor(self, path, image_id) -> None:
         shell = self.shell
@@ -248,27 +255,22 @@ class LabelTab:
         def on_add_class(path, name, show_value):
             project = shell.open(path)
             name = project.add_class(name)
-            out = {shell.status: ok(f"Added class {name}"), self.class_name: ""}
-            out.update(self.changed(project, show_value))
-            out[self.class_pick] = gr.update(choices=list(project.classes), value=name)
-            return out
+            return self.classes_edited(project, f"Added class {name}", show_value, pick=name)
+
+        def picked(old: str | None, action: str) -> str:
+            if not old:
+                refuse(f"pick the class to {action} in 'Existing class'")
+            return old
 
         @guard
         def on_rename(path, old, new, show_value):
             project = shell.open(path)
-            if not old:
-                refuse("pick the class to rename in 'Existing class'")
-            new = project.rename_class(old, new)
-            out = {shell.status: ok(f"Renamed {old} to {new}"), self.class_name: ""}
-            out.update(self.changed(project, show_value))
-            out[self.class_pick] = gr.update(choices=list(project.classes), value=new)
-            return out
+            new = project.rename_class(picked(old, "rename"), new)
+            return self.classes_edited(project, f"Renamed {old} to {new}", show_value, pick=new)
 
         @guard
         def on_delete(path, old, pending, show_value):
-            project = shell.open(path)
-            if not old:
-                refuse("pick the class to delete in 'Existing class'")
+            project, old = shell.open(path), picked(old, "delete")
             shots = project.shot_counts().get(old, 0)
             if shots and pending != old:  # its shots would silently become unlabelled
                 return {
@@ -279,11 +281,11 @@ class LabelTab:
                     self.pending_delete: old,
                 }
             count = project.delete_class(old)
-            out = {shell.status: ok(f"Deleted class {old}; {count} image(s) are unlabelled again")}
-            out.update(self.changed(project, show_value))
-            out[self.class_pick] = gr.update(choices=list(project.classes), value=None)
-            out[self.pending_delete] = None
-            return out
+            message = f"Deleted class {old}; {count} image(s) are unlabelled again"
+            return {
+                **self.classes_edited(project, message, show_value, pick=None),
+                self.pending_delete: None,
+            }
 
         self.upload.upload(on_upload, [state, self.upload, show], [*changed, self.upload])
         self.folder_btn.click(on_add_folder, [state, self.folder_box, show], changed)
@@ -303,7 +305,7 @@ class LabelTab:
         self.delete_btn.click(
             on_delete,
             [state, self.class_pick, self.pending_delete, show],
-            [*changed, self.pending_delete],
+            [*changed, self.class_name, self.pending_delete],
         )
         self.class_pick.change(lambda: None, None, self.pending_delete)  # another class: ask again
 
