@@ -71,7 +71,8 @@ def test_photographs_are_shown_whole_and_answer_quickly(page, artefacts, tmp_pat
         app.status("Fitted in", timeout=SLOW_MS)
         waited = time.perf_counter() - started
         shown = float(re.search(r"Fitted in ([\d.]+) s", page.locator("#status").inner_text())[1])
-        assert waited - 1.5 <= shown <= waited + 0.1, (shown, waited)
+        # What the browser adds (queue, transfer, drawing) is small beside the fit itself.
+        assert waited - max(1.5, 0.05 * waited) <= shown <= waited + 0.1, (shown, waited)
         expect(page.locator("#review-progress")).to_contain_text("Reviewed 4", timeout=SLOW_MS)
         expect(page.locator(REVIEW_ROWS)).to_have_count(4)
 

@@ -95,7 +95,8 @@ class Reviewer:
             return self.progress()
         with self._lock:
             self._follow(record.id)
-            running = self._job is not None and self._job.ended is None
+            # A job of an older fit stops at its next batch; it does not hold this one up.
+            running = self._job is not None and self._job.ended is None and self._job.fit_id == record.id
             todo = [r for r in self.project.unlabelled() if r.id not in self._raw]
             if running or not todo:
                 return self._progress_locked()

@@ -230,12 +230,12 @@ class FitTab:
         fitted_outs = list(dict.fromkeys([*review_outs, *self.details_outputs(), self.fit_md]))
 
         def refitted(project, order, previous, started, done: str) -> dict:
-            record = project.fit_record
-            wall = time.perf_counter() - started
-            out = {shell.status: ok(f"{done} in {wall:.1f} s{views.refit_words(previous, record)}")}
-            out.update(self.review(project, order))
+            out = self.review(project, order)
             out.update(self.details(project, None))
             out[self.fit_md] = views.fit_markdown(project)
+            wall = time.perf_counter() - started  # last: all the engineer waits for
+            words = views.refit_words(previous, project.fit_record)
+            out[shell.status] = ok(f"{done} in {wall:.1f} s{words}")
             return out
 
         @guard
@@ -284,10 +284,10 @@ class FitTab:
             progress = shell.reviewer(project).progress()
             out = {self.progress_md: views.progress_markdown(progress)}
             if progress.done != shown or not progress.running:
+                # New results, or the job ended: show them; review() also starts what is
+                # left (e.g. after a refit) and keeps the timer going only while a job runs.
                 out.update(self.review(project, order))
                 out.pop(self.threshold)  # the engineer may be holding it
-            if not progress.running:
-                out[self.timer] = gr.Timer(active=False)
             return out
 
         @guard

@@ -471,7 +471,7 @@ def test_the_fit_records_the_wall_time_the_engineer_waited(fitted, tmp_path, mon
     started = time.perf_counter()
     record = Project.open(root).fit(config=fast_config())
     waited = time.perf_counter() - started
-    assert 1.5 <= record.seconds <= waited
+    assert waited - 0.5 <= record.seconds <= waited  # the 1.5 s of saving included
 
 
 @pytest.mark.slow

@@ -197,6 +197,19 @@ def test_the_model_runs_once_per_image_and_fit_and_the_threshold_redecides(
     assert fake.calls == 19 and len(reviewer.items()) == 9
 
 
+def test_a_refit_during_a_review_starts_its_own_review(reviewed_project):
+    project, fake = reviewed_project
+    fake.gate = threading.Event()
+    reviewer = Reviewer(project)
+    assert reviewer.start().running  # fit-1's review, held in the model
+    project._fit = FitRecord.from_dict({**project._fit.to_dict(), "id": "fit-2"})
+    progress = reviewer.start()  # not held up by fit-1's job
+    assert progress.running and progress.done == 0
+    fake.gate.set()
+    assert reviewer.wait(30).finished
+    assert len(reviewer.items()) == 9 and all(i.result.threshold == 2.0 for i in reviewer.items())
+
+
 def test_a_failing_review_says_why_in_one_line(reviewed_project, monkeypatch):
     project, fake = reviewed_project
 
