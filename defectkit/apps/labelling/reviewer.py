@@ -87,18 +87,25 @@ class Reviewer:
         self._job: _Job | None = None
 
     # ------------------------------------------------------------------ the job
-    def start(self) -> ReviewProgress:
+    def start(self, *, retry: bool = True) -> ReviewProgress:
         """Start inspecting the unlabelled images not yet inspected under the current
-        fit; returns at once. Nothing to do (or a job already running): no new job."""
+        fit; returns at once. Nothing to do (or a job already running): no new job.
+
+        Args:
+            retry: start again after a job of this fit failed. A page's poll passes
+                False, so a damaged model is reported once, not retried every second.
+        """
         record = self.project.fit_record
         if record is None:
             return self.progress()
         with self._lock:
             self._follow(record.id)
+            mine = self._job is not None and self._job.fit_id == record.id
             # A job of an older fit stops at its next batch; it does not hold this one up.
-            running = self._job is not None and self._job.ended is None and self._job.fit_id == record.id
+            running = mine and self._job.ended is None
+            failed = mine and self._job.error is not None
             todo = [r for r in self.project.unlabelled() if r.id not in self._raw]
-            if running or not todo:
+            if running or not todo or (failed and not retry):
                 return self._progress_locked()
             job = self._job = _Job(record.id, time.perf_counter())
         self._start_thread(lambda: self._run(job, todo))

@@ -114,9 +114,10 @@ class FitTab:
             self.review_ids, self.progress_md, self.shown, self.timer,
         ]  # fmt: skip
 
-    def review(self, project, order) -> dict:
+    def review(self, project, order, *, retry: bool = True) -> dict:
         """Threshold, histogram, table and heatmaps of what is reviewed so far; starts
-        the background review of what is not (and the timer that follows it)."""
+        the background review of what is not (and the timer that follows it; ``retry``:
+        see :meth:`~..reviewer.Reviewer.start`)."""
         record = project.fit_record
         if record is None:  # nothing of another project's fit may linger
             return {
@@ -126,7 +127,7 @@ class FitTab:
                 self.progress_md: "", self.shown: 0, self.timer: gr.Timer(active=False),
             }  # fmt: skip
         reviewer = self.shell.reviewer(project)
-        progress = reviewer.start()
+        progress = reviewer.start(retry=retry)
         items = sort_reviewed(reviewer.items(), order)
         scores = [*record.good_scores, *(s for v in record.defect_scores.values() for s in v)]
         top = score_range([*scores, *(i.result.score for i in items)], record.image_threshold)
@@ -201,7 +202,7 @@ class FitTab:
         if project.fit_record is not None:
             progress = self.shell.reviewer(project).start()
             out[self.progress_md] = views.progress_markdown(progress)
-            out[self.timer] = gr.Timer(active=progress.running or not progress.finished)
+            out[self.timer] = gr.Timer(active=progress.running)
         return out
 
     def outputs(self) -> list:
@@ -286,7 +287,7 @@ class FitTab:
             if progress.done != shown or not progress.running:
                 # New results, or the job ended: show them; review() also starts what is
                 # left (e.g. after a refit) and keeps the timer going only while a job runs.
-                out.update(self.review(project, order))
+                out.update(self.review(project, order, retry=False))
                 out.pop(self.threshold)  # the engineer may be holding it
             return out
 

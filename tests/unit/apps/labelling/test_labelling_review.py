@@ -212,8 +212,10 @@ def test_a_refit_during_a_review_starts_its_own_review(reviewed_project):
 
 def test_a_failing_review_says_why_in_one_line(reviewed_project, monkeypatch):
     project, fake = reviewed_project
+    calls = []
 
     def broken(images, paths):
+        calls.append(len(images))
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(fake, "inspect", broken)
@@ -221,6 +223,10 @@ def test_a_failing_review_says_why_in_one_line(reviewed_project, monkeypatch):
     reviewer.start()
     progress = reviewer.wait(30)
     assert not progress.running and "out of memory" in progress.error and progress.done == 0
+    reviewer.start(retry=False)  # the page's poll reports the failure, does not retry it
+    assert reviewer.wait(30).error and len(calls) == 1
+    reviewer.start()  # the engineer's next action tries again
+    assert reviewer.wait(30).error and len(calls) == 2
 
 
 def _counting(calls):
