@@ -8,7 +8,7 @@ daemon), so a verdict is computed the same way everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,22 +126,45 @@ def find_regions(amap: np.ndarray, mask: np.ndarray, *, min_area: int) -> list[R
     return found
 
 
+def nearest_defect(probabilities: Sequence[float], classes: Sequence[str]) -> str | None:
+    """The defect class (not ``good``) the class head ranks first; None without one."""
+    defect_idx = [i for i, c in enumerate(classes) if c != GOOD]
+    if not defect_idx:
+        return None
+    return classes[max(defect_idx, key=lambda i: probabilities[i])]
+
+
+def names_type(probabilities: Mapping[str, float], label: str) -> bool:
+    """Whether the class head backs ``label`` as a defect's type: it ranks it above ``good``.
+
+    The one rule the label (:func:`decide_label`), the caption's type phrase
+    (:func:`defectkit.core.caption.evidence.type_evidence`) and the app's class line
+    follow, so the three never contradict each other.
+    """
+    if label not in probabilities or label == GOOD:
+        return False
+    return float(probabilities[label]) >= float(probabilities.get(GOOD, 0.0))
+
+
 def decide_label(
     score: float, probabilities: np.ndarray, classes: Sequence[str], threshold: float
 ) -> tuple[str, str]:
     """(verdict, label) from the image score and the class probabilities.
 
     The verdict comes from the calibrated anomaly score alone (a line moves one
-    threshold). The defect type is the most probable *defect* class; with no defect
-    class labelled, it is ``ANOMALY``.
+    threshold). The class head then names the defect's type only where it backs it
+    (:func:`names_type`): a defect the head finds nearer the good shots is an
+    unclassified ``ANOMALY``, never a class the head gave a few per cent (its caption
+    still names the nearest defect class). With no defect class labelled, it is
+    ``ANOMALY`` too.
     """
     if score < threshold:
         return GOOD, GOOD
-    defect_idx = [i for i, c in enumerate(classes) if c != GOOD]
-    if not defect_idx:
+    nearest = nearest_defect(probabilities, classes)
+    by_class = {c: float(p) for c, p in zip(classes, probabilities, strict=True)}
+    if nearest is None or not names_type(by_class, nearest):
         return DEFECT, ANOMALY
-    best = max(defect_idx, key=lambda i: probabilities[i])
-    return DEFECT, classes[best]
+    return DEFECT, nearest
 
 
 def decide(

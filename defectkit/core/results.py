@@ -234,7 +234,9 @@ class DefectRecord:
 
     The type evidence (``type`` to ``vocabulary``) is about the first region only,
     because the class head pools the most anomalous patches; further regions carry
-    ``note``/``vocabulary`` None and ``classified`` False.
+    ``note``/``vocabulary`` None and ``classified`` False. ``type`` is the result's label,
+    except for an unclassified anomaly (``nearer_good``: the class head found the region
+    nearer the good shots), where it is the nearest defect class the caption names.
     """
 
     type: str
@@ -293,7 +295,7 @@ class InspectionResult:
 
     score: float
     verdict: str  # GOOD or DEFECT
-    label: str  # GOOD, a defect class, or ANOMALY
+    label: str  # GOOD, a defect class the class head backs, or ANOMALY (see decide_label)
     probabilities: dict[str, float]
     threshold: float
     anomaly_map: np.ndarray = field(repr=False)

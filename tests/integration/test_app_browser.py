@@ -12,13 +12,6 @@ them the module skips with a message saying what to install.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -26,200 +19,33 @@ import numpy as np
 import pytest
 from PIL import Image
 
-#: Debian's Chromium; Playwright's own browser download is not used.
-CHROMIUM = Path(os.environ.get("DEFECTKIT_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} not found: apt-get install -y chromium, or set DEFECTKIT_CHROMIUM "
-        "(browser tests skipped)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright not installed: pip install playwright"
+from defectkit.testing.app_browser import (
+    REVIEW_ROWS,
+    SLOW_MS,
+    App,
+    AppServer,
+    require_browser,
 )
-expect = sync_api.expect
 
+expect = require_browser()
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-#: Fit and export run the real embedded backbone on 2 shared cores: be patient.
-SLOW_MS = 150_000
-STEP_MS = 30_000
-IDLE_JS = """(scope) => ![...document.querySelectorAll(scope + ' [data-testid=status-tracker]')]
-    .some(e => !e.classList.contains('hide'))"""
-BUSY_JS = """() => [...document.querySelectorAll('[data-testid=status-tracker]')]
-    .filter(e => !e.classList.contains('hide'))
-    .map(e => ((e.closest('[id]') || {}).id || '?') + ': ' + e.innerText.replace(/\\s+/g, ' '))"""
-#: Data rows of the review table (Gradio's Dataframe renders a virtual grid).
-REVIEW_ROWS = "#review-table [role=row][data-index]"
-
-
-# --------------------------------------------------------------------------- fixtures
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def artefacts() -> Path:
-    """The screenshot folder, emptied at the start of each run (so it holds one run)."""
-    folder = (
-        Path(os.environ.get("DEFECTKIT_ARTIFACTS", REPO / "tests" / "artifacts")) / "app_browser"
-    )
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\n[app browser test] screenshots in {folder}")
-    return folder
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``inspect app`` on a free port; yields (url, folder for projects)."""
     work = tmp_path_factory.mktemp("app")
-    port = _free_port()
-    log = open(work / "server.log", "wb")  # noqa: SIM115 - closed in teardown
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "defectkit", "app", "--project", str(work / "first"),
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the app exited with {process.returncode}:\n{_tail(work / 'server.log')}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the app did not answer on {url} in 120 s:\n{_tail(work / 'server.log')}")
-        time.sleep(0.5)
-    yield url, work
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with AppServer(work / "first", work / "server.log") as app_server:
+        yield app_server.url, work
     print(f"[app browser test] server log: {work / 'server.log'}")
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(STEP_MS)
+def page(page, server):
+    """A fresh tab (tests/integration/conftest.py) on the shared server's page."""
     page.goto(server[0])
     expect(page.locator("#status")).to_contain_text("Project", timeout=60_000)
-    yield page
-    context.close()
-
-
-# --------------------------------------------------------------------------- page helpers
-class App:
-    """Actions on the page by ``elem_id``, waiting for the status line each time."""
-
-    def __init__(self, page, artefacts: Path, prefix: str) -> None:
-        self.page, self.artefacts, self.prefix, self.step = page, artefacts, prefix, 0
-
-    def shot(self, name: str) -> Path:
-        self.step += 1
-        path = self.artefacts / f"{self.prefix}-{self.step:02d}-{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
-        return path
-
-    def idle(self, timeout: int = STEP_MS, scope: str = "") -> None:
-        """Wait until no component (in ``scope``) shows Gradio's pending tracker, twice 0.4 s apart.
-
-        Twice: an ImageEditor keeps its tracker while it loads the image it was sent,
-        which can start just after the event's other outputs arrived.
-        """
-        deadline = time.monotonic() + timeout / 1000
-        while time.monotonic() < deadline:
-            if self.page.evaluate(IDLE_JS, scope):
-                self.page.wait_for_timeout(400)
-                if self.page.evaluate(IDLE_JS, scope):
-                    return
-            self.page.wait_for_timeout(200)
-        self.shot("busy")
-        raise AssertionError(f"the page stayed busy: {self.page.evaluate(BUSY_JS)}")
-
-    def status(self, text: str, timeout: int = STEP_MS) -> None:
-        expect(self.page.locator("#status")).to_contain_text(text, timeout=timeout)
-
-    def open_project(self, folder: Path) -> None:
-        box = self.page.locator("#project-path input")
-        box.fill(str(folder))
-        box.press("Enter")
-        self.page.locator("#open-project").click()
-        self.status(f"Project {folder}")
-
-    def tab(self, name: str) -> None:
-        self.page.locator(f"#tab-{name}-button").click()
-
-    def add_class(self, name: str) -> None:
-        self.page.locator("#class-name textarea, #class-name input").first.fill(name)
-        self.page.locator("#add-class").click()
-
-    def upload(self, files: list[Path]) -> None:
-        self.page.locator("#upload input[type=file]").set_input_files([str(f) for f in files])
-
-    def select_image(self, name: str) -> None:
-        """Click the gallery thumbnail whose caption starts with ``name``."""
-        self.page.locator("#gallery .thumbnail-item", has_text=name).first.click()
-        expect(self.page.locator("#selected-image")).to_contain_text(name)
-        # The editor is rendered afresh for the image, loads it, and syncs it back.
-        expect(self.page.locator("#mask-editor")).to_contain_text(f"region of {name}")
-        self.idle(SLOW_MS, "#mask-editor")
-
-    def label(self, name: str, label: str, note: str = "", *, select: bool = True) -> None:
-        if select:  # re-selecting reloads the editor, dropping unsaved paint
-            self.select_image(name)
-        self.page.locator("#label-choice label", has_text=label).first.click()
-        if note:
-            self.page.locator("#note textarea").fill(note)
-        self.page.locator("#save-label").click()
-        self.status(f"Saved {name}: {label}")
-
-    def review_rows(self) -> dict[str, list[str]]:
-        """The review table as {image name: [verdict, class, score, caption]}."""
-        rows = {}
-        for row in self.page.locator(REVIEW_ROWS).all():
-            cells = [c.strip() for c in row.locator("[role=gridcell]").all_inner_texts()]
-            if cells and cells[0]:
-                rows[cells[0]] = cells[1:]
-        return rows
-
-    def set_threshold(self, value: float) -> None:
-        box = self.page.locator("#threshold input[type=number]")
-        box.fill(f"{value:.3f}")
-        box.press("Tab")  # the slider's number box reports on blur
-        self.status(f"Threshold {value:.3f}")
+    return page
 
 
 def _synthetic_files(folder: Path) -> dict[str, Path]:
@@ -234,24 +60,6 @@ def _synthetic_files(folder: Path) -> dict[str, Path]:
         Image.fromarray(sample.load_image()).save(path)
         files[sample.key] = path
     return files
-
-
-def _paint(page, selector: str) -> None:
-    """Drag the editor's brush across the middle of its canvas."""
-    page.locator(f"{selector} button[aria-label='Brush']").first.click()
-    canvases = page.locator(f"{selector} canvas").all()
-    box = max((c.bounding_box() for c in canvases), key=lambda b: b["width"] * b["height"])
-    x, y = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.1, steps=8)
-    page.mouse.up()
-    page.wait_for_timeout(800)  # the editor sends its layers to the server after a stroke
-
-
-def _no_traceback(page) -> None:
-    text = page.locator("body").inner_text()
-    assert "Traceback" not in text and 'File "' not in text, "a stack trace reached the page"
 
 
 # --------------------------------------------------------------------------- tests
@@ -277,7 +85,7 @@ def test_label_fit_review_threshold_export(page, server, artefacts, tmp_path):
         painted = key == "scratch_000"
         if painted:
             app.select_image(f"{key}.png")
-            _paint(page, "#mask-editor")
+            app.paint()
             app.shot("painted-mask")
         note = "hairline, from the guide rail" if key == "scratch_001" else ""
         app.label(f"{key}.png", label, note=note, select=not painted)
@@ -289,8 +97,7 @@ def test_label_fit_review_threshold_export(page, server, artefacts, tmp_path):
 
     app.tab("fit")
     expect(page.locator("#backbone input")).to_have_value("efficientnet_lite0")
-    page.locator("#fit").click()
-    app.status("Fitted in", timeout=SLOW_MS)
+    app.fit()  # and the review of the unlabelled images, in the background
     expect(page.locator("#fit-summary")).to_contain_text("efficientnet_lite0")
     expect(page.locator(REVIEW_ROWS)).to_have_count(4)
     app.shot("fitted")
@@ -314,6 +121,7 @@ def test_label_fit_review_threshold_export(page, server, artefacts, tmp_path):
     page.get_by_role("option", name="good", exact=True).click()
     page.locator("#accept-shot").click()
     app.status("good_002.png is now a good shot; refitted", timeout=SLOW_MS)
+    expect(page.locator("#review-progress")).to_contain_text("Reviewed 3", timeout=SLOW_MS)
     expect(page.locator(REVIEW_ROWS)).to_have_count(3)
     expect(page.locator("#fit-summary")).to_contain_text("good 3")
     app.shot("accepted-shot-refitted")
@@ -342,7 +150,7 @@ def test_label_fit_review_threshold_export(page, server, artefacts, tmp_path):
         page.locator("#export-download a").first.click()
     archive = tmp_path / "bundle.zip"
     download_info.value.save_as(archive)
-    _no_traceback(page)
+    app.no_traceback()
 
     with zipfile.ZipFile(archive) as z:
         z.extractall(tmp_path / "unzipped")
@@ -368,6 +176,9 @@ def test_bad_input_shows_messages_not_tracebacks(page, server, artefacts, tmp_pa
     corrupt.write_bytes(files["good_000"].read_bytes()[:200])
     app.upload([text_file, corrupt, files["good_000"], files["good_001"]])
     app.status("added 2 images")
+    # Some added, some not: "Partly done", never headed "Error" (issue 18, row 8).
+    expect(page.locator("#status")).to_contain_text("Partly done:")
+    expect(page.locator("#status")).not_to_contain_text("Error")
     app.status("notes.txt: not an image")
     app.status("broken.png: cannot decode the image")
     expect(page.locator("#gallery .thumbnail-item")).to_have_count(2)
@@ -401,7 +212,7 @@ def test_bad_input_shows_messages_not_tracebacks(page, server, artefacts, tmp_pa
     app.status("'scratch' has no labelled shots", timeout=SLOW_MS)
     app.shot("fit-class-without-shots")
     expect(page.locator("#fit-summary")).to_contain_text("Not fitted yet")
-    _no_traceback(page)
+    app.no_traceback()
 
     # The project is consistent on disk: reopening it in a fresh page shows the same state.
     page.reload()

@@ -5,6 +5,7 @@
     PROJECT/project.json          the manifest: classes, images (label, note, mask), last fit
     PROJECT/images/<id>.<ext>     the uploaded bytes, unchanged
     PROJECT/thumbs/<id>.png       gallery thumbnails (derived; rebuilt when missing)
+    PROJECT/display/<id>.png      display-sized copies of large images (derived; rebuilt when missing)
     PROJECT/masks/<id>.png        painted defect masks (0 / 255, the image's size)
     PROJECT/models/<fit id>/      the fitted inspector (defectkit.inspect.saved format)
     PROJECT/exports/<target>-<precision>/ and .zip   exported bundles
@@ -29,6 +30,7 @@ import io
 import json
 import shutil
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from defectkit.apps.labelling.display import DISPLAY_SIDE, shrink
 from defectkit.apps.labelling.records import (
     GOOD,
     SHOTS_WANTED,
@@ -220,6 +223,25 @@ class Project:
             return None
         return read_mask(self.root / record.mask, (record.height, record.width))
 
+    def display_image(self, image_id: str) -> np.ndarray:
+        """The image as the page shows it: H x W x 3 uint8, at most :data:`DISPLAY_SIDE` px.
+
+        Large images are shrunk once and the copy kept in ``display/`` (rebuilt when
+        missing), so showing one costs a small PNG read, not a 70 MB decode.
+        """
+        record = self.get(image_id)
+        if max(record.width, record.height) <= DISPLAY_SIDE:
+            return self.load_image(image_id)
+        path = self.root / "display" / f"{image_id}.png"
+        if path.is_file():
+            try:
+                return read_image(path)
+            except ImageError:
+                pass  # a damaged copy: make it again
+        image = shrink(self.load_image(image_id))
+        write_atomic(path, _png(image))
+        return image
+
     def thumbnail(self, image_id: str) -> Path:
         """The gallery thumbnail's path (rebuilt if someone deleted it)."""
         path = self.root / "thumbs" / f"{image_id}.png"
@@ -289,6 +311,8 @@ class Project:
             )  # fmt: skip
             write_atomic(self.root / record.file, data)
             write_atomic(self.root / "thumbs" / f"{image_id}.png", _thumbnail(image))
+            if max(image.shape[:2]) > DISPLAY_SIDE:
+                write_atomic(self.root / "display" / f"{image_id}.png", _png(shrink(image)))
             self._save(images={**self._images, image_id: record})
             return record, True
 
@@ -299,7 +323,12 @@ class Project:
             images = dict(self._images)
             del images[image_id]
             self._save(images=images)
-            for rel in (record.file, record.mask, f"thumbs/{image_id}.png"):
+            for rel in (
+                record.file,
+                record.mask,
+                f"thumbs/{image_id}.png",
+                f"display/{image_id}.png",
+            ):
                 if rel:
                     (self.root / rel).unlink(missing_ok=True)
 
@@ -400,6 +429,13 @@ class Project:
     def fit(self, *, backbone: str | None = None, config=None, progress: bool = False) -> FitRecord:
         """Fit an inspector on the labelled shots, save it in ``models/``, record the fit.
 
+        The record's ``seconds`` is the wall time of this call (backbone loading, reading
+        the shots and saving included): what the engineer waited, not the model's share.
+        A threshold the engineer set is kept when the backbone stays the same (the
+        scores keep their scale: 1.0 is the most unusual good shot); the new calibrated
+        one is recorded beside it. Another backbone's scores are not comparable, so its
+        fit starts from its calibrated threshold.
+
         Args:
             backbone: registry name; default: the project's (``efficientnet_lite0``).
             config: a full :class:`~defectkit.inspect.config.InspectorConfig`
@@ -416,6 +452,7 @@ class Project:
 
         if not self._fit_lock.acquire(blocking=False):
             raise ProjectError("a fit of this project is already running; wait for it to finish")
+        started = time.perf_counter()
         try:
             with self._lock:  # a consistent snapshot; labelling may go on during the fit
                 samples, fingerprint, classes = self.samples(), self.fingerprint(), self.classes
@@ -430,18 +467,23 @@ class Project:
             report = inspector.fit(support, progress=progress)
             fit_id = _dt.datetime.now().strftime("fit-%Y%m%d-%H%M%S-%f")
             inspector.save(self.root / "models" / fit_id)
+            with self._lock:
+                kept = self._fit.threshold if self._fit is not None else None
+                if self._fit is not None and self._fit.backbone != config.backbone:
+                    kept = None
             record = FitRecord(
                 id=fit_id, created=_now(), backbone=config.backbone, fingerprint=fingerprint,
                 classes=list(inspector.classes), shots=support.summary()["shots_per_class"],
                 good_scores=[float(s) for s in report.good_scores],
                 defect_scores={k: [float(s) for s in v] for k, v in report.defect_scores.items()},
-                fitted_thresholds=report.thresholds.to_dict(),
-                seconds=round(float(report.seconds.get("total", 0.0)), 3),
+                fitted_thresholds=report.thresholds.to_dict(), threshold=kept,
+                seconds=round(time.perf_counter() - started, 3),
                 config=config.to_dict(),
             )  # fmt: skip
             with self._lock:
                 self._save(fit=record, settings={**self._settings, "backbone": config.backbone})
                 self._inspector = (fit_id, inspector)
+                inspector.thresholds = self.thresholds()
             self._remove_old_models(keep=fit_id)
             return record
         finally:
@@ -528,7 +570,7 @@ def _clean_leftovers(root: Path) -> None:
     """Remove what a killed write left behind: our temp files, and the temp / old folders
     of :func:`~defectkit.core.files.atomic_directory` (``.<name>.tmp-*``, ``.<name>.old-*``)
     in the folders we own. Never anything the manifest could name."""
-    for folder in (root, root / "images", root / "masks", root / "thumbs", root / "exports"):
+    for folder in (root, *(root / f for f in ("images", "masks", "thumbs", "display", "exports"))):
         remove_temporaries(folder)
     for folder in (root / "models", root / "exports"):
         for leftover in folder.glob(".*") if folder.is_dir() else ():
@@ -537,8 +579,4 @@ def _clean_leftovers(root: Path) -> None:
 
 
 def _thumbnail(image: np.ndarray) -> bytes:
-    pil = Image.fromarray(image)
-    pil.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.BILINEAR)
-    buffer = io.BytesIO()
-    pil.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return _png(shrink(image, THUMB_SIDE))

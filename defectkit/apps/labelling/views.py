@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from defectkit.apps.labelling.display import overlay_image
 from defectkit.apps.labelling.histogram import render_histogram
 from defectkit.apps.labelling.project import Project
-from defectkit.apps.labelling.records import SHOTS_WANTED
+from defectkit.apps.labelling.records import SHOTS_WANTED, ImportReport
 from defectkit.apps.labelling.review import Reviewed
-from defectkit.core.decide import resize_map
-from defectkit.core.labels import GOOD
-from defectkit.core.overlay import overlay
+from defectkit.apps.labelling.reviewer import ReviewProgress
+from defectkit.core.labels import ANOMALY, GOOD
+from defectkit.core.results import InspectionResult
 
 UNLABELLED = "unlabelled"
 FILTERS = ("all", "unlabelled", "labelled")
@@ -66,19 +67,51 @@ def shots_markdown(project: Project) -> str:
 
 
 def fit_markdown(project: Project) -> str:
+    """The last fit: when, with what, how long the engineer waited, and which threshold
+    is in use (the engineer's, kept across refits, or the calibrated one)."""
     record = project.fit_record
     if record is None:
         return "Not fitted yet. Label the shots, choose a backbone and click **Fit**."
     shots = ", ".join(f"{k} {v}" for k, v in record.shots.items())
+    calibrated = record.fitted_thresholds["image"]
     text = (
         f"Fitted {record.created} with **{record.backbone}** in {record.seconds:.1f} s "
-        f"on {shots}. Calibrated threshold {record.fitted_thresholds['image']:.3f}."
+        f"on {shots}. " + threshold_words(record.threshold, calibrated) + "."
     )
     if project.fit_is_stale:
         text += (
             "\n\n⚠ Labels, masks or notes changed since this fit: click **Fit** to include them."
         )
     return text
+
+
+def threshold_words(yours: float | None, calibrated: float) -> str:
+    if yours is None:
+        return f"Threshold in use: the calibrated {calibrated:.3f}"
+    return (
+        f"Threshold in use: **yours, {yours:.3f}** (kept across refits; the calibrated one "
+        f"is {calibrated:.3f})"
+    )
+
+
+def refit_words(previous, record) -> str:
+    """What a fit did to the threshold, for the status line ("" when nothing to say).
+
+    An engineer's threshold survives a refit with the same backbone; the line says so
+    and gives the new calibrated value, so neither change goes unnoticed.
+    """
+    calibrated = record.fitted_thresholds["image"]
+    if record.threshold is not None:
+        return (
+            f"; your threshold {record.threshold:.3f} is kept (the calibrated one is now "
+            f"{calibrated:.3f}: 'Use the calibrated threshold' switches to it)"
+        )
+    if previous is not None and previous.threshold is not None:
+        return (
+            f"; threshold: the calibrated {calibrated:.3f} (yours, {previous.threshold:.3f}, was "
+            f"for {previous.backbone}, whose scores are not comparable)"
+        )
+    return ""
 
 
 def histogram(project: Project, reviewed: list[Reviewed] = ()) -> np.ndarray | None:
@@ -102,25 +135,81 @@ def review_rows(items: list[Reviewed]) -> list[list]:
 def review_thumbnail(project: Project, item: Reviewed) -> np.ndarray:
     """The heatmap overlay at thumbnail size (fast for a gallery of many large images)."""
     thumb = np.asarray(Image.open(project.thumbnail(item.id)).convert("RGB"))
-    r = item.result
-    h, w = r.anomaly_map.shape
-    sy, sx = thumb.shape[0] / h, thumb.shape[1] / w
-    boxes = [
-        [
-            int(x0 * sx),
-            int(y0 * sy),
-            max(int(x1 * sx), int(x0 * sx) + 1),
-            max(int(y1 * sy), int(y0 * sy) + 1),
-        ]
-        for x0, y0, x1, y1 in r.boxes
-    ]
-    amap = resize_map(r.anomaly_map, thumb.shape[:2])
-    return overlay(thumb, amap, threshold=r.threshold, boxes=boxes)
+    return overlay_image(thumb, item.maps, item.result.threshold, item.result.boxes)
 
 
 def review_caption(item: Reviewed) -> str:
     r = item.result
     return f"{item.name} · {r.verdict}{' · ' + r.label if r.is_defective else ''} · {r.score:.3f}"
+
+
+def progress_markdown(progress: ReviewProgress) -> str:
+    """One line on the background review: how far, how long, or why it stopped."""
+    if progress.error:
+        return f"**Review stopped:** {progress.error}"
+    if progress.total == 0:
+        return "No unlabelled images to review: add some on the Label tab."
+    if progress.running:
+        return (
+            f"Inspecting the unlabelled images in the background: {progress.done} of "
+            f"{progress.total} ({progress.seconds:.0f} s so far); labelling goes on meanwhile."
+        )
+    if progress.done < progress.total:
+        return (
+            f"Reviewed {progress.done} of {progress.total} unlabelled images; the rest are queued."
+        )
+    return f"Reviewed {progress.total} unlabelled images ({progress.seconds:.1f} s)."
+
+
+def class_line(result: InspectionResult) -> str:
+    """The class and the class head's probabilities, in words that follow the one rule
+    (:func:`defectkit.core.decide.names_type`): the score decides the verdict, the class
+    head only names a defect's type, and only a type it ranks above good."""
+    shares = ", ".join(
+        f"{c} {p:.0%}" for c, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1])
+    )
+    if not result.is_defective:
+        return (
+            f"Class: **good** (the score is below the threshold). Class head, which only "
+            f"names a defect's type: {shares}"
+        )
+    if result.label != ANOMALY:
+        return f"Class: **{result.label}**. Class head: {shares}"
+    if result.defects and result.defects[0].nearer_good:
+        return (
+            "Class: **anomaly, unclassified**: the class head finds it nearer the good shots "
+            f"than any defect class ({shares})"
+        )
+    return "Class: **anomaly** (no defect class is labelled)"
+
+
+def describe(item: Reviewed) -> str:
+    """Markdown for the selected image: verdict, class, score, probabilities, caption."""
+    r = item.result
+    verdict = "**DEFECT**" if r.is_defective else "**good**"
+    lines = [
+        f"### {item.name}",
+        f"Verdict: {verdict} &nbsp; Score: **{r.score:.3f}** (threshold {r.threshold:.3f})",
+        class_line(r),
+    ]
+    regions = [d.region for d in r.defects if d.region is not None]
+    if regions:
+        d = regions[0]
+        lines.append(
+            f"Largest-peak region: box {tuple(d.box)}, {d.area_px} px "
+            f"({len(regions)} region{'s' if len(regions) > 1 else ''})"
+        )
+    if r.caption:
+        lines.append(f"Caption: _{r.caption}_")
+    return "\n\n".join(lines)
+
+
+def import_status(report: ImportReport) -> tuple[str, str]:
+    """(outcome, message) of an import: ``"ok"``, ``"partial"`` (some added, some not)
+    or ``"failed"`` (nothing added); the page heads the line accordingly."""
+    if not report.errors:
+        return "ok", report.message()
+    return ("partial" if report.added or report.duplicates else "failed"), report.message()
 
 
 def export_markdown(project: Project, archive: Path) -> str:
@@ -151,47 +240,3 @@ def export_markdown(project: Project, archive: Path) -> str:
             "Fit again and re-export to include them."
         )
     return "\n\n".join(lines)
-
-
-# --------------------------------------------------------------------------- mask editor
-def mask_from_editor(value, shape: tuple[int, int]) -> np.ndarray | None:
-    """The painted region of an ImageEditor value as H x W bool at the image's size.
-
-    Paint lives in the layers (alpha > 0); when a browser sends no layers, the
-    difference between composite and background is the paint.
-    """
-    if not isinstance(value, dict):
-        return None
-    painted = None
-    for layer in value.get("layers") or []:
-        if layer is None:
-            continue
-        layer = np.asarray(layer)
-        alpha = layer[..., 3] > 0 if layer.ndim == 3 and layer.shape[2] == 4 else layer.any(axis=-1)
-        painted = alpha if painted is None else (painted | alpha)
-    if (
-        painted is None
-        and value.get("composite") is not None
-        and value.get("background") is not None
-    ):
-        composite, background = np.asarray(value["composite"]), np.asarray(value["background"])
-        if composite.shape == background.shape:
-            painted = np.any(composite[..., :3] != background[..., :3], axis=-1)
-    if painted is None or not painted.any():
-        return None
-    if painted.shape != tuple(shape):
-        resized = Image.fromarray(painted.astype(np.uint8) * 255).resize(
-            (shape[1], shape[0]), Image.NEAREST
-        )
-        painted = np.asarray(resized) > 127
-    return painted
-
-
-def editor_value(image: np.ndarray, mask: np.ndarray | None) -> dict:
-    """ImageEditor value: the image as background, an existing mask as a red layer."""
-    layers = []
-    if mask is not None:
-        layer = np.zeros((*mask.shape, 4), np.uint8)
-        layer[mask] = (255, 48, 48, 160)
-        layers.append(layer)
-    return {"background": image, "layers": layers, "composite": None}

@@ -3,6 +3,8 @@
 Why shared: two tabs on the same project must see one lock, one loaded inspector and
 one review cache, or the second tab's fit would race the first one's writes. A browser
 tab keeps only the project's path (and its selection); everything else lives here.
+The review of each project's unlabelled images runs in the background
+(:class:`~.reviewer.Reviewer`), so it goes on when the tab that started it is closed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from defectkit.apps.labelling.project import Project
 from defectkit.apps.labelling.records import ProjectError
-from defectkit.apps.labelling.review import ReviewCache
+from defectkit.apps.labelling.reviewer import Reviewer
 
 
 class Workspace:
@@ -21,7 +23,7 @@ class Workspace:
     def __init__(self, default: str | Path | None = None) -> None:
         self._lock = threading.Lock()
         self._projects: dict[Path, Project] = {}
-        self._reviews: dict[Path, ReviewCache] = {}
+        self._reviewers: dict[Path, Reviewer] = {}
         self.default: Path | None = None
         if default is not None:
             self.default = self.open(default).root
@@ -33,13 +35,14 @@ class Workspace:
         root = Path(str(path).strip()).expanduser().resolve()
         with self._lock:
             if root not in self._projects:
-                self._projects[root] = Project.open(root)
-                self._reviews[root] = ReviewCache()
+                self._projects[root] = project = Project.open(root)
+                self._reviewers[root] = Reviewer(project)
             return self._projects[root]
 
-    def reviews(self, project: Project) -> ReviewCache:
+    def reviewer(self, project: Project) -> Reviewer:
+        """The background review of ``project``'s unlabelled images."""
         with self._lock:
-            return self._reviews.setdefault(project.root, ReviewCache())
+            return self._reviewers.setdefault(project.root, Reviewer(project))
 
     def recent(self) -> list[str]:
         """Paths of the projects opened so far (for the project dropdown)."""

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from defectkit.core.caption.vocabulary import ATTRIBUTE, TERM, Vocabulary
-from defectkit.core.labels import ANOMALY, GOOD
+from defectkit.core.decide import names_type, nearest_defect
+from defectkit.core.labels import ANOMALY
 from defectkit.core.results import NoteMatch, VocabularyMatch
 
 #: CLIP's logit scale: vocabulary cosines x 100 -> softmax shares, as in zero-shot use.
@@ -32,15 +33,28 @@ class TypeEvidence:
 def type_evidence(
     label: str, probabilities: Mapping[str, float], uncertain_below: float
 ) -> TypeEvidence:
-    """The evidence for ``label`` in ``probabilities``; ``ANOMALY`` has no confidence."""
-    if label == ANOMALY or label not in probabilities:
+    """The class head's evidence for the decided ``label``.
+
+    A type the head backs (:func:`~defectkit.core.decide.names_type`) is stated with its
+    probability. An ``ANOMALY`` label with defect classes present is the head finding
+    the region nearer the good shots: the evidence names the nearest defect class with
+    ``nearer_good`` set, so the caption says "unclassified" and names it. An ``ANOMALY``
+    without defect classes has no confidence.
+    """
+    if label == ANOMALY:
+        classes = list(probabilities)
+        nearest = nearest_defect([probabilities[c] for c in classes], classes)
+        if nearest is None:
+            return TypeEvidence(label, None, False, False)
+        label = nearest
+    if label not in probabilities:
         return TypeEvidence(label, None, False, False)
     p = float(probabilities[label])
     return TypeEvidence(
         type=label,
         confidence=round(p, 4),
         uncertain=p < uncertain_below,
-        nearer_good=float(probabilities.get(GOOD, 0.0)) > p,
+        nearer_good=not names_type(probabilities, label),
     )
 
 

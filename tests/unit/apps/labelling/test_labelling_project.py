@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,14 @@ from defectkit.apps.labelling.project import MANIFEST, Project
 from defectkit.apps.labelling.records import ProjectError
 from defectkit.core.files import TMP_PREFIX
 from defectkit.errors import DatasetError, ImageError, NotFittedError, SupportSetError
-from defectkit.testing.labelling import SHOTS, fast_config, label_shots, truth_masks
+from defectkit.testing.labelling import (
+    SHOTS,
+    fast_config,
+    label_shots,
+    truth_masks,
+    write_large,
+    write_synthetic,
+)
 
 
 def reopen(project: Project) -> Project:
@@ -200,6 +208,26 @@ def test_remove_image_forgets_it_and_deletes_its_files(project, files):
     assert not any(p.exists() for p in paths)
     with pytest.raises(ProjectError, match="no image"):
         project.get(record.id)
+
+
+def test_a_large_image_is_shown_from_a_display_copy_kept_on_disk(project, tmp_path):
+    """Row 6 of issue 18: the page works on display-sized copies of large images."""
+    big = write_large(tmp_path / "big.jpg")
+    record, _ = project.add_image(big.read_bytes(), "big.jpg")
+    assert (record.width, record.height) == (6000, 4000)
+    copy = project.root / "display" / f"{record.id}.png"
+    assert copy.is_file()  # made once, at import
+    shown = project.display_image(record.id)
+    assert shown.shape == (853, 1280, 3) and shown.dtype == np.uint8
+    copy.unlink()
+    assert reopen(project).display_image(record.id).shape == (853, 1280, 3) and copy.is_file()
+    small, _ = project.add_image(
+        write_synthetic(tmp_path / "small")["good_000"].read_bytes(), "s.png"
+    )
+    assert project.display_image(small.id).shape == (96, 96, 3)  # small images as they are
+    assert not (project.root / "display" / f"{small.id}.png").exists()
+    project.remove_image(record.id)
+    assert not copy.exists()
 
 
 def test_a_deleted_thumbnail_is_rebuilt(project, files):
@@ -401,6 +429,49 @@ def test_threshold_moves_without_refit_and_survives_restart(fitted, tmp_path):
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ProjectError, match="positive number"):
             again.set_threshold(bad)
+
+
+@pytest.mark.slow
+def test_a_refit_keeps_the_engineers_threshold(fitted, tmp_path):
+    """Row 3 of issue 18: refitting silently reset a threshold the engineer had set."""
+    root = shutil.copytree(fitted[0], tmp_path / "copy")
+    project = Project.open(root)
+    project.set_threshold(1.0)
+    record = project.fit(config=fast_config())
+    assert record.threshold == 1.0 and project.thresholds().image == 1.0
+    assert project.load_inspector().thresholds.image == 1.0
+    assert reopen(project).thresholds().image == 1.0  # and after a restart
+    project.set_threshold(None)  # the engineer goes back to the calibrated one
+    assert project.fit(config=fast_config()).threshold is None
+
+
+@pytest.mark.slow
+def test_another_backbone_starts_from_its_calibrated_threshold(fitted, tmp_path):
+    root = shutil.copytree(fitted[0], tmp_path / "copy")
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["fit"].update(threshold=1.0, backbone="ViT-B-16")  # as if fitted with another one
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    record = Project.open(root).fit(config=fast_config())
+    assert record.threshold is None  # its scores are not comparable
+
+
+@pytest.mark.slow
+def test_the_fit_records_the_wall_time_the_engineer_waited(fitted, tmp_path, monkeypatch):
+    """Row 7 of issue 18: "Fitted in 17.6 s" while the person waited 32 s."""
+    from defectkit.inspect.inspector import Inspector
+
+    root = shutil.copytree(fitted[0], tmp_path / "copy")
+    save = Inspector.save
+
+    def slow_save(self, folder):  # saving is part of the wait, not of the model's fit
+        time.sleep(1.5)
+        return save(self, folder)
+
+    monkeypatch.setattr(Inspector, "save", slow_save)
+    started = time.perf_counter()
+    record = Project.open(root).fit(config=fast_config())
+    waited = time.perf_counter() - started
+    assert waited - 0.5 <= record.seconds <= waited  # the 1.5 s of saving included
 
 
 @pytest.mark.slow

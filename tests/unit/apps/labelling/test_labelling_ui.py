@@ -7,8 +7,12 @@ import pytest
 
 pytest.importorskip("gradio")
 
+from defectkit.apps.labelling.display import (  # noqa: E402
+    editor_value,
+    editor_was_cleared,
+    mask_from_editor,
+)
 from defectkit.apps.labelling.ui import create_app  # noqa: E402
-from defectkit.apps.labelling.views import editor_value, mask_from_editor  # noqa: E402
 from defectkit.apps.labelling.workspace import Workspace  # noqa: E402
 
 ELEM_IDS = {
@@ -18,7 +22,7 @@ ELEM_IDS = {
     "save-label", "remove-image", "backbone", "fit", "fit-summary", "threshold", "histogram",
     "review-sort", "review-table", "review-gallery", "review-details", "review-overlay",
     "review-mask", "accept-label", "accept-shot", "export-target", "export-precision",
-    "export", "export-summary", "export-download",
+    "export", "export-summary", "export-download", "review-progress", "threshold-reset",
 }  # fmt: skip
 
 
@@ -77,3 +81,24 @@ def test_editor_value_shows_an_existing_mask_as_a_layer():
     assert value["background"] is image and len(value["layers"]) == 1
     assert np.array_equal(mask_from_editor(value, (20, 30)), mask)
     assert editor_value(image, None)["layers"] == []
+
+
+def test_the_editor_paints_on_a_display_copy_and_the_mask_comes_back_full_size():
+    full = np.zeros((4000, 6000), bool)
+    full[1000:1600, 2400:3000] = True  # a 600 px square
+    shown = np.zeros((853, 1280, 3), np.uint8)  # the display copy of a 6000 x 4000 image
+    value = editor_value(shown, full)
+    assert value["layers"][0].shape == (853, 1280, 4)
+    back = mask_from_editor(value, (4000, 6000))
+    assert back.shape == (4000, 6000)
+    overlap = (back & full).sum() / (back | full).sum()
+    assert overlap > 0.97  # the same region, to a display pixel
+
+
+def test_an_editor_emptied_by_its_trash_icon_is_told_apart_from_an_unpainted_one():
+    """Row 8 of issue 18: after the trash icon, Save must not drop the mask silently."""
+    photo = np.full((20, 30, 4), 255, np.uint8)
+    assert not editor_was_cleared({"background": photo, "layers": [], "composite": photo})
+    assert editor_was_cleared({"background": None, "layers": [], "composite": None})
+    assert editor_was_cleared({"background": np.zeros((20, 30, 4), np.uint8), "layers": []})
+    assert editor_was_cleared(None)
