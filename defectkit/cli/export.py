@@ -12,6 +12,29 @@ SIGN_HELP = (
 )
 
 
+BAND_HELP = (
+    "uncertainty band: parts whose score is within MARGIN (a fraction, 0.1 = 10%%) of the "
+    "image threshold, or whose defect class probability is below MIN_PROB, are marked "
+    "'review' by `inspect serve` and answered by its --review-policy"
+)
+
+
+def _band(args):
+    """The --band value, parsed before any slow work so a typo fails at once."""
+    if getattr(args, "band", None) is None:
+        return None
+    from defectkit.exporters.review_band import parse_band
+
+    return parse_band(args.band)
+
+
+def _set_band(folder, band) -> None:
+    from defectkit.exporters.review_band import describe_band, set_review_band
+
+    set_review_band(folder, band)
+    print(describe_band(band if band.active else None))
+
+
 def _signing_key(args):
     """The --sign key, loaded before any slow work so a wrong path fails at once."""
     if not getattr(args, "sign", None):
@@ -70,6 +93,7 @@ def register(sub) -> None:
         metavar="IMAGE_OR_DIR",
         help="images for the self-check, ideally the support images (default: generated textures)",
     )
+    p.add_argument("--band", metavar="MARGIN[,MIN_PROB]", help=BAND_HELP)
     p.add_argument("--sign", metavar="KEY", help=SIGN_HELP)
     p.set_defaults(func=cmd_export)
 
@@ -84,6 +108,7 @@ def register(sub) -> None:
                    help="image-score threshold (defective at or above); a lower one takes --pixel with it")
     p.add_argument("--pixel", type=float, help="anomaly-map threshold for defect regions")
     p.add_argument("--min-defect-area", type=int, help="smallest reported region, in pixels")
+    p.add_argument("--band", metavar="MARGIN[,MIN_PROB]", help=BAND_HELP + "; 0 removes it")
     p.add_argument("--sign", metavar="KEY", help=SIGN_HELP + "; moving a threshold voids an "
                    "earlier signature, so sign again here")  # fmt: skip
     p.set_defaults(func=cmd_threshold)
@@ -99,7 +124,7 @@ def cmd_export(args) -> int:
     from defectkit.exporters.export import export_bundle
     from defectkit.inspect.inspector import Inspector
 
-    key = _signing_key(args)
+    key, band = _signing_key(args), _band(args)
     inspector = Inspector.load(args.model)
     images = _read_images(args.check_images) if args.check_images else None
     out = export_bundle(
@@ -130,6 +155,8 @@ def cmd_export(args) -> int:
             f"note: fitted at {manifest['fitted_input_size']}, exported at {manifest['input_size']}; "
             "check the thresholds (`inspect threshold`) on real parts"
         )
+    if band is not None:
+        _set_band(out, band)
     if key is not None:
         _sign(out, key)
     return 0
@@ -138,8 +165,9 @@ def cmd_export(args) -> int:
 def cmd_threshold(args) -> int:
     from defectkit.core.results import Thresholds
     from defectkit.exporters.bundle import read_manifest, set_thresholds
+    from defectkit.exporters.review_band import describe_band, review_band_of
 
-    key = _signing_key(args)
+    key, band = _signing_key(args), _band(args)
     if args.image is None and args.pixel is None and args.min_defect_area is None:
         t = Thresholds.from_dict(read_manifest(args.bundle)["thresholds"])
     else:
@@ -147,6 +175,10 @@ def cmd_threshold(args) -> int:
             args.bundle, image=args.image, pixel=args.pixel, min_defect_area=args.min_defect_area
         )
     print(f"image {t.image:.6g}  pixel {t.pixel:.6g}  min_defect_area {t.min_defect_area}")
+    if band is not None:
+        _set_band(args.bundle, band)
+    else:
+        print(describe_band(review_band_of(read_manifest(args.bundle))))
     if key is not None:
         _sign(args.bundle, key)
     return 0

@@ -141,6 +141,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default=_default("device"), help="runtime device (default %(default)s)"
     )
     parser.add_argument(
+        "--review-policy",
+        default=_default("review_policy"),
+        choices=["hold", "reject", "accept"],
+        help="verdict for a part in the bundle's uncertainty band (`inspect threshold "
+        "--band`): hold -> 'hold' (set it aside), reject -> 'defect', accept -> 'good'; "
+        "the part is marked review, its image kept for the lab (default %(default)s)",
+    )
+    parser.add_argument(
+        "--review-store",
+        metavar="PATH",
+        help="SQLite file keeping review parts and their images (default: review.db beside "
+        "--db, or WATCH/.defectkit/review.db)",
+    )
+    parser.add_argument(
+        "--review-keep",
+        type=int,
+        default=_default("review_keep"),
+        help="most parts the review store keeps; the oldest are evicted and counted "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--review-max-mb",
+        type=float,
+        default=_default("review_max_mb"),
+        help="most image MiB the review store keeps (default %(default)s)",
+    )
+    parser.add_argument(
+        "--follow-interval",
+        type=float,
+        default=_default("follow_interval"),
+        metavar="SECONDS",
+        help="with --bundle REGISTRY/current: reload when the link moves (`inspect bundles "
+        "promote/rollback`), checked this often; 0 = only on SIGHUP or POST /v1/reload "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--station",
         default=_default("station"),
         help="name stored with every row (default: the host name)",

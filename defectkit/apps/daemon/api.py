@@ -20,7 +20,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import defectkit
@@ -43,6 +43,7 @@ from defectkit.apps.daemon.uploads import (
     read_capped,
     safe_name,
 )
+from defectkit.apps.reviewqueue.store import ReviewStore, ReviewStoreError
 from defectkit.errors import BundleError
 
 
@@ -58,6 +59,7 @@ class Service(Protocol):
     store: ResultStore
     metrics: DaemonMetrics
     bundles: BundleHolder
+    review_store: ReviewStore | None
 
     def health(self) -> tuple[int, dict[str, Any]]: ...
 
@@ -179,7 +181,7 @@ def create_app(service: Service) -> FastAPI:
     def list_results(
         since: str | None = Query(None, description="ISO 8601 time or unix seconds (inclusive)"),
         until: str | None = Query(None, description="ISO 8601 time or unix seconds (exclusive)"),
-        verdict: str | None = Query(None, pattern="^(good|defect)$"),
+        verdict: str | None = Query(None, pattern="^(good|defect|hold)$"),
         label: str | None = Query(None, alias="class", description="class / label, e.g. scratch"),
         status: str | None = Query(None, pattern="^(" + "|".join(STATUSES) + ")$"),
         source: str | None = Query(None, pattern="^(http|folder)$"),
@@ -206,6 +208,47 @@ def create_app(service: Service) -> FastAPI:
         if row is None:
             return error(404, f"no inspection with id {result_id}")
         return row_to_json(row)
+
+    @app.get("/v1/review", summary="Parts marked for review, newest first")
+    def list_review(
+        before: int | None = Query(
+            None, ge=1, le=MAX_ID, description="the 'next' cursor of the previous page"
+        ),
+        limit: int = Query(100, ge=1, le=1000),
+    ):
+        """Parts in the bundle's uncertainty band that the review store still keeps, each
+        with the model's proposal; the image is at ``/v1/review/{id}/image`` and the
+        model's mask (a PNG) at ``/v1/review/{id}/mask``. ``evicted`` counts the parts
+        the store dropped, oldest first, to stay within --review-keep/--review-max-mb."""
+        store = _review_store()
+        items = store.list(limit=limit, before_id=before)
+        next_cursor = items[-1].id if len(items) == limit else None
+        return {
+            "items": [item.to_json() for item in items], "next": next_cursor,
+            "queued": store.count(), "evicted": store.evicted(),
+            "policy": service.config.review_policy,
+        }  # fmt: skip
+
+    @app.get("/v1/review/{item_id}/image", summary="A review part's image, as received")
+    def review_image(item_id: int = PathParam(ge=1, le=MAX_ID)):
+        item = _review_store().get(item_id)
+        if item is None:
+            return error(404, f"no review part with id {item_id} (evicted or never kept)")
+        return Response(item.image, media_type="application/octet-stream")
+
+    @app.get("/v1/review/{item_id}/mask", summary="The model's defect mask for a review part")
+    def review_mask(item_id: int = PathParam(ge=1, le=MAX_ID)):
+        item = _review_store().get(item_id)
+        if item is None:
+            return error(404, f"no review part with id {item_id} (evicted or never kept)")
+        if item.mask_png is None:
+            return error(404, f"review part {item_id} has no defect mask")
+        return Response(item.mask_png, media_type="image/png")
+
+    def _review_store() -> ReviewStore:
+        if service.review_store is None:
+            raise StarletteHTTPException(503, "the review store is closed")
+        return service.review_store
 
     @app.get("/healthz", summary="Liveness (no token needed)")
     def healthz():
@@ -269,6 +312,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError):
         return error(503, f"the results store is unavailable: {exc}", {"Retry-After": "5"})
+
+    @app.exception_handler(ReviewStoreError)
+    async def review_store_error(request: Request, exc: ReviewStoreError):
+        return error(503, f"the review store is unavailable: {exc}", {"Retry-After": "5"})
 
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, exc: UploadError):

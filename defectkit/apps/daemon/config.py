@@ -71,6 +71,15 @@ class ServeConfig:
         trust: public keys (PEM); when given, only bundles signed by one of them load.
         shutdown_timeout: seconds SIGTERM waits for in-flight work before exiting.
         device: runtime device passed to the bundle loader (``CPU``, ``GPU``, ``AUTO``).
+        review_policy: the verdict a part in the bundle's uncertainty band gets:
+            ``hold`` (verdict ``hold``), ``reject`` (``defect``) or ``accept`` (``good``);
+            every such part is marked ``review`` and kept in the review store.
+        review_store: SQLite file of the review store; default ``review.db`` beside a
+            SQLite ``db``, else under the watch folder's state dir or ``./``.
+        review_keep: most parts the review store keeps (oldest evicted, counted).
+        review_max_mb: most image bytes (MiB) the review store keeps.
+        follow_interval: seconds between checks whether ``bundle`` (a symlink such as
+            ``bundles/current``) points elsewhere, reloading when it does; 0 = never.
         station: name stored with every row, so lines sharing one PostgreSQL store
             can be told apart.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
@@ -97,6 +106,11 @@ class ServeConfig:
     trust: tuple[Path, ...] = ()
     shutdown_timeout: float = 30.0
     device: str = "CPU"
+    review_policy: str = "hold"
+    review_store: str | None = None
+    review_keep: int = 1000
+    review_max_mb: float = 2048.0
+    follow_interval: float = 0.0
     station: str = ""
     log_level: str = "info"
 
@@ -153,6 +167,16 @@ class ServeConfig:
             return str(self.watch / STATE_DIR / "results.db")
         return str(Path.cwd() / DEFAULT_DB)
 
+    def review_database(self) -> Path:
+        """The review store's SQLite file (see ``review_store``)."""
+        if self.review_store:
+            return Path(self.review_store)
+        if self.db and not self.uses_postgres:
+            return Path(self.db).with_name("review.db")
+        if self.watch is not None:
+            return self.watch / STATE_DIR / "review.db"
+        return Path.cwd() / "defectkit-review.db"
+
     def bundle_root(self) -> Path:
         """Folder that ``POST /v1/reload`` may load bundles from (the bundle's parent).
 
@@ -184,6 +208,17 @@ class ServeConfig:
                             ("--body-timeout", self.body_timeout)):  # fmt: skip
             if not value > 0:
                 raise ConfigError(f"{flag} must be positive; got {value}")
+        if self.review_policy not in ("hold", "reject", "accept"):
+            raise ConfigError(
+                f"--review-policy must be hold, reject or accept; got {self.review_policy}"
+            )
+        _check_range("--review-keep", self.review_keep, 1, 10_000_000)
+        if not self.review_max_mb > 0:
+            raise ConfigError(f"--review-max-mb must be positive; got {self.review_max_mb}")
+        if not self.follow_interval >= 0:
+            raise ConfigError(
+                f"--follow-interval must be zero (off) or positive; got {self.follow_interval}"
+            )
         if self.shutdown_timeout < 0:
             raise ConfigError("--shutdown-timeout must be zero or positive")
         if self.log_level not in ("debug", "info", "warning", "error"):

@@ -168,6 +168,7 @@ class DaemonMetrics:
         pixels_in_flight: Callable[[], float] = lambda: 0.0,
         pixel_budget: float = 0.0,
         store_up: Callable[[], float] = lambda: 1.0,
+        review_queued: Callable[[], float] = lambda: 0.0,
     ):
         r = self.registry = Registry()
         self.inspections = r.add(Counter(
@@ -202,6 +203,14 @@ class DaemonMetrics:
         self.timeouts = r.add(Counter(
             "defectkit_client_timeouts_total",
             "Connections cut for sending headers or a body too slowly.", ("phase",)))  # fmt: skip
+        self.reviews = r.add(Counter(
+            "defectkit_review_total",
+            "Parts in the bundle's uncertainty band, marked for review, by --review-policy.",
+            ("policy",)))  # fmt: skip
+        self.review_evicted = r.add(Counter(
+            "defectkit_review_evicted_total",
+            "Review parts evicted (oldest first) to keep the review store within its limits."))  # fmt: skip
+        r.add(Gauge("defectkit_review_queued", "Parts in the review store now.", review_queued))
         self.latency = r.add(
             Histogram(
                 "defectkit_inspection_seconds", "Time from queueing to committed row.", ("source",)

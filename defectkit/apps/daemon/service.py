@@ -27,17 +27,20 @@ from defectkit.apps.daemon import logs
 from defectkit.apps.daemon.bundles import BundleHolder, Loader, load_runtime_bundle
 from defectkit.apps.daemon.config import ServeConfig, read_token, token_file_is_private
 from defectkit.apps.daemon.errors import ServeError, StoreError
+from defectkit.apps.daemon.follow import ChannelFollower
 from defectkit.apps.daemon.hotfolder import FolderLayout, HotFolder, SkipReporter, StabilityTracker
 from defectkit.apps.daemon.jobs import JobQueue
 from defectkit.apps.daemon.logs import log_event
 from defectkit.apps.daemon.metrics import DaemonMetrics
 from defectkit.apps.daemon.overlay import OverlayWriter
 from defectkit.apps.daemon.pixels import PixelBudget
+from defectkit.apps.daemon.review import ReviewDesk
 from defectkit.apps.daemon.scanner import FolderScanner
 from defectkit.apps.daemon.store import ResultStore, open_store
 from defectkit.apps.daemon.storehealth import refuse_empty_store, refuse_missing_store
 from defectkit.apps.daemon.uploads import UploadBudget
 from defectkit.apps.daemon.worker import Pipeline, WorkerPool
+from defectkit.apps.reviewqueue.store import ReviewLimits, ReviewStore
 from defectkit.errors import BundleError
 from defectkit.exporters.signing import load_trusted_key
 
@@ -65,6 +68,7 @@ class Service:
         self.started_at = time.time()
         self._folder_lock: Any = None
         self.store: ResultStore | None = None
+        self.review_store: ReviewStore | None = None
         self._probed: tuple[float, str | None] = (-1e9, None)  # (when, problem)
         try:
             self.layout = FolderLayout.under(config.watch) if config.watch else None
@@ -76,6 +80,10 @@ class Service:
                 trusted=trusted,
             )  # fmt: skip
             self.store = self._open_store()
+            self.review_store = ReviewStore(
+                config.review_database(),
+                ReviewLimits(config.review_keep, int(config.review_max_mb * 2**20)),
+            )
         except BaseException:
             self.close()
             raise
@@ -88,6 +96,11 @@ class Service:
             pixels_in_flight=lambda: self.pixels.in_use,
             pixel_budget=self.pixels.capacity,
             store_up=lambda: float(self.stopping or self.store_problem() is None),
+            review_queued=lambda: self.review.queued(),
+        )
+        self.review = ReviewDesk(
+            policy=config.review_policy, store=self.review_store, metrics=self.metrics,
+            station=config.station_name,
         )
         self.store.on_error = lambda operation: self.metrics.store_errors.inc(operation=operation)
         self.hotfolder = (
@@ -109,10 +122,18 @@ class Service:
             station=config.station_name, max_bytes=config.max_upload_bytes, hotfolder=self.hotfolder,
             overlays=OverlayWriter(config.overlays) if config.overlays else None,
             on_store_error=self._pause_scanner, max_pixels=config.max_image_pixels, pixels=self.pixels,
+            review=self.review,
         )  # fmt: skip
         self.workers = WorkerPool(
             self.queue, self.pipeline, workers=config.workers, batch_size=config.batch_size
         )
+        self.follower = (
+            ChannelFollower(
+                config.bundle, serving=lambda: self.bundles.path, reload=self.reload,
+                interval=config.follow_interval,
+            )
+            if config.follow_interval > 0 else None
+        )  # fmt: skip
 
     def _open_store(self) -> ResultStore:
         """Open ``--db``; refuse a missing or empty one beside a non-empty ``done/``.
@@ -138,6 +159,8 @@ class Service:
         self.workers.start()
         if self.scanner is not None:
             self.scanner.start()
+        if self.follower is not None:
+            self.follower.start()
 
     def begin_shutdown(self) -> None:
         """Take no new work: uploads get 503, the scanner claims nothing more."""
@@ -146,6 +169,8 @@ class Service:
             log_event("stopping")
         if self.scanner is not None:
             self.scanner.request_stop()
+        if self.follower is not None:
+            self.follower.request_stop()
         self.queue.close()
 
     def stop(self) -> bool:
@@ -164,8 +189,13 @@ class Service:
         return drained
 
     def close(self) -> None:
+        if getattr(self, "follower", None) is not None:
+            self.follower.stop()
         if self.store is not None:
             self.store.close()
+        if self.review_store is not None:
+            self.review_store.close()
+            self.review_store = None
         if self._folder_lock is not None:
             self._folder_lock.close()
             self._folder_lock = None

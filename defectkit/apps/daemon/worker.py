@@ -35,6 +35,7 @@ from defectkit.apps.daemon.logs import log_event
 from defectkit.apps.daemon.metrics import DaemonMetrics
 from defectkit.apps.daemon.overlay import OverlayWriter
 from defectkit.apps.daemon.pixels import PixelBudget, chunks_within
+from defectkit.apps.daemon.review import ReviewDesk
 from defectkit.apps.daemon.store import Record, ResultStore, row_to_json
 from defectkit.core.files import sha256_stream
 from defectkit.core.images import MAX_PIXELS, image_size, read_image
@@ -76,6 +77,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         max_pixels: int = MAX_PIXELS,
         pixels: PixelBudget | None = None,
+        review: ReviewDesk | None = None,
     ):
         self.bundles, self.store, self.metrics, self.queue = bundles, store, metrics, queue
         self.station, self.max_bytes = station, max_bytes
@@ -83,6 +85,7 @@ class Pipeline:
         self.on_store_error, self.clock = on_store_error, clock
         self.max_pixels = max_pixels
         self.pixels = pixels or PixelBudget(max_pixels)
+        self.review = review
 
     def run_batch(self, jobs: list[Job]) -> None:
         bundle = self.bundles.current  # one bundle for the whole batch, even during a reload
@@ -118,7 +121,7 @@ class Pipeline:
         per_image = (time.perf_counter() - t0) / len(ready)
         for (job, image, decode_s), result in zip(ready, results, strict=True):
             self.metrics.inference.observe(per_image)
-            self._guard(job, self._commit, job, image, result, bundle.id, decode_s, per_image)
+            self._guard(job, self._commit, job, image, result, bundle, decode_s, per_image)
 
     def _prepare(self, job: Job, sized: list) -> None:
         """Load bytes, settle duplicates, refuse what is too large in bytes or pixels;
@@ -162,10 +165,11 @@ class Pipeline:
         job: Job,
         image: np.ndarray,
         result: Any,
-        bundle_id: str,
+        bundle: Any,
         decode_s: float,
         infer_s: float,
     ):
+        bundle_id = bundle.id
         if isinstance(result, BaseException):
             raise _InferenceFailed(f"inference failed: {type(result).__name__}: {result}")
         if not math.isfinite(float(result.score)):
@@ -184,16 +188,26 @@ class Pipeline:
             "inference": round(infer_s * 1e3, 3),
             "total": round(total_s * 1e3, 3),
         }
+        verdict = result.verdict
+        review = self.review.mark(bundle, result) if self.review is not None else None
+        if review is not None:  # the line gets the site's policy; the model's answer stays
+            verdict = body["verdict"] = review.verdict
+            body["review"] = review.to_json()
         record = Record(
             sha256=job.sha256, created_at=now, source=job.source, name=job.name, station=self.station,
-            status="ok", verdict=result.verdict, label=result.label, score=float(result.score),
+            status="ok", verdict=verdict, label=result.label, score=float(result.score),
             bundle_id=bundle_id, result=body,
         )  # fmt: skip
         self._check_unchanged(job)
+        if review is not None:  # before the row: a retried file finds its part already kept
+            self.review.keep(
+                review, sha256=job.sha256, name=job.name, data=job.data, result=result,
+                body=body, bundle_id=bundle_id, now=now,
+            )  # fmt: skip
         row, written = self.store.upsert(record)
         if written:
             self.metrics.inspections.inc(
-                source=job.source, verdict=result.verdict, label=result.label
+                source=job.source, verdict=verdict, label=result.label
             )
             self.metrics.latency.observe(total_s, source=job.source)
         self._settle_row(job, row, duplicate=not written)

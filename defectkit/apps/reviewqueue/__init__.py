@@ -1,0 +1,9 @@
+"""The review queue between the line and the lab: a bounded store of uncertain parts.
+
+The daemon (:mod:`defectkit.apps.daemon`) writes it; the labelling app reads it, from
+the SQLite file or through a daemon's ``GET /v1/review``. It lives in its own package,
+importing neither app, so the two apps stay independent (import-linter checks that)
+and both stay torch-free here. Modules: :mod:`.store` (the SQLite store, bounded by
+count and bytes, oldest evicted and counted), :mod:`.items` (the typed item),
+:mod:`.client` (a daemon's review API over HTTP), :mod:`.sources` (open either).
+"""
