@@ -5,13 +5,14 @@ import json
 import pytest
 
 from defectkit.errors import BundleError, ConfigError
-from defectkit.exporters.bundle import MANIFEST, read_manifest, set_thresholds, write_manifest
+from defectkit.exporters.bundle import MANIFEST, read_manifest, set_thresholds
 from defectkit.exporters.review_band import (
     ReviewBand,
     parse_band,
     review_band_of,
     set_review_band,
 )
+from defectkit.testing.bundles import write_minimal_bundle
 
 
 def reason(band, score, verdict="defect", probabilities=None, threshold=0.5):
@@ -58,19 +59,7 @@ def test_bad_bands_are_one_line_config_errors(text):
 
 
 def _bundle(tmp_path):
-    folder = tmp_path / "bundle"
-    folder.mkdir()
-    (folder / "model.onnx").write_bytes(b"graph")
-    from defectkit.exporters.bundle import FORMAT, FORMAT_VERSION, hash_files
-
-    write_manifest(folder, {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "target": "onnx",
-        "precision": "fp32", "input_size": [32, 32], "input_name": "image",
-        "output_names": ["score", "anomaly_map", "class_logits"], "classes": ["good", "x"],
-        "thresholds": {"image": 0.5, "pixel": 0.5, "min_defect_area": 4},
-        "files": hash_files(folder),
-    })  # fmt: skip
-    return folder
+    return write_minimal_bundle(tmp_path / "bundle")
 
 
 def test_the_band_lives_in_the_manifest_and_survives_a_threshold_move(tmp_path):
