@@ -74,6 +74,7 @@ class ReviewStore:
 
     def __init__(self, path: str | Path, limits: ReviewLimits | None = None, *, readonly=False):
         self.path = Path(path)
+        self.name = str(self.path)
         self.limits = limits or ReviewLimits()
         self._lock = threading.Lock()
         try:
@@ -172,6 +173,10 @@ class ReviewStore:
         item = _item(row[:-2], mask=row[-1])
         item.image = bytes(row[-2])
         return item
+
+    def fetch(self, item: ReviewItem) -> ReviewItem | None:
+        """``item`` from :meth:`list` with its image and mask (None once evicted)."""
+        return self.get(item.id)
 
     def count(self) -> int:
         with self._read() as conn:

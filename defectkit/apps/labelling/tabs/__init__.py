@@ -7,14 +7,15 @@
 - ``wire()`` attaches its events, once every tab is built (a tab may refresh another's
   components through ``shell.tabs[name]``).
 
-A new tab (e.g. a review queue) is one more module here and one more entry in
-:data:`TABS`.
+A new tab is one more module here and one more entry in :data:`TABS`; the review
+queue (:mod:`.review`, a line's escalated parts) was added that way.
 """
 
 from defectkit.apps.labelling.tabs.export import ExportTab
 from defectkit.apps.labelling.tabs.fit import FitTab
 from defectkit.apps.labelling.tabs.label import LabelTab
+from defectkit.apps.labelling.tabs.review import ReviewQueueTab
 
-TABS = (LabelTab, FitTab, ExportTab)
+TABS = (LabelTab, FitTab, ExportTab, ReviewQueueTab)
 
-__all__ = ["TABS", "ExportTab", "FitTab", "LabelTab"]
+__all__ = ["TABS", "ExportTab", "FitTab", "LabelTab", "ReviewQueueTab"]

@@ -1,0 +1,157 @@
+"""The Review queue tab: a line's escalated parts, least certain first, the model's
+proposal pre-filled; one click confirms, a changed class corrects; confirmed parts join
+the project (refit in the Fit tab)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from defectkit.apps.labelling import escalated
+from defectkit.apps.labelling.status import ok, refuse
+from defectkit.apps.reviewqueue.items import ReviewItem
+from defectkit.apps.reviewqueue.sources import open_source
+from defectkit.core.labels import GOOD
+
+#: Parts drawn in the gallery at once (each is fetched and decoded).
+SHOWN = 48
+
+
+class ReviewQueueTab:
+    name, title = "queue", "4 · Review queue"
+
+    def __init__(self, shell) -> None:
+        self.shell = shell
+
+    def build(self) -> None:
+        self.items = gr.State([])  # the queue's items as JSON (no images), gallery order
+        self.selected = gr.State(None)  # index into items
+        with gr.Row(equal_height=True):
+            self.source_box = gr.Textbox(
+                label="Line's review store: a daemon URL (http://line3:8080) or its review.db",
+                scale=4, elem_id="queue-source",
+            )  # fmt: skip
+            self.token_box = gr.Textbox(
+                label="Daemon token (URL only)", type="password", scale=2, elem_id="queue-token"
+            )
+            self.load_btn = gr.Button("Load queue", scale=1, elem_id="queue-load")
+        self.summary_md = gr.Markdown(elem_id="queue-summary")
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.gallery = gr.Gallery(
+                    label="Escalated parts, least certain first", columns=4, height=480,
+                    allow_preview=False, object_fit="contain", elem_id="queue-gallery",
+                )  # fmt: skip
+            with gr.Column(scale=2):
+                self.picture = gr.Image(
+                    label="The part, the model's defect region in colour", interactive=False,
+                    height=320, elem_id="queue-picture",
+                )  # fmt: skip
+                self.proposal_md = gr.Markdown("Select a part.", elem_id="queue-proposal")
+                self.label_radio = gr.Radio(
+                    [GOOD], value=None, label="Class (the model's proposal)", interactive=True,
+                    elem_id="queue-label",
+                )  # fmt: skip
+                self.keep_mask = gr.Checkbox(
+                    value=True, label="Keep the model's defect region as the mask",
+                    elem_id="queue-keep-mask",
+                )  # fmt: skip
+                self.note_box = gr.Textbox(label="Note", lines=2, elem_id="queue-note")
+                self.confirm_btn = gr.Button(
+                    "Confirm: add to the project", variant="primary", elem_id="queue-confirm"
+                )
+
+    def outputs(self) -> list:
+        return [self.items, self.selected, self.gallery, self.summary_md, self.picture,
+                self.proposal_md, self.label_radio, self.note_box]  # fmt: skip
+
+    def show(self, project) -> dict:
+        return {
+            self.items: [], self.selected: None, self.gallery: [], self.summary_md: "",
+            **self.detail(project, None),
+        }  # fmt: skip
+
+    def detail(self, project, item) -> dict:
+        """The selected part's picture and the model's proposal, pre-filled."""
+        choices = [GOOD, *project.classes]
+        if item is None:
+            return {
+                self.picture: None, self.proposal_md: "Select a part.",
+                self.label_radio: gr.update(choices=choices, value=None), self.note_box: "",
+            }  # fmt: skip
+        proposed = escalated.proposal(item, project)
+        unnamed = "" if proposed.label else " (not a class of this project: pick one)"
+        text = (
+            f"**{item.name or item.sha256[:12]}** from {item.station} · bundle {item.bundle_id}"
+            f"  \nWhy: {item.reason} · the line was told **{item.verdict}** ({item.policy})"
+            f"  \nModel: **{item.model_verdict}**, class **{proposed.model_label}**{unnamed}, "
+            f"score {item.score:.4g} (threshold {item.threshold:.4g})"
+        )
+        return {
+            self.picture: escalated.picture(item), self.proposal_md: text,
+            self.label_radio: gr.update(choices=choices, value=proposed.label or None),
+            self.note_box: proposed.caption,
+        }  # fmt: skip
+
+    def load(self, project, where, token) -> dict:
+        source = open_source(where, token)
+        items = escalated.queue(source, project)
+        shown = [full for full in (source.fetch(i) for i in items[:SHOWN]) if full is not None]
+        gallery = [(escalated.picture(i), f"{i.label} · {i.score:.3g}") for i in shown]
+        summary = (
+            f"{len(items)} part(s) to review from {source.name}"
+            + (f" (first {SHOWN} shown)" if len(items) > SHOWN else "")
+            if items else f"Nothing to review from {source.name}"
+        )  # fmt: skip
+        return {
+            self.items: [i.to_json() for i in shown], self.selected: None,
+            self.gallery: gallery, self.summary_md: summary, **self.detail(project, None),
+        }  # fmt: skip
+
+    def wire(self) -> None:
+        shell = self.shell
+        outputs = [shell.status, *self.outputs()]
+
+        @shell.guard
+        def on_load(path, where, token):
+            project = shell.open(path)
+            out = self.load(project, where, token)
+            return {shell.status: ok(out[self.summary_md]), **out}
+
+        @shell.guard
+        def on_select(path, where, token, items, evt: gr.SelectData):
+            project = shell.open(path)
+            item = self._fetch(where, token, items, evt.index)
+            return {self.selected: evt.index, **self.detail(project, item)}
+
+        @shell.guard
+        def on_confirm(path, where, token, items, index, label, keep_mask, note):
+            project = shell.open(path)
+            if index is None:
+                refuse("select a part in the queue first")
+            item = self._fetch(where, token, items, index)
+            record = escalated.confirm(project, item, label=label, keep_mask=keep_mask, note=note)
+            out = self.load(project, where, token)
+            out[shell.status] = ok(
+                f"Added {record.name} as {record.label}; refit in the Fit tab to learn it"
+            )
+            out.update(shell.tabs["label"].changed(project, "all"))
+            return out
+
+        inputs = [shell.project_state, self.source_box, self.token_box]
+        self.load_btn.click(on_load, inputs, outputs)
+        self.gallery.select(on_select, [*inputs, self.items], outputs)
+        confirm_outputs = list(dict.fromkeys([*outputs, *shell.tabs["label"].changed_outputs()]))
+        self.confirm_btn.click(
+            on_confirm,
+            [*inputs, self.items, self.selected, self.label_radio, self.keep_mask, self.note_box],
+            confirm_outputs,
+        )
+
+    @staticmethod
+    def _fetch(where, token, items, index):
+        if not items or index is None or not 0 <= int(index) < len(items):
+            refuse("the queue changed; load it again")
+        item = open_source(where, token).fetch(ReviewItem.from_json(items[int(index)]))
+        if item is None:
+            refuse("that part was evicted from the line's review store; load the queue again")
+        return item

@@ -1,0 +1,114 @@
+"""The review queue's logic: least certain first, the model's proposal, confirm joins the project."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from defectkit.apps.labelling import escalated
+from defectkit.apps.labelling.records import ProjectError
+from defectkit.apps.reviewqueue.items import ReviewItem, encode_mask
+from defectkit.apps.reviewqueue.sources import DaemonReviewSource, open_source
+from defectkit.apps.reviewqueue.store import ReviewStore, ReviewStoreError
+from defectkit.core.files import sha256_bytes
+from defectkit.testing.daemon import png_bytes
+
+
+def item(n, *, score, model_verdict="defect", label="scratch", mask=None):
+    image = png_bytes(100 + n, tag=n)
+    return ReviewItem(
+        sha256=sha256_bytes(image), created_at=100.0 + n, station="line3", name=f"p{n}.png",
+        bundle_id="b1", reason="near", policy="hold", verdict="hold",
+        model_verdict=model_verdict, label=label, score=score, threshold=0.5,
+        proposal={"caption": f"a scratch on part {n}"}, image=image,
+        mask_png=encode_mask(mask),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ReviewStore(tmp_path / "review.db")
+
+
+def test_the_queue_is_least_certain_first_and_skips_parts_already_added(project, store,
+                                                                          tmp_path):  # fmt: skip
+    for n, score in enumerate([0.58, 0.51, 0.45]):
+        store.add(item(n, score=score))
+    source = open_source(str(tmp_path / "review.db"))
+    assert [i.name for i in escalated.queue(source, project)] == ["p1.png", "p2.png", "p0.png"]
+    project.add_image(png_bytes(101, tag=1), "p1.png")  # the same bytes: reviewed before
+    assert [i.name for i in escalated.queue(source, project)] == ["p2.png", "p0.png"]
+
+
+def test_the_proposal_maps_the_model_class_onto_the_project(project):
+    project.add_class("scratch")
+    assert escalated.proposal(item(0, score=0.6), project).label == "scratch"
+    assert escalated.proposal(item(0, score=0.6, label="dent"), project).label == ""
+    assert escalated.proposal(item(0, score=0.6, label="anomaly"), project).label == ""
+    good = escalated.proposal(item(0, score=0.4, model_verdict="good", label="good"), project)
+    assert good.label == "good" and good.caption == "a scratch on part 0"
+
+
+def test_confirm_adds_the_part_with_label_mask_and_caption(project):
+    project.add_class("scratch")
+    mask = np.zeros((32, 32), bool)
+    mask[4:9, 5:20] = True
+    record = escalated.confirm(project, item(3, score=0.55, mask=mask), label="scratch")
+    assert record.label == "scratch" and record.note == "a scratch on part 3"
+    assert np.array_equal(project.load_mask(record.id), mask)
+    corrected = escalated.confirm(project, item(4, score=0.52, mask=mask), label="good",
+                                  note="dust, not a scratch")  # fmt: skip
+    assert corrected.label == "good" and corrected.mask is None
+    assert corrected.note == "dust, not a scratch"
+    assert len(project.labelled()) == 2
+
+
+def test_confirm_refuses_without_a_usable_class(project):
+    with pytest.raises(ProjectError, match="choose the part's class"):
+        escalated.confirm(project, item(0, score=0.5), label="")
+    with pytest.raises(ProjectError, match="no class 'dent'"):
+        escalated.confirm(project, item(0, score=0.5), label="dent")
+    assert project.images == []
+
+
+def test_sources_say_what_is_wrong(tmp_path):
+    with pytest.raises(ReviewStoreError, match="daemon URL"):
+        open_source("  ")
+    with pytest.raises(ReviewStoreError, match="not in PostgreSQL"):
+        open_source("postgresql://u@h/db")
+    with pytest.raises(ReviewStoreError, match="no such review store"):
+        open_source(str(tmp_path / "missing.db"))
+    with pytest.raises(ReviewStoreError, match="cannot reach the daemon"):
+        DaemonReviewSource("http://127.0.0.1:9").list()
+
+
+def test_a_daemon_url_source_sends_the_token_and_fetches_image_and_mask():
+    stored = item(7, score=0.5, mask=np.ones((32, 32), bool))
+    stored.id = 7
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = {"/v1/review?limit=200": json.dumps({"items": [stored.to_json()]}).encode(),
+                    "/v1/review/7/image": stored.image, "/v1/review/7/mask": stored.mask_png}  # fmt: skip
+            data = body.get(self.path)
+            self.send_response(200 if data else 404)
+            self.end_headers()
+            self.wfile.write(data or b'{"error": "no"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = open_source(f"http://127.0.0.1:{server.server_port}/", "s3cret-token")
+        (listed,) = source.list(limit=200)
+        full = source.fetch(listed)
+        assert full.image == stored.image and full.mask().all()
+        assert {auth for _, auth in seen} == {"Bearer s3cret-token"}
+    finally:
+        server.shutdown()
