@@ -27,3 +27,19 @@ def test_writer_names_files_by_hash_and_day(tmp_path):
     assert path == tmp_path / "ov" / "1970-01-01" / ("f" * 16 + ".png")
     assert path.read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_large_overlay_is_drawn_scaled_down_with_its_boxes():
+    """Issue 17: a full-size overlay of an 8900 x 8900 image took 9.35 GB; overlays are
+    drawn at most ``max_pixels`` (4 MP by default) with the boxes scaled along."""
+    image = np.full((400, 300, 3), 128, np.uint8)
+    amap = np.zeros((40, 30), np.float32)
+    out = np.asarray(
+        render_overlay(image, amap, threshold=0.5, boxes=[[0, 0, 100, 100]], max_pixels=30_000)
+    )
+    assert out.shape == (200, 150, 3), "scaled by sqrt(30,000 / 120,000) = 1/2"
+    assert out[0, 25].tolist() == [0, 255, 128] and out[60, 25].tolist() == [128, 128, 128], (
+        "the box's top edge is drawn and it ends at half its size"
+    )
+    small = np.asarray(render_overlay(image[:100, :100], amap, threshold=0.5))
+    assert small.shape == (100, 100, 3), "images under the default cap keep their size"

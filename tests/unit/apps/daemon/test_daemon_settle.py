@@ -67,7 +67,34 @@ def test_a_file_that_changes_after_it_was_read_goes_back_unrecorded(make_service
     assert service.metrics.skipped.value(kind="still_writing") == 1
 
 
+def test_a_file_rewritten_while_being_picked_up_ends_as_one_row_of_the_whole_file(
+    make_service, watch, monkeypatch
+):
+    """The issue's case end to end: the camera resumes writing while the daemon decodes
+    its half file. Main stored a "truncated" row with the half file's hash while
+    rejected/ held the whole file, and a retry added a second row."""
+    service = make_service(watch=watch)
+    data = png_bytes(40, size=64)
+    real, resumed = worker.read_image, []
+
+    def decode_while_the_camera_finishes(*args, **kwargs):
+        if not resumed:
+            resumed.append(True)
+            with open(watch / "processing" / "cam.png", "ab") as f:  # the camera's handle
+                f.write(data[-40:])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "read_image", decode_while_the_camera_finishes)
+    (watch / "cam.png").write_bytes(data[:-40])
+    wait_until(lambda: (watch / "done" / "cam.png").exists(), 10, message="the whole file done")
+    (row,) = service.store.query(ResultQuery())
+    assert row["status"] == "ok" and row["sha256"] == hashlib.sha256(data).hexdigest()
+    assert resumed and hot_folder_state(watch)["rejected"] == []
+
+
 def test_a_rejected_file_retried_keeps_one_row(make_service, watch):
+    """A guard (main passed it too): the rejected row's hash is that of the bytes in
+    rejected/, so moving them back for a retry finds the same row."""
     service = make_service(watch=watch)
     truncated = png_bytes(40, size=64)[:100]
     (watch / "t.png").write_bytes(truncated)
