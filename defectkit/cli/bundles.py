@@ -10,7 +10,7 @@ DESCRIPTION = """\
 Versioned bundles in a registry folder, and the channel daemons follow.
 
   inspect bundles add REG BUNDLE_DIR                 register an exported bundle (parent: current)
-  inspect bundles gate REG ID --images LABELLED_DIR  run it beside the current version on every
+  inspect bundles gate REG ID --images PROJECT       run it beside the current version on every
                                                      labelled image; list every flip (HTML report)
   inspect bundles promote REG ID [--accept NOTE]     make it current (gate passed, or flips accepted)
   inspect bundles rollback REG [--to ID]             back to the current version's parent
@@ -48,8 +48,8 @@ def register(sub) -> None:
     p.add_argument("version", metavar="ID")
     p.add_argument(
         "--images", nargs="+", required=True, metavar="LABELLED_DIR",
-        help="labelled images in the folder layout (good/, <defect>/): the project's labelled "
-        "shots and the parts confirmed in review",
+        help="the app's project folder (its labelled shots, parts confirmed in review among "
+        "them) or labelled images in the folder layout (good/, <defect>/)",
     )  # fmt: skip
     p.add_argument("--against", metavar="ID", help="compare with this version (default: current)")
     p.add_argument("--device", default="CPU", help="runtime device (default: CPU)")
@@ -107,14 +107,13 @@ def cmd_add(args) -> int:
 
 
 def cmd_gate(args) -> int:
-    from defectkit.datasets.folder import load_folder
     from defectkit.exporters.gate import run_gate
     from defectkit.exporters.runtime import load_bundle
 
     registry = _registry(args)
     entry = registry.entry(args.version)
     against = registry.entry(args.against).id if args.against else registry.current_id()
-    samples = [s for folder in args.images for s in load_folder(folder)]
+    samples = [s for folder in args.images for s in _labelled(folder)]
     new = load_bundle(registry.bundle_path(entry.id), device=args.device)
     old = load_bundle(registry.bundle_path(against), device=args.device) if against else None
     started = time.perf_counter()
@@ -140,6 +139,19 @@ def cmd_rollback(args) -> int:
     entry = _registry(args).rollback(args.to)
     print(f"rolled back to {entry.id}; daemons following {args.registry}/current reload it")
     return 0
+
+
+def _labelled(folder: str) -> list:
+    """An app project's labelled shots (confirmed review parts among them), or a
+    folder-layout dataset (good/, <defect>/)."""
+    from pathlib import Path
+
+    from defectkit.apps.labelling.project import MANIFEST, Project
+    from defectkit.datasets.folder import load_folder
+
+    if (Path(folder) / MANIFEST).is_file():
+        return Project.open(folder, create=False).samples()
+    return load_folder(folder)
 
 
 def _answer(answer) -> str:
