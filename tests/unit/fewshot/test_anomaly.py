@@ -23,6 +23,42 @@ def test_greedy_coreset_covers_clusters_random_sampling_would_miss():
     assert len(greedy_coreset(feats, 1000)) == len(feats)
 
 
+def test_greedy_coreset_loops_on_one_thread_and_restores_the_count(monkeypatch):
+    # Thousands of small ops: on a busy 2-core machine two threads made a fit's coreset
+    # 5-8x slower (benchmarks/results/app_latency.md); the caller's count must come back.
+    seen = []
+    argmax = torch.argmax
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return argmax(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "argmax", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        feats = torch.randn(200, 8, generator=torch.Generator().manual_seed(0))
+        chosen = greedy_coreset(feats, 20, seed=0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(set(chosen.tolist())) == 20
+    assert seen and set(seen) == {1}
+
+
+def test_greedy_coreset_picks_the_farthest_point_each_step():
+    # The loop works on squared distances by matrix-vector products; a plain
+    # farthest-point loop on Euclidean distances must choose the same set.
+    feats = torch.randn(400, 12, generator=torch.Generator().manual_seed(3))
+    chosen = greedy_coreset(feats, 40, seed=0)
+    expected = [int(chosen[0])]
+    dist = torch.linalg.vector_norm(feats - feats[expected[0]], dim=1)
+    for _ in range(39):
+        expected.append(int(torch.argmax(dist)))
+        dist = torch.minimum(dist, torch.linalg.vector_norm(feats - feats[expected[-1]], dim=1))
+    assert chosen.tolist() == expected
+
+
 def _head_and_good_maps():
     """A head with a small random bank, two good feature maps and their raw maps."""
     head = AnomalyHead(4, sigma=0)
