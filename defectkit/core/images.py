@@ -48,7 +48,10 @@ def list_image_files(inputs: list[str | Path]) -> list[Path]:
     return paths
 
 
-def _open(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, str]:
+def _open(source: str | Path | bytes, max_pixels: int | None = None) -> tuple[Image.Image, str]:
+    # Read MAX_PIXELS at call time, not as a default bound at import: it is the one
+    # module-wide cap, and tests and embedders lower it by assignment.
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "<bytes>"
     else:
@@ -64,9 +67,9 @@ def _open(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> tuple[Ima
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             w, h = image.size
-            if w * h > max_pixels:
+            if w * h > limit:
                 raise ImageError(
-                    f"{name}: {w}x{h} pixels is more than the {max_pixels:,} allowed "
+                    f"{name}: {w}x{h} pixels is more than the {limit:,} allowed "
                     "(possible decompression bomb)"
                 )
             image.load()
@@ -137,12 +140,12 @@ def image_size(data: bytes) -> tuple[int, int]:
         raise ImageError(f"cannot read the image header ({exc})") from None
 
 
-def read_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> np.ndarray:
     """Decode a file path or encoded bytes into H x W x 3 uint8 RGB.
 
     Gray, palette, RGBA, CMYK and 16-bit images are converted; empty, truncated,
-    non-image files and those over ``max_pixels`` (checked from the header, before
-    decoding) raise :class:`~defectkit.errors.ImageError`.
+    non-image files and those over ``max_pixels`` (default :data:`MAX_PIXELS`; checked
+    from the header, before decoding) raise :class:`~defectkit.errors.ImageError`.
     """
     image, name = _open(source, max_pixels)
     try:
