@@ -80,7 +80,7 @@ class Pipeline:
         try:
             ready: list[tuple[Job, np.ndarray, float]] = []
             for job in jobs:
-                self._guard(job, self._prepare, job, ready)
+                self._guard(job, self._prepare, job, ready, bundle.id)
             if not ready:
                 return
             t0 = time.perf_counter()
@@ -102,8 +102,9 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------
 
-    def _prepare(self, job: Job, ready: list) -> None:
-        """Load bytes, settle duplicates and bad images; queue the rest for inference."""
+    def _prepare(self, job: Job, ready: list, bundle_id: str) -> None:
+        """Load bytes, settle duplicates (this content seen by this bundle) and bad
+        images; queue the rest for inference."""
         if job.data is None:
             try:
                 job.data = _read_claimed(job.path, self.max_bytes)
@@ -114,7 +115,7 @@ class Pipeline:
             raise Rejected(
                 f"{len(job.data):,} bytes is more than the --max-upload-mb limit", "too_large", 413
             )
-        existing = self.store.get_by_sha(job.sha256)
+        existing = self.store.get_by_sha(job.sha256, bundle_id)
         if existing is not None and existing["status"] == "ok":
             self._settle_row(job, existing, duplicate=True)
             return
@@ -243,7 +244,7 @@ class Pipeline:
             record = Record(
                 sha256=sha, created_at=self.clock(), source=job.source, name=job.name,
                 station=self.station, status=status, error=reason,
-                bundle_id=self.bundles.id if status == "error" else None,
+                bundle_id=self.bundles.id,  # rows are unique per (content, bundle)
             )  # fmt: skip
             row, written = self.store.upsert(record)
             if not written:  # a successful row appeared meanwhile: it wins
