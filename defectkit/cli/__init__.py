@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "defectkit.cli.demo",
     "defectkit.cli.export",
     "defectkit.cli.serve",
+    "defectkit.cli.batch",
     "defectkit.cli.app",
 )
 
