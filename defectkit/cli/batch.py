@@ -37,15 +37,20 @@ def register(sub) -> None:
         epilog=BATCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", type=Path, metavar="BUNDLE", help="exported bundle folder (inspect export)")
+    p.add_argument(
+        "bundle", type=Path, metavar="BUNDLE", help="exported bundle folder (inspect export)"
+    )
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="a folder (searched recursively), a text file with one path or URL per line, "
                    "a glob (quote it: '/archive/**/*.png'), or an image; local or fsspec URL")  # fmt: skip
     p.add_argument("--store", required=True, metavar="URL_OR_PATH",
                    help="results store: a SQLite file, or a postgresql:// URL when several machines "
                    "or daemons write (the same store `inspect serve --db` uses)")  # fmt: skip
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="an existing Dask scheduler (tcp://host:8786); default: a LocalCluster here")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="an existing Dask scheduler (tcp://host:8786); default: a LocalCluster here",
+    )
     p.add_argument("--workers", type=int, metavar="N",
                    help="LocalCluster worker processes (default: one per core); with --scheduler, "
                    "how many workers to wait for (default 1)")  # fmt: skip
@@ -53,11 +58,19 @@ def register(sub) -> None:
     p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, metavar="N",
                    help=f"files per Dask task (default {CHUNK_SIZE}: about a second of work, "
                    "so the scheduler's overhead stays small)")  # fmt: skip
-    p.add_argument("--retry-failed", action="store_true",
-                   help="read again the files that have a rejected or error row for this bundle")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="read again the files that have a rejected or error row for this bundle",
+    )
     p.add_argument("--device", default="CPU", help="runtime device on the workers (default CPU)")
-    p.add_argument("--max-file-mb", type=float, default=MAX_FILE_MB, metavar="MB",
-                   help=f"larger files get a rejected row instead of being read (default {MAX_FILE_MB:g})")
+    p.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=MAX_FILE_MB,
+        metavar="MB",
+        help=f"larger files get a rejected row instead of being read (default {MAX_FILE_MB:g})",
+    )
     p.set_defaults(func=cmd_batch)
 
     c = sub.add_parser(
@@ -72,9 +85,16 @@ def register(sub) -> None:
     c.add_argument("--bundle", action="append", required=True, metavar="ID_OR_DIR",
                    help="give it twice, OLD then NEW: a bundle id (or a unique prefix, as in the "
                    "store) or a bundle folder, whose heatmaps then go on the page")  # fmt: skip
-    c.add_argument("--html", type=Path, metavar="DIR", help="write DIR/index.html with the overlays")
-    c.add_argument("--limit", type=int, default=200, metavar="N",
-                   help="most changed parts listed and drawn (default 200; the counts cover all)")
+    c.add_argument(
+        "--html", type=Path, metavar="DIR", help="write DIR/index.html with the overlays"
+    )
+    c.add_argument(
+        "--limit",
+        type=int,
+        default=200,
+        metavar="N",
+        help="most changed parts listed and drawn (default 200; the counts cover all)",
+    )
     c.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
     c.set_defaults(func=cmd_compare)
 

@@ -12,7 +12,9 @@ import pytest
 def dask_client():
     """A LocalCluster of 2 single-threaded worker processes on 127.0.0.1, shared by the
     archive tests (starting one costs seconds)."""
-    pytest.importorskip("distributed", reason="dask/distributed not installed: pip install 'defectkit[batch]'")
+    pytest.importorskip(
+        "distributed", reason="dask/distributed not installed: pip install 'defectkit[batch]'"
+    )
     from defectkit.apps.batch.cluster import open_client
 
     with open_client(workers=2, dashboard="127.0.0.1:0") as client:
@@ -31,5 +33,31 @@ def real_bundle(tmp_path_factory) -> Path:
     inspector = Inspector(InspectorConfig(augmentations=1, bank_size=256, input_size=(96, 96)))
     inspector.fit(samples)
     folder = tmp_path_factory.mktemp("batch-bundle") / "bundle"
-    return export_bundle(inspector, folder, target="onnx", check_images=[s.load_image() for s in samples])
+    return export_bundle(
+        inspector, folder, target="onnx", check_images=[s.load_image() for s in samples]
+    )
 
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL on 127.0.0.1 (:class:`defectkit.testing.processes.PostgresServer`),
+    or a skip that says what is missing."""
+    import subprocess
+
+    from defectkit.testing import processes as kit
+
+    pytest.importorskip("psycopg", reason="psycopg 3 not installed: pip install 'psycopg[binary]'")
+    if not (kit.find_pg_bin("initdb") and kit.find_pg_bin("pg_ctl")):
+        pytest.skip(
+            "PostgreSQL server not installed (apt-get install postgresql): skipping PostgreSQL tests"
+        )
+    server = kit.PostgresServer()
+    try:
+        server.start()
+    except subprocess.CalledProcessError as exc:
+        server.stop()
+        pytest.skip(
+            f"could not start a throw-away PostgreSQL: {exc.stderr.decode(errors='replace')[-300:]}"
+        )
+    yield server
+    server.stop()

@@ -72,7 +72,9 @@ def test_batch_rows_are_the_verdicts_of_inspect_predict(real_bundle, dask_client
         store.close()
     assert summary.tally.inspected == len(files) and summary.tasks == 4
     assert len(seen) == 2 and not any(w.torch_imported for w in seen), "workers stay torch-free"
-    assert {w.bundle_id for w in seen} == {summary.bundle_id} and {w.engine for w in seen} == {"onnxruntime"}
+    assert {w.bundle_id for w in seen} == {summary.bundle_id} and {w.engine for w in seen} == {
+        "onnxruntime"
+    }
 
     capsys.readouterr()
     assert main(["predict", str(real_bundle), *map(str, files), "--json"]) == 0
@@ -119,7 +121,9 @@ def test_a_killed_driver_resumes_and_ends_with_every_file_once(tmp_path):
     gone = psutil.wait_procs(workers, timeout=20)[1] == []
     assert gone, "worker processes outlive a killed driver"
 
-    again = subprocess.run(argv, env=kit.subprocess_env(), capture_output=True, text=True, timeout=180)
+    again = subprocess.run(
+        argv, env=kit.subprocess_env(), capture_output=True, text=True, timeout=180
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     done = int(again.stdout.split(" already done")[0].rsplit(", ", 1)[-1].replace(",", ""))
     assert done >= at_kill - 1, again.stdout  # resumed: committed files were not read again

@@ -51,7 +51,10 @@ def default_workers() -> int:
 
 @contextmanager
 def open_client(
-    scheduler: str | None = None, *, workers: int | None = None, dashboard: str | None = "127.0.0.1:8787"
+    scheduler: str | None = None,
+    *,
+    workers: int | None = None,
+    dashboard: str | None = "127.0.0.1:8787",
 ) -> Iterator[Any]:
     """A connected ``distributed.Client``; a LocalCluster it started is closed afterwards.
 

@@ -84,7 +84,14 @@ class Comparison:
     changed: list[ChangedPart] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        counts = ("both", "verdict_changed", "label_changed", "status_changed", "only_old", "only_new")
+        counts = (
+            "both",
+            "verdict_changed",
+            "label_changed",
+            "status_changed",
+            "only_old",
+            "only_new",
+        )
         return {
             "old": self.old.id, "new": self.new.id, **{k: getattr(self, k) for k in counts},
             "transitions": [{"old": o, "new": n, "parts": c} for (o, n), c in self.transitions.items()],
@@ -162,7 +169,9 @@ def resolve_bundle(store: ResultStore, spec: str) -> BundleRef:
     known = store.select("SELECT bundle_id, COUNT(*) AS n FROM inspections WHERE bundle_id IS NOT NULL "
                          "GROUP BY bundle_id ORDER BY COUNT(*) DESC LIMIT 10")  # fmt: skip
     listing = ", ".join(f"{r['bundle_id']} ({r['n']:,} rows)" for r in known) or "none"
-    raise ConfigError(f"no rows of bundle {spec!r} in the store and no such folder; bundles there: {listing}")
+    raise ConfigError(
+        f"no rows of bundle {spec!r} in the store and no such folder; bundles there: {listing}"
+    )
 
 
 def format_comparison(c: Comparison) -> str:
@@ -183,7 +192,9 @@ def format_comparison(c: Comparison) -> str:
                   _score(p.old.score), _score(p.new.score), p.name or p.sha256[:16]) for p in c.changed]  # fmt: skip
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines.append(f"changed parts ({len(c.changed):,} shown):")
-        lines += ["  " + "  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+        lines += [
+            "  " + "  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows
+        ]
     return "\n".join(lines)
 
 
@@ -195,7 +206,9 @@ def _verdict(row: dict[str, Any], side: str) -> Verdict:
     result = row[f"{side}_result"] or {}
     if isinstance(result, str):  # SQLite: text; PostgreSQL: JSONB comes back parsed
         result = json.loads(result)
-    boxes = tuple(tuple(int(v) for v in d["box"]) for d in result.get("defects", []) if d.get("box"))
+    boxes = tuple(
+        tuple(int(v) for v in d["box"]) for d in result.get("defects", []) if d.get("box")
+    )
     return Verdict(row[f"{side}_verdict"], row[f"{side}_label"], row[f"{side}_score"], boxes,
                    result.get("caption"))  # fmt: skip
 

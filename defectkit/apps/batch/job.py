@@ -229,7 +229,9 @@ class _Run:
 
     def _commit(self, result: ChunkResult, job: ChunkJob) -> None:
         now = time.time()
-        records = [_record(o, self.template.bundle_id, self.config.station, now) for o in result.outcomes]
+        records = [
+            _record(o, self.template.bundle_id, self.config.station, now) for o in result.outcomes
+        ]
         t0 = time.perf_counter()
         written = self.store.upsert_many(records)
         self.summary.store_seconds += time.perf_counter() - t0
@@ -244,7 +246,9 @@ class _Run:
             else:
                 tally.errors += 1
         for stage, seconds in vars(result.timings).items():
-            self.summary.worker_seconds[stage] = self.summary.worker_seconds.get(stage, 0.0) + seconds
+            self.summary.worker_seconds[stage] = (
+                self.summary.worker_seconds.get(stage, 0.0) + seconds
+            )
         self.count(tally)
 
     def count(self, tally: Tally) -> None:
@@ -272,7 +276,9 @@ def _prepare_workers(client: Any, template: ChunkJob) -> list[WorkerInfo]:
         ) from None
 
 
-def _not_done(store: ResultStore, bundle_id: str, chunk: list[str], retry_failed: bool) -> list[str]:
+def _not_done(
+    store: ResultStore, bundle_id: str, chunk: list[str], retry_failed: bool
+) -> list[str]:
     """The locations of ``chunk`` with no row of this run's bundle (with ``retry_failed``:
     no successful row)."""
     p = store.dialect.param
@@ -292,7 +298,6 @@ def _record(outcome: FileOutcome, bundle_id: str, station: str, now: float) -> R
         station=station, status=outcome.status, verdict=outcome.verdict, label=outcome.label,
         score=outcome.score, bundle_id=bundle_id, error=outcome.error, result=outcome.result,
     )  # fmt: skip
-
 
 
 def run(

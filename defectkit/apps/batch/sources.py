@@ -169,7 +169,9 @@ def _read_list(text: str, stream: IO[str], *, base: Path | None) -> Iterator[str
                     yield item
                 else:
                     path = Path(item).expanduser()
-                    yield os.path.abspath(path if path.is_absolute() or base is None else base / path)
+                    yield os.path.abspath(
+                        path if path.is_absolute() or base is None else base / path
+                    )
         except UnicodeDecodeError:
             raise DatasetError(f"{text}: {hint}") from None
 

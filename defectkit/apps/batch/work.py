@@ -120,9 +120,13 @@ def inspect_chunk(job: ChunkJob) -> ChunkResult:
             if outcome is not None:
                 outcomes.append(outcome)
         t0 = time.perf_counter()
-        results = _inspect_isolating_failures(bundle, [im for _, _, im in ready], [loc for loc, _, _ in ready])
+        results = _inspect_isolating_failures(
+            bundle, [im for _, _, im in ready], [loc for loc, _, _ in ready]
+        )
         times["inspect"] += time.perf_counter() - t0
-        outcomes += [_outcome(loc, sha, res) for (loc, sha, _), res in zip(ready, results, strict=True)]
+        outcomes += [
+            _outcome(loc, sha, res) for (loc, sha, _), res in zip(ready, results, strict=True)
+        ]
     order = {loc: i for i, loc in enumerate(job.locations)}
     outcomes.sort(key=lambda o: order[o.location])
     return ChunkResult(tuple(outcomes), _worker_name(), ChunkTimings(**times))
@@ -141,7 +145,9 @@ def prepare_worker(job: ChunkJob) -> WorkerInfo:
 # -- one file ------------------------------------------------------------------------------
 
 
-def _decode(location: str, max_bytes: int, ready: list, times: dict[str, float]) -> FileOutcome | None:
+def _decode(
+    location: str, max_bytes: int, ready: list, times: dict[str, float]
+) -> FileOutcome | None:
     """Read and decode one file into ``ready``; or its rejected outcome."""
     t0 = time.perf_counter()
     try:
@@ -160,7 +166,9 @@ def _decode(location: str, max_bytes: int, ready: list, times: dict[str, float])
     try:
         image = read_image(file.data)
     except ImageError as exc:
-        return FileOutcome(location, file.sha256, "rejected", error=str(exc).replace("<bytes>: ", ""))
+        return FileOutcome(
+            location, file.sha256, "rejected", error=str(exc).replace("<bytes>: ", "")
+        )
     finally:
         times["decode"] += time.perf_counter() - t0
     ready.append((location, file.sha256, image))
@@ -196,7 +204,10 @@ def _inspect_isolating_failures(bundle: Any, images: list, names: list[str]) -> 
         failure = exc
     if len(images) == 1:
         return [failure]
-    return [_inspect_isolating_failures(bundle, [im], [n])[0] for im, n in zip(images, names, strict=True)]
+    return [
+        _inspect_isolating_failures(bundle, [im], [n])[0]
+        for im, n in zip(images, names, strict=True)
+    ]
 
 
 def _json_safe(body: dict[str, Any]) -> dict[str, Any]:
@@ -255,9 +266,10 @@ def resolve_loader(entry: str) -> Callable[..., Any]:
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load the bundle loader {entry!r} on this worker ({exc})") from None
+        raise ConfigError(
+            f"cannot load the bundle loader {entry!r} on this worker ({exc})"
+        ) from None
 
 
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
