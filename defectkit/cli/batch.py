@@ -112,7 +112,12 @@ def cmd_batch(args, *, loader: str | None = None) -> int:
         **({"station": args.station} if args.station else {}),
         **({"loader": loader} if loader else {}),
     )  # fmt: skip
-    summary = run(config)
+    try:
+        summary = run(config)
+    except KeyboardInterrupt:
+        print("inspect batch: interrupted; the rows committed so far are kept: run the same "
+              "command again to resume", file=sys.stderr)  # fmt: skip
+        return 130
     t = summary.tally
     print(
         f"inspect batch: {summary.total:,} files, bundle {summary.bundle_id}: "

@@ -20,6 +20,7 @@ Exactly once, and why it survives ``kill -9``:
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import sys
 import time
@@ -85,7 +86,8 @@ class BatchSummary:
     bundle_id: str
     total: int
     tally: Tally
-    seconds: float
+    seconds: float  # the whole run, from listing to the last commit
+    prepare_seconds: float = 0.0  # of which: loading the bundle on every worker
     tasks: int = 0
     split_chunks: int = 0  # chunks split after KilledWorker
     worker_seconds: dict[str, float] = field(default_factory=dict)  # stage -> sum over tasks
@@ -93,8 +95,11 @@ class BatchSummary:
 
     @property
     def files_per_second(self) -> float:
+        """Files read and stored per second once the workers were ready (skipped files
+        are not counted: a resumed run's rate is that of the work it did)."""
         worked = self.tally.done - self.tally.skipped
-        return worked / self.seconds if self.seconds > 0 else 0.0
+        seconds = self.seconds - self.prepare_seconds
+        return worked / seconds if seconds > 0 else 0.0
 
 
 def bundle_identity(config: BatchConfig) -> str:
@@ -137,11 +142,12 @@ def run_batch(
         device=config.device, streams=cluster.streams,
         max_bytes=int(config.max_file_mb * 2**20), loader=config.loader,
     )  # fmt: skip
+    t_prepare = time.perf_counter()
     workers = _prepare_workers(client, template)
     if on_cluster is not None:
         on_cluster(cluster, workers)
     run = _Run(config, client, store, template, progress(total) if progress else None)
-    run.summary = BatchSummary(bundle_id, total, Tally(), 0.0)
+    run.summary = BatchSummary(bundle_id, total, Tally(), 0.0, time.perf_counter() - t_prepare)
     try:
         for chunk in chunked(iter(source), config.chunk_size):
             todo = _not_done(store, bundle_id, chunk, config.retry_failed)
@@ -316,7 +322,13 @@ def run(
         print(f"inspect batch: bundle {bundle_id} on {len(workers)} workers, {cluster.description}",
               file=stream, flush=True)  # fmt: skip
         if cluster.dashboard:
-            print(f"inspect batch: Dask dashboard {cluster.dashboard}", file=stream, flush=True)
+            plots = config.scheduler or importlib.util.find_spec(
+                "bokeh"
+            )  # a remote one may have it
+            hint = "" if plots else " (install bokeh for its plots)"
+            print(
+                f"inspect batch: Dask dashboard {cluster.dashboard}{hint}", file=stream, flush=True
+            )
 
     store = open_store(config.store)
     try:
