@@ -7,7 +7,6 @@ user when the tests run as root, and is thrown away afterwards.
 
 import hashlib
 import signal
-import subprocess
 import threading
 
 import pytest
@@ -22,21 +21,9 @@ psycopg = pytest.importorskip(
 
 
 @pytest.fixture(scope="module")
-def pg():
-    if not (kit.find_pg_bin("initdb") and kit.find_pg_bin("pg_ctl")):
-        pytest.skip(
-            "PostgreSQL server not installed (apt-get install postgresql): skipping PostgreSQL tests"
-        )
-    server = kit.PostgresServer()
-    try:
-        server.start()
-    except subprocess.CalledProcessError as exc:
-        server.stop()
-        pytest.skip(
-            f"could not start a throw-away PostgreSQL: {exc.stderr.decode(errors='replace')[-300:]}"
-        )
-    yield server
-    server.stop()
+def pg(postgres_server):
+    """The throw-away server of tests/integration/conftest.py (or a skip saying why)."""
+    return postgres_server
 
 
 @pytest.fixture

@@ -146,8 +146,8 @@ def run_batch(
     workers = _prepare_workers(client, template)
     if on_cluster is not None:
         on_cluster(cluster, workers)
-    run = _Run(config, client, store, template, progress(total) if progress else None)
-    run.summary = BatchSummary(bundle_id, total, Tally(), 0.0, time.perf_counter() - t_prepare)
+    summary = BatchSummary(bundle_id, total, Tally(), 0.0, time.perf_counter() - t_prepare)
+    run = _Run(config, client, store, template, summary, progress(total) if progress else None)
     try:
         for chunk in chunked(iter(source), config.chunk_size):
             todo = _not_done(store, bundle_id, chunk, config.retry_failed)
@@ -168,11 +168,10 @@ class _Run:
     """The futures in flight and what finished: submit, collect, commit."""
 
     def __init__(self, config: BatchConfig, client: Any, store: ResultStore, template: ChunkJob,
-                 progress: Progress | None):  # fmt: skip
+                 summary: BatchSummary, progress: Progress | None):  # fmt: skip
         self.config, self.client, self.store = config, client, store
-        self.template, self.progress = template, progress
+        self.template, self.summary, self.progress = template, summary, progress
         self.pending: dict[Any, ChunkJob] = {}
-        self.summary: BatchSummary
 
     def submit(self, locations: list[str]) -> None:
         job = replace(self.template, locations=tuple(locations))

@@ -106,12 +106,9 @@ def failed(exc, status="error"):
 
 
 def a_run(store):
-    template = ChunkJob("b", "bundle1", ())
-    run = _Run(
-        BatchConfig(bundle="b", sources=("x",), store="-"), FakeClient(), store, template, None
-    )
-    run.summary = BatchSummary("bundle1", 0, Tally(), 0.0)
-    return run
+    config = BatchConfig(bundle="b", sources=("x",), store="-")
+    summary = BatchSummary("bundle1", 0, Tally(), 0.0)
+    return _Run(config, FakeClient(), store, ChunkJob("b", "bundle1", ()), summary, None)
 
 
 def test_a_chunk_that_kills_its_workers_is_halved_down_to_the_file(store):
