@@ -155,7 +155,7 @@ def create_app(service: Service) -> FastAPI:
         verdict: str | None = Query(None, pattern="^(good|defect)$"),
         label: str | None = Query(None, alias="class", description="class / label, e.g. scratch"),
         status: str | None = Query(None, pattern="^(" + "|".join(STATUSES) + ")$"),
-        source: str | None = Query(None, pattern="^(http|folder)$"),
+        source: str | None = Query(None, pattern="^(http|folder|batch)$"),  # batch: inspect batch
         station: str | None = None,
         before: int | None = Query(
             None, ge=1, description="the 'next' cursor of the previous page"

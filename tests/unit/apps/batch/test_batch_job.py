@@ -135,3 +135,32 @@ def test_task_failures_end_the_run_with_a_clear_error(store):
     with pytest.raises(RuntimeError, match="a task failed on a"):
         run._finish(failed(ZeroDivisionError("x")), job)
     assert store.count() == 0
+
+
+def test_the_daemon_serves_the_archive_rows_like_its_own(client, tmp_path):
+    """One schema: ``GET /v1/results`` of a daemon on the same store lists the batch rows."""
+    from fastapi.testclient import TestClient
+
+    from defectkit.apps.daemon.api import create_app
+    from defectkit.apps.daemon.config import ServeConfig
+    from defectkit.apps.daemon.service import Service
+    from defectkit.testing.daemon import load_fake_bundle
+
+    files = write_gray_archive(tmp_path / "archive", 4)
+    db = tmp_path / "shared.db"
+    store = open_store(str(db))
+    try:
+        bundle_id = run_batch(config(tmp_path), client, store).bundle_id
+    finally:
+        store.close()
+    service = Service(ServeConfig(bundle=tmp_path / "bundle", db=str(db)), loader=load_fake_bundle)
+    try:
+        with TestClient(create_app(service)) as api:
+            body = api.get("/v1/results", params={"source": "batch"}).json()
+    finally:
+        service.stop()
+    assert sorted(r["name"] for r in body["results"]) == sorted(map(str, files))
+    assert {r["bundle_id"] for r in body["results"]} == {bundle_id}
+    assert {r["verdict"] for r in body["results"]} == {"good", "defect"} and body["results"][0][
+        "caption"
+    ]
