@@ -61,7 +61,8 @@ def register(sub) -> None:
     p.add_argument(
         "--retry-failed",
         action="store_true",
-        help="read again the files that have a rejected or error row for this bundle",
+        help="read again the files that have a rejected or error row for this bundle "
+        "(a file that now reads differently gets a new row; the old one stays)",
     )
     p.add_argument("--device", default="CPU", help="runtime device on the workers (default CPU)")
     p.add_argument(

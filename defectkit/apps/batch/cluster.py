@@ -78,10 +78,17 @@ def open_client(
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address=dashboard, silence_logs=logging.ERROR,
-        )  # fmt: skip
+        import dask
+
+        # Dask's nannies set MALLOC_TRIM_THRESHOLD_ in their workers, which pins glibc's
+        # mmap threshold: every per-batch array (maps at image size) is then fresh pages,
+        # costing CPU on every image (measured in benchmarks/results/archive_batch.md).
+        # A worker's arrays live for one batch, so the default heap reuses them.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = LocalCluster(
+                n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=dashboard, silence_logs=logging.ERROR,
+            )  # fmt: skip
         try:
             with Client(cluster) as client:
                 yield client
