@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "defectkit.cli.export",
     "defectkit.cli.serve",
     "defectkit.cli.bundles",
+    "defectkit.cli.batch",
     "defectkit.cli.app",
 )
 

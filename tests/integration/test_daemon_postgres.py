@@ -7,7 +7,6 @@ user when the tests run as root, and is thrown away afterwards.
 
 import hashlib
 import signal
-import subprocess
 import threading
 
 import pytest
@@ -22,21 +21,9 @@ psycopg = pytest.importorskip(
 
 
 @pytest.fixture(scope="module")
-def pg():
-    if not (kit.find_pg_bin("initdb") and kit.find_pg_bin("pg_ctl")):
-        pytest.skip(
-            "PostgreSQL server not installed (apt-get install postgresql): skipping PostgreSQL tests"
-        )
-    server = kit.PostgresServer()
-    try:
-        server.start()
-    except subprocess.CalledProcessError as exc:
-        server.stop()
-        pytest.skip(
-            f"could not start a throw-away PostgreSQL: {exc.stderr.decode(errors='replace')[-300:]}"
-        )
-    yield server
-    server.stop()
+def pg(postgres_server):
+    """The throw-away server of tests/integration/conftest.py (or a skip saying why)."""
+    return postgres_server
 
 
 @pytest.fixture
@@ -143,3 +130,33 @@ def test_daemon_on_postgres_survives_sigkill(url, tmp_path):
     )
     assert sorted(status for _, status in rows).count("rejected") == 1
     assert not (watch / ".defectkit" / "results.db").exists(), "nothing written to SQLite"
+
+
+V1_POSTGRES = """CREATE TABLE inspections (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,
+    source TEXT NOT NULL, name TEXT, station TEXT, status TEXT NOT NULL, verdict TEXT,
+    label TEXT, score DOUBLE PRECISION, bundle_id TEXT, error TEXT, result JSONB NOT NULL);
+CREATE TABLE inspections_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO inspections_meta VALUES ('schema_version', '1')"""
+
+
+def test_a_schema_1_database_is_migrated_to_one_row_per_content_and_bundle(url):
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in V1_POSTGRES.split(";"):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO inspections (sha256, created_at, source, status, bundle_id, result) "
+            "VALUES (%s, 1.0, 'folder', 'ok', 'old', '{}')", [record(1).sha256]
+        )
+    store = open_store(url)
+    try:
+        assert store.get_by_sha(record(1).sha256, "old")["id"] == 1
+        assert store.upsert(record(1, bundle_id="new"))[1], "a new bundle adds a row"
+        assert not store.upsert(record(1, bundle_id="old"))[1], "the old pair stays unique"
+        assert store.count() == 2
+    finally:
+        store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT value FROM inspections_meta").fetchone() == ("2",)
+    open_store(url).close()  # opening a migrated database again changes nothing

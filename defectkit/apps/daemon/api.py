@@ -184,7 +184,7 @@ def create_app(service: Service) -> FastAPI:
         verdict: str | None = Query(None, pattern="^(good|defect|hold)$"),
         label: str | None = Query(None, alias="class", description="class / label, e.g. scratch"),
         status: str | None = Query(None, pattern="^(" + "|".join(STATUSES) + ")$"),
-        source: str | None = Query(None, pattern="^(http|folder)$"),
+        source: str | None = Query(None, pattern="^(http|folder|batch)$"),  # batch: inspect batch
         station: str | None = None,
         before: int | None = Query(
             None, ge=1, le=MAX_ID, description="the 'next' cursor of the previous page"

@@ -4,10 +4,15 @@ Both back-ends run the same SQL through one :class:`ResultStore`; a small
 :class:`Dialect` carries what differs (placeholders, DDL, how to begin a transaction).
 
 Why the choices:
-- ``sha256`` is UNIQUE: the same file seen twice (a crash between commit and move, a
-  camera that writes a file again) can never become two rows. Rows that were *not* a
-  successful inspection (``rejected``/``error``) may be overwritten by a later attempt,
-  so moving a quarantined file back into the hot folder retries it, still as one row.
+- ``(sha256, bundle_id)`` is UNIQUE: the same file seen twice by one bundle (a crash
+  between commit and move, a camera that writes a file again, a resumed archive run)
+  can never become two rows, while a re-inspection with a new bundle adds its own rows
+  beside the old ones (``inspect compare``). Every row names its bundle (a NULL would
+  make the pair unenforceable). Rows that were *not* a successful inspection
+  (``rejected``/``error``) may be overwritten by a later attempt, so moving a
+  quarantined file back into the hot folder retries it, still as one row.
+- Schema version 1 (``sha256`` unique alone) is migrated in place on open, in the
+  same transaction as the DDL, so two processes opening it at once migrate it once.
 - SQLite runs in WAL mode with ``synchronous=FULL``: HTTP readers never block the
   writer, and a committed row survives a power cut. The hot folder moves a file only
   after that commit, so the worst a power cut can do is leave a file to be re-seen
@@ -22,7 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field
 from datetime import datetime, timezone
@@ -32,12 +37,14 @@ from typing import Any
 from defectkit.apps.daemon.errors import StoreError
 from defectkit.apps.daemon.storehealth import FileIdentity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COLUMNS = (
     "sha256", "created_at", "source", "name", "station", "status",
     "verdict", "label", "score", "bundle_id", "error", "result",
 )  # fmt: skip
 STATUSES = ("ok", "rejected", "error")
+#: What makes a row unique: one row per content per bundle.
+UNIQUE_KEY = ("sha256", "bundle_id")
 
 
 @dataclass(frozen=True)
@@ -46,14 +53,14 @@ class Record:
 
     sha256: str
     created_at: float  # unix seconds
-    source: str  # "http" | "folder"
+    source: str  # "http" | "folder" | "batch"
     name: str | None
     station: str
     status: str  # "ok" | "rejected" | "error"
     verdict: str | None = None
     label: str | None = None
     score: float | None = None
-    bundle_id: str | None = None
+    bundle_id: str | None = None  # required by the store; None only in v1 rows
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -84,6 +91,7 @@ class Dialect:
     json_param: str  # placeholder for the result JSON column
     errors: tuple[type[BaseException], ...]  # driver errors turned into StoreError
     transaction: Callable[[Any], Any]  # context manager: one committed transaction
+    upgrade_v1: Callable[[Any], None]  # schema 1 -> 2, inside the open transaction
     reconnect_on: tuple[type[BaseException], ...] = ()
     identity: FileIdentity | None = None  # SQLite: the file must stay the one opened
     after_probe: tuple[str, ...] = ()  # statements that make a health probe touch the disk
@@ -129,31 +137,52 @@ class ResultStore:
     # -- writing ---------------------------------------------------------------------
 
     def upsert(self, record: Record) -> tuple[dict[str, Any], bool]:
-        """Store ``record`` unless a successful row for its SHA-256 exists.
+        """Store ``record`` unless a successful row for its (SHA-256, bundle) exists.
 
         Returns:
             (the row now stored, True when this call wrote it). False means a row with
             status ``ok`` was already there and is returned unchanged (a duplicate).
         """
         p = self.dialect.param
-        values = list(astuple(record))
-        values[-1] = json.dumps(record.result, default=_json_default, allow_nan=False)
-        placeholders = ", ".join([p] * (len(COLUMNS) - 1) + [self.dialect.json_param])
-        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "sha256")
-        sql = (
-            f"INSERT INTO inspections ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
-            f"ON CONFLICT (sha256) DO UPDATE SET {updates} WHERE inspections.status <> 'ok'"
-        )
+        sql, values = self._upsert_sql(record)
 
         def run(conn: Any) -> tuple[dict[str, Any], bool]:
             with self.dialect.transaction(conn):
                 written = conn.execute(sql, values).rowcount == 1
                 row = _fetch_one(
-                    conn, f"SELECT * FROM inspections WHERE sha256 = {p}", [record.sha256]
+                    conn,
+                    f"SELECT * FROM inspections WHERE sha256 = {p} AND bundle_id = {p}",
+                    [record.sha256, record.bundle_id],
                 )
             return row, written
 
         return self._run("write", run)
+
+    def upsert_many(self, records: Sequence[Record]) -> list[bool]:
+        """:meth:`upsert` for many records in one transaction (one commit, one fsync);
+        returns, per record, whether it was written (False: an ``ok`` row was there)."""
+        statements = [self._upsert_sql(r) for r in records]
+
+        def run(conn: Any) -> list[bool]:
+            with self.dialect.transaction(conn):
+                return [conn.execute(sql, values).rowcount == 1 for sql, values in statements]
+
+        return self._run("write", run) if statements else []
+
+    def _upsert_sql(self, record: Record) -> tuple[str, list[Any]]:
+        if not record.bundle_id:
+            raise ValueError(f"record {record.sha256[:12]} names no bundle_id; every row needs one")
+        p = self.dialect.param
+        values = list(astuple(record))
+        values[-1] = json.dumps(record.result, default=_json_default, allow_nan=False)
+        placeholders = ", ".join([p] * (len(COLUMNS) - 1) + [self.dialect.json_param])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in UNIQUE_KEY)
+        sql = (
+            f"INSERT INTO inspections ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({', '.join(UNIQUE_KEY)}) DO UPDATE SET {updates} "
+            "WHERE inspections.status <> 'ok'"
+        )
+        return sql, values
 
     # -- reading ---------------------------------------------------------------------
 
@@ -163,10 +192,17 @@ class ResultStore:
             "read", lambda c: _fetch_one(c, f"SELECT * FROM inspections WHERE id = {p}", [row_id])
         )
 
-    def get_by_sha(self, sha256: str) -> dict[str, Any] | None:
+    def get_by_sha(self, sha256: str, bundle_id: str) -> dict[str, Any] | None:
+        """The row of this content under this bundle (rows are unique by the pair)."""
         p = self.dialect.param
-        sql = f"SELECT * FROM inspections WHERE sha256 = {p}"
-        return self._run("read", lambda c: _fetch_one(c, sql, [sha256]))
+        sql = f"SELECT * FROM inspections WHERE sha256 = {p} AND bundle_id = {p}"
+        return self._run("read", lambda c: _fetch_one(c, sql, [sha256, bundle_id]))
+
+    def select(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query on the reader connection (placeholders:
+        ``self.dialect.param``); for callers with their own questions (``inspect batch``
+        resuming, ``inspect compare``)."""
+        return self._run("read", lambda c: _fetch_all(c, sql, list(args)))
 
     def query(self, q: ResultQuery) -> list[dict[str, Any]]:
         """Rows matching ``q``, newest (highest id) first, at most ``q.limit``."""
@@ -269,6 +305,12 @@ class ResultStore:
                 f"INSERT INTO inspections_meta (key, value) VALUES ({p}, {p})",
                 ["schema_version", str(SCHEMA_VERSION)],
             )
+        elif int(row[0]) == 1:
+            self.dialect.upgrade_v1(conn)
+            conn.execute(
+                f"UPDATE inspections_meta SET value = {p} WHERE key = {p}",
+                [str(SCHEMA_VERSION), "schema_version"],
+            )
         elif int(row[0]) > SCHEMA_VERSION:
             raise StoreError(
                 f"the results database has schema version {row[0]}, newer than this "
@@ -309,17 +351,39 @@ def _json_default(value: Any) -> Any:
 
 # -- SQLite ---------------------------------------------------------------------------
 
-_SQLITE_DDL = (
-    """CREATE TABLE IF NOT EXISTS inspections (
+_SQLITE_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
-        sha256 TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, source TEXT NOT NULL,
+        sha256 TEXT NOT NULL, created_at REAL NOT NULL, source TEXT NOT NULL,
         name TEXT, station TEXT, status TEXT NOT NULL, verdict TEXT, label TEXT,
-        score REAL, bundle_id TEXT, error TEXT, result TEXT NOT NULL)""",
+        score REAL, bundle_id TEXT, error TEXT, result TEXT NOT NULL,
+        CONSTRAINT inspections_sha_bundle UNIQUE (sha256, bundle_id))"""
+# One home for the indexes both back-ends create (and SQLite re-creates after a rebuild).
+# (bundle_id, name): an archive run asks "which of these files has this bundle done?".
+_INDEXES = (
     "CREATE INDEX IF NOT EXISTS inspections_created ON inspections (created_at)",
     "CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections (verdict, id)",
     "CREATE INDEX IF NOT EXISTS inspections_label ON inspections (label, id)",
-    "CREATE TABLE IF NOT EXISTS inspections_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS inspections_bundle_name ON inspections (bundle_id, name)",
 )
+_META = "CREATE TABLE IF NOT EXISTS inspections_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_SQLITE_DDL = (_SQLITE_TABLE.format(name="inspections"), *_INDEXES, _META)
+
+
+def _sqlite_upgrade_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: SQLite cannot drop a column's UNIQUE, so rebuild the table with
+    the same ids (and the same AUTOINCREMENT high-water mark: ids are never reused)."""
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'inspections'").fetchone()
+    conn.execute(_SQLITE_TABLE.format(name="inspections_v2"))
+    conn.execute(f"INSERT INTO inspections_v2 ({', '.join(('id', *COLUMNS))}) "
+                 f"SELECT {', '.join(('id', *COLUMNS))} FROM inspections")  # fmt: skip
+    conn.execute("DROP TABLE inspections")  # and its indexes; re-created below
+    conn.execute("ALTER TABLE inspections_v2 RENAME TO inspections")
+    if seq is not None:
+        conn.execute(
+            "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'inspections'", [seq[0]]
+        )
+    for statement in _INDEXES:
+        conn.execute(statement)
 
 
 def _sqlite_dialect(path: Path) -> Dialect:
@@ -350,6 +414,7 @@ def _sqlite_dialect(path: Path) -> Dialect:
         json_param="?",
         errors=(sqlite3.Error,),
         transaction=_sqlite_transaction,
+        upgrade_v1=_sqlite_upgrade_v1,
         identity=FileIdentity(path),
         # A commit lands in the WAL; only a checkpoint writes the database file itself,
         # and fails ("disk I/O error") when that file was made read-only or immutable.
@@ -375,14 +440,29 @@ _PG_DDL = (
     "SELECT pg_advisory_xact_lock(727274)",
     """CREATE TABLE IF NOT EXISTS inspections (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        sha256 TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,
+        sha256 TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
         source TEXT NOT NULL, name TEXT, station TEXT, status TEXT NOT NULL, verdict TEXT,
-        label TEXT, score DOUBLE PRECISION, bundle_id TEXT, error TEXT, result JSONB NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS inspections_created ON inspections (created_at)",
-    "CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections (verdict, id)",
-    "CREATE INDEX IF NOT EXISTS inspections_label ON inspections (label, id)",
-    "CREATE TABLE IF NOT EXISTS inspections_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        label TEXT, score DOUBLE PRECISION, bundle_id TEXT, error TEXT, result JSONB NOT NULL,
+        CONSTRAINT inspections_sha_bundle UNIQUE (sha256, bundle_id))""",
+    *_INDEXES,
+    _META,
 )
+
+
+def _postgres_upgrade_v1(conn: Any) -> None:
+    """Schema 1 -> 2 in place: drop the UNIQUE on ``sha256`` alone (whatever the server
+    named it), add the one on (sha256, bundle_id). Rows and ids stay as they are."""
+    single = conn.execute(
+        "SELECT c.conname FROM pg_constraint c JOIN pg_attribute a "
+        "ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) "
+        "WHERE c.conrelid = 'inspections'::regclass AND c.contype = 'u' "
+        "AND array_length(c.conkey, 1) = 1 AND a.attname = 'sha256'"
+    ).fetchall()
+    for (name,) in single:
+        conn.execute(f'ALTER TABLE inspections DROP CONSTRAINT "{name}"')
+    conn.execute(
+        "ALTER TABLE inspections ADD CONSTRAINT inspections_sha_bundle UNIQUE (sha256, bundle_id)"
+    )
 
 
 def _postgres_dialect(url: str) -> Dialect:
@@ -407,6 +487,7 @@ def _postgres_dialect(url: str) -> Dialect:
         errors=(psycopg.Error,),
         reconnect_on=(psycopg.OperationalError, psycopg.InterfaceError),
         transaction=_postgres_transaction,
+        upgrade_v1=_postgres_upgrade_v1,
     )
 
 

@@ -92,7 +92,7 @@ class Pipeline:
         try:
             sized: list[tuple[Job, int]] = []
             for job in jobs:
-                self._guard(job, self._prepare, job, sized)
+                self._guard(job, self._prepare, job, sized, bundle.id)
             for run in chunks_within(sized, self.pixels.capacity):
                 with self.pixels.hold(sum(pixels for _, pixels in run)):
                     self._inspect(bundle, [job for job, _ in run])
@@ -123,9 +123,9 @@ class Pipeline:
             self.metrics.inference.observe(per_image)
             self._guard(job, self._commit, job, image, result, bundle, decode_s, per_image)
 
-    def _prepare(self, job: Job, sized: list) -> None:
-        """Load bytes, settle duplicates, refuse what is too large in bytes or pixels;
-        the rest wait for their pixels to be decoded."""
+    def _prepare(self, job: Job, sized: list, bundle_id: str) -> None:
+        """Load bytes, settle duplicates (this content seen by this bundle), refuse what
+        is too large in bytes or pixels; the rest wait for their pixels to be decoded."""
         if job.data is None:
             try:
                 job.data, job.signature = _read_claimed(job.path, self.max_bytes)
@@ -136,7 +136,7 @@ class Pipeline:
             raise Rejected(
                 f"{len(job.data):,} bytes is more than the --max-upload-mb limit", "too_large", 413
             )
-        existing = self.store.get_by_sha(job.sha256)
+        existing = self.store.get_by_sha(job.sha256, bundle_id)
         if existing is not None and existing["status"] == "ok":
             self._settle_row(job, existing, duplicate=True)
             return
@@ -297,7 +297,7 @@ class Pipeline:
             record = Record(
                 sha256=sha, created_at=self.clock(), source=job.source, name=job.name,
                 station=self.station, status=status, error=reason,
-                bundle_id=self.bundles.id if status == "error" else None,
+                bundle_id=self.bundles.id,  # rows are unique per (content, bundle)
             )  # fmt: skip
             row, written = self.store.upsert(record)
             if not written:  # a successful row appeared meanwhile: it wins

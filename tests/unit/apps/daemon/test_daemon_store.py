@@ -109,3 +109,81 @@ def test_a_closed_store_raises_store_error(store):
     store.close()
     with pytest.raises(StoreError):
         store.get(1)
+
+
+# -- one row per (content, bundle), and the migration from schema 1 ----------------------
+
+
+def test_a_new_bundle_adds_its_own_row_for_the_same_content(store):
+    first, written = store.upsert(record(bundle_id="old"))
+    second, written_again = store.upsert(record(bundle_id="new", verdict="defect"))
+    assert written and written_again and first["id"] != second["id"]
+    assert store.get_by_sha("a" * 64, "old")["verdict"] == "good"
+    assert store.get_by_sha("a" * 64, "new")["verdict"] == "defect"
+    assert store.get_by_sha("a" * 64, "other") is None
+    assert store.upsert(record(bundle_id="new"))[1] is False and store.count() == 2
+
+
+def test_a_row_without_a_bundle_is_refused(store):
+    with pytest.raises(ValueError, match="bundle_id"):
+        store.upsert(record(bundle_id=None))
+    assert store.count() == 0
+
+
+def test_upsert_many_writes_in_one_transaction_and_reports_duplicates(store):
+    store.upsert(record(sha="1" * 64))
+    store.upsert(record(sha="2" * 64, status="rejected"))
+    written = store.upsert_many(
+        [record(sha="1" * 64), record(sha="2" * 64), record(sha="3" * 64), record(sha="3" * 64)]
+    )
+    assert written == [False, True, True, False]  # ok stays; rejected is retried; 3 once
+    assert store.count() == 3 and store.get_by_sha("2" * 64, "b1")["status"] == "ok"
+    assert store.upsert_many([]) == []
+
+
+def test_upsert_many_is_all_or_nothing(store):
+    with pytest.raises(ValueError):
+        store.upsert_many([record(sha="1" * 64), record(sha="2" * 64, result={"x": float("inf")})])
+    assert store.count() == 0
+
+
+#: The schema-1 table as defectkit <= 0.x created it: ``sha256`` unique on its own.
+V1_SQLITE = """CREATE TABLE inspections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, source TEXT NOT NULL,
+    name TEXT, station TEXT, status TEXT NOT NULL, verdict TEXT, label TEXT,
+    score REAL, bundle_id TEXT, error TEXT, result TEXT NOT NULL);
+CREATE INDEX inspections_created ON inspections (created_at);
+CREATE INDEX inspections_verdict ON inspections (verdict, id);
+CREATE INDEX inspections_label ON inspections (label, id);
+CREATE TABLE inspections_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO inspections_meta VALUES ('schema_version', '1');
+INSERT INTO inspections (sha256, created_at, source, name, station, status, verdict, label,
+    score, bundle_id, error, result) VALUES
+  ('aa', 1.0, 'folder', 'a.png', 'L1', 'ok', 'good', 'good', 0.1, 'old', NULL, '{}'),
+  ('bb', 2.0, 'folder', 'b.png', 'L1', 'rejected', NULL, NULL, NULL, NULL, 'truncated', '{}'),
+  ('cc', 3.0, 'http', 'c.png', 'L1', 'ok', 'defect', 'dent', 0.9, 'old', NULL, '{"k": 1}');
+DELETE FROM inspections WHERE sha256 = 'cc';"""
+
+
+def test_a_schema_1_database_is_migrated_in_place(tmp_path):
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V1_SQLITE)
+    store = open_store(str(path))
+    try:
+        rows = {r["sha256"]: r for r in store.query(ResultQuery())}
+        assert sorted(rows) == ["aa", "bb"] and rows["aa"]["id"] == 1 and rows["bb"]["id"] == 2
+        assert rows["bb"]["bundle_id"] is None and rows["bb"]["error"] == "truncated"
+        row, written = store.upsert(record(sha="aa", bundle_id="new"))  # adds, not collides
+        assert written and row["id"] == 4, "ids continue after the deleted row 3, never reused"
+        assert store.upsert(record(sha="aa", bundle_id="old"))[1] is False
+        assert len(store.query(ResultQuery(verdict="good"))) == 2  # indexes still answer
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM inspections_meta").fetchone() == ("2",)
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"inspections_created", "inspections_verdict", "inspections_label",
+                "inspections_bundle_name"} <= indexes  # fmt: skip
+    open_store(str(path)).close()  # a second open finds version 2 and changes nothing

@@ -146,3 +146,15 @@ def test_an_overlay_failure_does_not_fail_the_inspection(make_service, tmp_path,
     (outcome,) = run(service, Job(HTTP, "a.png", png_bytes(200)))
     assert outcome.status == 200 and outcome.body["overlay"] is None
     assert service.metrics.errors.value(kind="overlay") == 1
+
+
+def test_a_new_bundle_inspects_content_the_old_one_already_did(make_service, tmp_path):
+    """Duplicates are per bundle: after a reload the same image gets the new bundle's row."""
+    service = make_service(start=False)
+    first = run(service, Job(HTTP, "a.png", png_bytes(50)))[0]
+    service.bundles.reload(write_fake_bundle(tmp_path / "bundles" / "v2", tag="v2"))
+    second = run(service, Job(HTTP, "a.png", png_bytes(50)))[0]
+    third = run(service, Job(HTTP, "again.png", png_bytes(50)))[0]
+    assert not second.body["duplicate"] and second.body["bundle_id"] != first.body["bundle_id"]
+    assert third.body["duplicate"] and third.body["id"] == second.body["id"]
+    assert service.store.count() == 2
