@@ -256,6 +256,8 @@ class ResultStore:
             except Exception:  # noqa: BLE001 - closing a broken connection must not raise
                 pass
         self._conns.clear()
+        if self.dialect.identity is not None:
+            self.dialect.identity.release()  # after the connections: see FileIdentity
 
     # -- internals -------------------------------------------------------------------
 

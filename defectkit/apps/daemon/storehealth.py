@@ -11,6 +11,8 @@ runs a real write (:meth:`~defectkit.apps.daemon.store.ResultStore.probe`) inste
 from __future__ import annotations
 
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from defectkit.apps.daemon.errors import ServeError, StoreError
@@ -21,11 +23,21 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 class FileIdentity:
     """The (device, inode) of a SQLite file and its WAL, captured once they are open,
-    and the database's header: what ``check`` compares before every write."""
+    and the database's header: what ``check`` compares before every write.
+
+    The header is read through one descriptor kept open while the store is (see
+    :class:`_Descriptors`): closing any descriptor of the database file drops every
+    POSIX lock this process holds on it, SQLite's included. An outside reader's
+    ``close()`` then finds itself alone, checkpoints and deletes the WAL this process
+    still writes into, and every later commit lands in that deleted file: invisible to
+    other readers and lost on a crash. So a WAL that changes under an open store is an
+    error (the check below), and nothing here closes the database file while it is open.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._expected: dict[Path, tuple[int, int]] = {}
+        self._fd: int | None = None
 
     def capture(self) -> None:
         for path in (self.path, self.wal):
@@ -34,6 +46,14 @@ class FileIdentity:
             except FileNotFoundError:
                 continue  # no WAL yet (nothing written): only the database is checked
             self._expected[path] = (st.st_dev, st.st_ino)
+        if self._fd is None and self.path in self._expected:
+            self._fd = _DESCRIPTORS.acquire(self.path, self._expected[self.path])
+
+    def release(self) -> None:
+        """Give back the header descriptor; only after the store's connections closed."""
+        if self._fd is not None:
+            _DESCRIPTORS.release(self._expected[self.path])
+            self._fd = None
 
     @property
     def wal(self) -> Path:
@@ -57,9 +77,10 @@ class FileIdentity:
     def _check_header(self) -> None:
         # WAL mode commits into the -wal file, so a database overwritten in place still
         # takes writes until the next checkpoint mixes them with the garbage.
+        if self._fd is None:
+            return
         try:
-            with open(self.path, "rb") as f:
-                head = f.read(len(SQLITE_MAGIC))
+            head = os.pread(self._fd, len(SQLITE_MAGIC), 0)
         except OSError as exc:
             raise StoreError(
                 f"{self.path}: cannot read the database file ({exc.strerror})"
@@ -69,6 +90,46 @@ class FileIdentity:
                 f"{self.path} is no longer a SQLite database (overwritten?); writes stopped. "
                 "Restore it from a backup and restart"
             )
+
+
+@dataclass
+class _Shared:
+    fd: int
+    users: int
+
+
+class _Descriptors:
+    """One read-only descriptor per database file in this process, shared by every
+    store open on it and closed with the last one: the way SQLite's own unix VFS keeps
+    a file's locks while a second connection to it closes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[int, int], _Shared] = {}
+
+    def acquire(self, path: Path, key: tuple[int, int]) -> int:
+        with self._lock:
+            shared = self._open.get(key)
+            if shared is None:
+                fd = os.open(path, os.O_RDONLY)
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != key:
+                    os.close(fd)  # another file: closing it leaves the store's locks alone
+                    raise StoreError(_gone(path, "was replaced by another file"))
+                shared = self._open[key] = _Shared(fd, 0)
+            shared.users += 1
+            return shared.fd
+
+    def release(self, key: tuple[int, int]) -> None:
+        with self._lock:
+            shared = self._open[key]
+            shared.users -= 1
+            if shared.users == 0:
+                del self._open[key]
+                os.close(shared.fd)
+
+
+_DESCRIPTORS = _Descriptors()
 
 
 def _gone(path: Path, what: str) -> str:

@@ -5,16 +5,30 @@ beside the results of the old one."""
 import os
 import sqlite3
 import subprocess
+import sys
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from defectkit.apps.daemon.api import create_app
 from defectkit.apps.daemon.errors import ServeError
+from defectkit.apps.daemon.store import Record, open_store
 from defectkit.testing.daemon import png_bytes
 from defectkit.testing.processes import hot_folder_state, wait_until
 
 PNG = {"Content-Type": "image/png"}
+
+# An outside reader (``sqlite3 results.db``, a dashboard): read-write connection, one
+# read, close. Its close checkpoints and deletes the WAL whenever it holds the only lock.
+OUTSIDE_READER = """
+import sqlite3, sys, time
+for _ in range(int(sys.argv[2])):
+    conn = sqlite3.connect(sys.argv[1], timeout=30)
+    conn.execute("SELECT count(*) FROM inspections").fetchone()
+    conn.close()
+    time.sleep(0.01)
+"""
 
 
 def store_errors(service) -> float:
@@ -117,3 +131,62 @@ def test_health_probes_at_most_once_a_second(make_service, monkeypatch):
     for _ in range(5):
         assert service.health()[0] == 200
     assert len(calls) <= 1
+
+
+def record(n: int) -> Record:
+    return Record(
+        sha256=f"{n:064x}", created_at=time.time(), source="folder", name=f"{n}.png",
+        station="L1", status="ok", verdict="good", label="good", score=0.1, bundle_id="b1",
+        error=None, result={"defects": []},
+    )  # fmt: skip
+
+
+def outside_count(db) -> int:
+    """Rows a fresh connection in another process sees (what a crash would leave)."""
+    script = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+    script += "'SELECT count(*) FROM inspections').fetchone()[0])"
+    out = subprocess.run([sys.executable, "-c", script, str(db)], capture_output=True, text=True)
+    return int(out.stdout)
+
+
+def write_beside_outside_readers(store, db, first: int) -> int:
+    """Write rows while another process opens, reads and closes the store; the count."""
+    reader = subprocess.Popen([sys.executable, "-c", OUTSIDE_READER, str(db), "30"])
+    written = first
+    try:
+        while reader.poll() is None or written == first:
+            store.upsert(record(written))
+            written += 1
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+        reader.wait()
+    assert reader.returncode == 0
+    return written
+
+
+def test_outside_readers_do_not_stop_writes_or_hide_rows(tmp_path):
+    db = tmp_path / "results.db"
+    store = open_store(str(db))
+    errors: list[str] = []
+    store.on_error = errors.append
+    try:
+        written = write_beside_outside_readers(store, db, 0)
+        assert errors == [], "an outside reader is not a store failure"
+        # Every committed row is in the live WAL, not in a deleted copy only this
+        # process still holds (which a crash would lose).
+        assert outside_count(db) == written
+    finally:
+        store.close()
+
+
+def test_closing_one_store_keeps_the_other_on_the_same_file_safe(tmp_path):
+    db = tmp_path / "results.db"
+    first, second = open_store(str(db)), open_store(str(db))
+    first.upsert(record(0))
+    first.close()
+    try:
+        written = write_beside_outside_readers(second, db, 1)
+        assert outside_count(db) == written
+    finally:
+        second.close()
