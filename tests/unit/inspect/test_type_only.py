@@ -137,3 +137,10 @@ def test_cli_fits_and_predicts_a_folder_without_good(samples, tmp_path, capsys):
     for line in capsys.readouterr().out.splitlines():  # path, verdict, label, score
         _, verdict, label, score = line.split("\t")
         assert (verdict, score) == ("-", "-") and label in ("hole", "scratch")
+    capsys.readouterr()
+    assert main(["eval", str(model), str(data), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    # No verdict: nothing about scores, maps or good-vs-defect is reported, only types.
+    assert measured["mode"] == "type_only"
+    assert measured["image_auroc"] is None and measured["pixel_auroc"] is None and measured["binary_accuracy"] is None
+    assert 0.0 <= measured["accuracy"] <= 1.0
