@@ -118,6 +118,10 @@ def register(sub) -> None:
     p.add_argument("--save-overlays", metavar="DIR", help="write heatmap overlays (PNG) into DIR")
     p.add_argument("--threshold", type=float,
                    help="override the image threshold for this run (a lower one takes the pixel threshold with it)")
+    p.add_argument("--transductive", action="store_true",
+                   help="also score the images against each other (a model folder only; two passes): variation "
+                   "most of the batch shares stops counting as a defect; for re-inspecting a batch or archive "
+                   "when good shots are few")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -184,10 +188,7 @@ def open_model(path: str | Path):
 
 
 def cmd_predict(args) -> int:
-    from PIL import Image
-
     from defectkit.core.images import list_image_files, read_image
-    from defectkit.core.overlay import overlay
     from defectkit.errors import ImageError
 
     model = open_model(args.model)
@@ -198,6 +199,7 @@ def cmd_predict(args) -> int:
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
+    readable = []
     for path in paths:
         try:
             image = read_image(path)
@@ -206,21 +208,52 @@ def cmd_predict(args) -> int:
             record = {"path": str(path), "error": str(exc)}
             print(json.dumps(record) if args.json else f"{path}\tERROR\t{exc}", flush=True)
             continue
-        result = model.inspect([image], [str(path)])[0]
-        if out_dir:
-            pic = overlay(image, result.anomaly_map, threshold=result.threshold, boxes=result.boxes)
-            Image.fromarray(pic).save(out_dir / f"{path.stem}_overlay.png")
-        if args.json:
-            print(json.dumps(result.to_dict()), flush=True)
-        else:
-            # A type-only model has neither verdict nor score: "-" keeps the columns.
-            verdict = result.verdict or "-"
-            score = "-" if result.mode == "type_only" else f"{result.score:.4f}"
-            print(f"{path}\t{verdict}\t{result.label}\t{score}", flush=True)
+        if args.transductive:
+            readable.append(path)
+            continue
+        _print_result(args, path, image, model.inspect([image], [str(path)])[0], out_dir)
+    if args.transductive:
+        for path, result in zip(readable, _transductive(model, readable), strict=True):
+            _print_result(args, path, read_image(path) if out_dir else None, result, out_dir)
     if failures:
         print(f"inspect: {failures} of {len(paths)} images could not be read", file=sys.stderr)
         return 2
     return 0
+
+
+def _transductive(model, paths: list[Path]) -> list:
+    from tqdm.auto import tqdm
+
+    from defectkit.core.images import read_image
+    from defectkit.inspect.inspector import Inspector
+    from defectkit.inspect.transductive import inspect_transductive
+
+    if not isinstance(model, Inspector):
+        raise ConfigError("--transductive needs a model folder from `inspect fit` (it compares patch features), not a bundle")
+    bar = tqdm(total=2 * len(paths), desc="transductive (2 passes)", unit="img", leave=False)
+    try:
+        return inspect_transductive(
+            model, lambda i: read_image(paths[i]), len(paths), [str(p) for p in paths], progress=bar.update
+        )
+    finally:
+        bar.close()
+
+
+def _print_result(args, path: Path, image, result, out_dir: Path | None) -> None:
+    from PIL import Image
+
+    from defectkit.core.overlay import overlay
+
+    if out_dir:
+        pic = overlay(image, result.anomaly_map, threshold=result.threshold, boxes=result.boxes)
+        Image.fromarray(pic).save(out_dir / f"{path.stem}_overlay.png")
+    if args.json:
+        print(json.dumps(result.to_dict()), flush=True)
+    else:
+        # A type-only model has neither verdict nor score: "-" keeps the columns.
+        verdict = result.verdict or "-"
+        score = "-" if result.mode == "type_only" else f"{result.score:.4f}"
+        print(f"{path}\t{verdict}\t{result.label}\t{score}", flush=True)
 
 
 def _without_support(samples, model) -> list:
