@@ -77,14 +77,6 @@ def register(sub) -> None:
         "self-check numbers in the manifest)",
     )
     p.add_argument(
-        "--input-size",
-        nargs=2,
-        type=int,
-        metavar=("H", "W"),
-        help="input size of the exported graph (default: the model's; thresholds were "
-        "calibrated at the model's size)",
-    )
-    p.add_argument(
         "--device", default="CPU", help="device the self-check runs the bundle on (default: CPU)"
     )
     p.add_argument(
@@ -129,7 +121,6 @@ def cmd_export(args) -> int:
     images = _read_images(args.check_images) if args.check_images else None
     out = export_bundle(
         inspector, args.output, target=args.target, precision=args.precision,
-        input_size=tuple(args.input_size) if args.input_size else None,
         check_images=images, device=args.device,
     )  # fmt: skip
     manifest = json.loads((out / "manifest.json").read_text())
@@ -137,7 +128,7 @@ def cmd_export(args) -> int:
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     print(
         f"exported {out} ({args.target}, {args.precision}, {size / 1e6:.1f} MB, "
-        f"input {manifest['input_size'][0]}x{manifest['input_size'][1]})"
+        f"tiles {manifest['input_size'][0]}x{manifest['input_size'][1]}, {manifest['mode']})"
     )
     print(
         f"self-check on {check['images']} images ({check['engine']} {check['inference_precision']} "
@@ -149,11 +140,6 @@ def cmd_export(args) -> int:
         print(
             "note: checked on generated textures; pass --check-images with the support images "
             "to check on real parts"
-        )
-    if manifest["input_size"] != manifest["fitted_input_size"]:
-        print(
-            f"note: fitted at {manifest['fitted_input_size']}, exported at {manifest['input_size']}; "
-            "check the thresholds (`inspect threshold`) on real parts"
         )
     if band is not None:
         _set_band(out, band)

@@ -28,8 +28,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help=f"feature backbone (default: {d.backbone}, embedded, works offline); see `inspect backbones`")
     g.add_argument("--weights", help="weights file, folder or tag for the backbone (default: its standard weights)")
     g.add_argument("--layers", nargs="+", help="backbone layers to use (default: the backbone's shallow + mid maps)")
-    g.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
-                   help="resize images to H x W (default: the backbone's, 224 x 224)")
+    g.add_argument("--scale", type=float, default=d.scale,
+                   help="model pixels per image pixel (default: 1 = native resolution, nothing squashed; "
+                   "0.5 for images much larger than their defects: a quarter of the time)")
+    g.add_argument("--tile-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="tiles the model runs (default: fitted to the shots, at most 512 x 512); "
+                   "larger images are cut into overlapping tiles")
+    g.add_argument("--roi", nargs=4, type=int, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="region of interest in image pixels (default: the whole image); background, "
+                   "fixtures and frames outside it are neither learned nor scored")
     g.add_argument("--bank-size", type=int, default=d.bank_size,
                    help=f"memory-bank patches kept after coreset (default: {d.bank_size}); larger = slower, rarely better")
     g.add_argument("--augmentations", type=int, default=d.augmentations,
@@ -49,14 +56,20 @@ def config_from_args(args: argparse.Namespace):
         raise ConfigError(f"--bank-size must be at least 16, got {args.bank_size}")
     if args.augmentations < 0:
         raise ConfigError(f"--augmentations must be >= 0, got {args.augmentations}")
-    if args.input_size and min(args.input_size) < 32:
-        raise ConfigError(f"--input-size must be at least 32 x 32, got {args.input_size}")
+    if args.tile_size and min(args.tile_size) < 32:
+        raise ConfigError(f"--tile-size must be at least 32 x 32, got {args.tile_size}")
+    if not 0.05 <= args.scale <= 4:
+        raise ConfigError(f"--scale must be between 0.05 and 4, got {args.scale}")
+    if args.roi and (args.roi[2] <= args.roi[0] or args.roi[3] <= args.roi[1] or min(args.roi) < 0):
+        raise ConfigError(f"--roi must be X0 Y0 X1 Y1 with X0 < X1 and Y0 < Y1, got {args.roi}")
     return InspectorConfig(
         vocabulary=vocabulary_from_args(args),
         backbone=args.backbone,
         weights=args.weights,
         layers=tuple(args.layers) if args.layers else None,
-        input_size=tuple(args.input_size) if args.input_size else None,
+        scale=args.scale,
+        tile_size=tuple(args.tile_size) if args.tile_size else None,
+        roi=tuple(args.roi) if args.roi else None,
         bank_size=args.bank_size,
         augmentations=args.augmentations,
         seed=args.seed,
@@ -80,11 +93,16 @@ def register(sub) -> None:
     p = sub.add_parser(
         "fit", help="fit an inspector from a few labelled images",
         description="Fit an inspector from labelled shots and save it to a model folder. "
-        "Uses every image in DATA unless --shots picks N per class.",
+        "Uses every image in DATA unless --shots picks N per class. Unlabelled line images "
+        "(DATA/unlabelled/ or --unlabelled) teach what is normal; with no good shots and no "
+        "unlabelled images, two or more defect classes give a type-only model (defect sorting, no verdict).",
     )
     p.add_argument("data", metavar="DATA", help="dataset folder")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model folder to write")
     p.add_argument("--shots", type=int, help="use N images per class, picked reproducibly with --seed")
+    p.add_argument("--unlabelled", metavar="DIR", nargs="+",
+                   help="folders or files of unlabelled line images, mostly good (default: DATA/unlabelled/ "
+                   "when it exists); those that look like defects are kept out; at most 200 are used")
     _add_data_args(p)
     _add_config_args(p)
     p.set_defaults(func=cmd_fit)
@@ -100,6 +118,10 @@ def register(sub) -> None:
     p.add_argument("--save-overlays", metavar="DIR", help="write heatmap overlays (PNG) into DIR")
     p.add_argument("--threshold", type=float,
                    help="override the image threshold for this run (a lower one takes the pixel threshold with it)")
+    p.add_argument("--transductive", action="store_true",
+                   help="also score the images against each other (a model folder only; two passes): variation "
+                   "most of the batch shares stops counting as a defect; for re-inspecting a batch or archive "
+                   "when good shots are few")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -126,13 +148,31 @@ def cmd_fit(args) -> int:
     if args.shots is not None:
         samples, _ = pick_shots(samples, args.shots, seed=args.seed)
     support = SupportSet.from_samples(samples)
+    unlabelled = _unlabelled_paths(args)
     inspector = Inspector(config)
-    report = inspector.fit(support, progress=True)
+    report = inspector.fit(support, unlabelled=unlabelled, progress=True)
     inspector.save(args.output)
     counts = ", ".join(f"{c}: {n}" for c, n in support.summary()["shots_per_class"].items())
-    print(f"fitted {args.output} from {len(support.shots)} shots ({counts}) in {report.seconds['total']:.2f} s; "
-          f"threshold {report.thresholds.image:.4f}")
+    if report.unlabelled:
+        counts += f"; {report.unlabelled} unlabelled, {len(report.unlabelled_rejected)} of them judged defects"
+    # Without good shots there is no score to cut: say what the model does instead.
+    judged = (f"threshold {report.thresholds.image:.4f}" if inspector.model.has_verdict else
+              "type-only: no good shots, so it sorts defects into types and gives no verdict")
+    print(f"fitted {args.output} from {len(support.shots)} shots ({counts}) in {report.seconds['total']:.2f} s; {judged}")
     return 0
+
+
+def _unlabelled_paths(args) -> list[Path]:
+    """--unlabelled files and folders, else DATA/unlabelled/ for the folder layout."""
+    from defectkit.core.images import list_image_files
+    from defectkit.datasets import unlabelled_files
+
+    if args.unlabelled:
+        paths = list_image_files(args.unlabelled)
+        if not paths:
+            raise DatasetError(f"--unlabelled {' '.join(args.unlabelled)}: no images found")
+        return paths
+    return unlabelled_files(args.data) if args.format == "folder" else []
 
 
 def open_model(path: str | Path):
@@ -148,10 +188,7 @@ def open_model(path: str | Path):
 
 
 def cmd_predict(args) -> int:
-    from PIL import Image
-
     from defectkit.core.images import list_image_files, read_image
-    from defectkit.core.overlay import overlay
     from defectkit.errors import ImageError
 
     model = open_model(args.model)
@@ -162,6 +199,7 @@ def cmd_predict(args) -> int:
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
+    readable = []
     for path in paths:
         try:
             image = read_image(path)
@@ -170,18 +208,52 @@ def cmd_predict(args) -> int:
             record = {"path": str(path), "error": str(exc)}
             print(json.dumps(record) if args.json else f"{path}\tERROR\t{exc}", flush=True)
             continue
-        result = model.inspect([image], [str(path)])[0]
-        if out_dir:
-            pic = overlay(image, result.anomaly_map, threshold=result.threshold, boxes=result.boxes)
-            Image.fromarray(pic).save(out_dir / f"{path.stem}_overlay.png")
-        if args.json:
-            print(json.dumps(result.to_dict()), flush=True)
-        else:
-            print(f"{path}\t{result.verdict}\t{result.label}\t{result.score:.4f}", flush=True)
+        if args.transductive:
+            readable.append(path)
+            continue
+        _print_result(args, path, image, model.inspect([image], [str(path)])[0], out_dir)
+    if args.transductive:
+        for path, result in zip(readable, _transductive(model, readable), strict=True):
+            _print_result(args, path, read_image(path) if out_dir else None, result, out_dir)
     if failures:
         print(f"inspect: {failures} of {len(paths)} images could not be read", file=sys.stderr)
         return 2
     return 0
+
+
+def _transductive(model, paths: list[Path]) -> list:
+    from tqdm.auto import tqdm
+
+    from defectkit.core.images import read_image
+    from defectkit.inspect.inspector import Inspector
+    from defectkit.inspect.transductive import inspect_transductive
+
+    if not isinstance(model, Inspector):
+        raise ConfigError("--transductive needs a model folder from `inspect fit` (it compares patch features), not a bundle")
+    bar = tqdm(total=2 * len(paths), desc="transductive (2 passes)", unit="img", leave=False)
+    try:
+        return inspect_transductive(
+            model, lambda i: read_image(paths[i]), len(paths), [str(p) for p in paths], progress=bar.update
+        )
+    finally:
+        bar.close()
+
+
+def _print_result(args, path: Path, image, result, out_dir: Path | None) -> None:
+    from PIL import Image
+
+    from defectkit.core.overlay import overlay
+
+    if out_dir:
+        pic = overlay(image, result.anomaly_map, threshold=result.threshold, boxes=result.boxes)
+        Image.fromarray(pic).save(out_dir / f"{path.stem}_overlay.png")
+    if args.json:
+        print(json.dumps(result.to_dict()), flush=True)
+    else:
+        # A type-only model has neither verdict nor score: "-" keeps the columns.
+        verdict = result.verdict or "-"
+        score = "-" if result.mode == "type_only" else f"{result.score:.4f}"
+        print(f"{path}\t{verdict}\t{result.label}\t{score}", flush=True)
 
 
 def _without_support(samples, model) -> list:

@@ -173,6 +173,7 @@ def decide(
     classes: Sequence[str],
     *,
     image_size: tuple[int, int] | None = None,
+    has_verdict: bool = True,
 ) -> Decision:
     """One image's raw outputs -> :class:`Decision`.
 
@@ -182,13 +183,18 @@ def decide(
         classes: the K class names (``good`` first).
         image_size: (H, W) of the original image; the map, mask and regions are
             reported there. Default: the map's own size.
+        has_verdict: False for a type-only model (fitted without good shots): the
+            verdict is None, the label the most probable class, and there is no mask.
     """
     amap = np.asarray(raw.anomaly_map, dtype=np.float32)
     amap = resize_map(amap, tuple(image_size) if image_size is not None else amap.shape)
     probs = softmax(np.asarray(raw.class_logits, dtype=np.float64))
     score = float(raw.score)
-    verdict, label = decide_label(score, probs, classes, thresholds.image)
-    if verdict == GOOD:
+    if not has_verdict:
+        verdict, label = None, classes[int(np.argmax(probs))]
+    else:
+        verdict, label = decide_label(score, probs, classes, thresholds.image)
+    if verdict != DEFECT:
         mask, found = np.zeros(amap.shape, dtype=bool), []
     else:
         mask = defect_mask(amap, thresholds.pixel)

@@ -67,6 +67,34 @@ class RawOutputs(NamedTuple):
         )
 
 
+class TileOutputs(NamedTuple):
+    """What the exported graph returns for a batch of tiles (format 3).
+
+    The field names are the graph's output names; a field is None where the model has
+    no such output (no good shots: no ``distance``; no labelled defect patches: no
+    ``defect_distance``; no text tower: no ``embed``). Grids are the tile's patch grid.
+    """
+
+    features: Array  # N x D x h x w standardised patch features
+    distance: Array | None = None  # N x h x w distance to the nearest good patch
+    defect_distance: Array | None = None  # N x h x w distance to the nearest defect patch
+    embed: Array | None = None  # N x C x h' x w' text-space patch embeddings
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, v in zip(self._fields, self, strict=True) if v is not None)
+
+    def present(self) -> tuple[Array, ...]:
+        return tuple(v for v in self if v is not None)
+
+    def map(self, fn) -> TileOutputs:
+        return TileOutputs(*(None if v is None else fn(v) for v in self))
+
+    @classmethod
+    def concat(cls, parts: list[TileOutputs]) -> TileOutputs:
+        return cls(*(None if vs[0] is None else np.concatenate(vs) for vs in zip(*parts, strict=True)))
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Decision thresholds, kept outside the model graph so a line can move them.
@@ -293,8 +321,8 @@ class InspectionResult:
     :func:`defectkit.core.decide.decide` without running the model.
     """
 
-    score: float
-    verdict: str  # GOOD or DEFECT
+    score: float  # nan for a type-only model
+    verdict: str | None  # GOOD or DEFECT; None for a type-only model (no verdict exists)
     label: str  # GOOD, a defect class the class head backs, or ANOMALY (see decide_label)
     probabilities: dict[str, float]
     threshold: float
@@ -310,6 +338,9 @@ class InspectionResult:
     #: The inspected image (a reference, not a copy), from which compact defects' areas
     #: were read; None where it was not kept.
     image: np.ndarray | None = field(default=None, repr=False)
+    #: "inspect" (a verdict from the anomaly score) or "type_only" (defect sorting: a
+    #: model fitted without good shots says which type, never whether it is defective).
+    mode: str = "inspect"
 
     @property
     def is_defective(self) -> bool:
@@ -324,7 +355,8 @@ class InspectionResult:
     def to_dict(self, *, include_maps: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "path": self.path,
-            "score": round(float(self.score), 6),
+            "mode": self.mode,
+            "score": None if self.mode == "type_only" else round(float(self.score), 6),
             "verdict": self.verdict,
             "label": self.label,
             "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},

@@ -7,7 +7,7 @@ benchmarks and torch-free tools share them.
 from defectkit.core.geometry import angle_difference, mask_geometry
 from defectkit.datasets.base import GOOD, Sample, list_formats, load_dataset
 from defectkit.datasets.defects import list_defect_types
-from defectkit.datasets.folder import load_folder, write_folder
+from defectkit.datasets.folder import load_folder, unlabelled_files, write_folder
 from defectkit.datasets.mvtec import load_mvtec
 from defectkit.datasets.synthetic import make_synthetic
 from defectkit.datasets.textile import TextileSplit, load_textile, textile_protocol_split
@@ -24,6 +24,7 @@ __all__ = [
     "list_textures",
     "load_dataset",
     "load_folder",
+    "unlabelled_files",
     "load_mvtec",
     "load_textile",
     "load_visa",

@@ -241,6 +241,8 @@ def load_dataset(
     if spec.takes_split:
         options["split"] = split
     samples = loader(root, **options)
+    if not samples and format == "folder" and root is not None and (root / "unlabelled").is_dir():
+        return samples  # unlabelled images only (see defectkit.datasets.folder.unlabelled_files)
     if not samples:  # loaders word this better; this is the safety net
         raise DatasetError(f"{root}: no images found; expected {spec.layout}")
     return samples

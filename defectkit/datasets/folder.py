@@ -7,6 +7,8 @@
     ROOT/masks/<defect>/<stem>.png       optional mask, same stem as its image, any image suffix
     ROOT/notes.json                      optional {"scratch/img3.png": "note text", ...}
     ROOT/meta.json                       optional {"scratch/img3.png": {...}, ...} (ground truth)
+    ROOT/unlabelled/*.png                optional line images of unknown class, mostly good
+                                         (not samples: see :func:`unlabelled_files`)
 
 Class folders and files are sorted, so a dataset lists identically on every machine.
 Hidden files and non-image files are ignored (``Thumbs.db``, ``.DS_Store``, ``README``).
@@ -31,6 +33,7 @@ from defectkit.datasets.base import Sample
 from defectkit.errors import DatasetError
 
 MASKS = "masks"
+UNLABELLED = "unlabelled"
 NOTES = "notes.json"
 META = "meta.json"
 LAYOUT = "ROOT/good/*.png, ROOT/<defect>/*.png, optional ROOT/masks/<defect>/"
@@ -103,8 +106,10 @@ def load_folder(root: str | Path) -> list[Sample]:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset folder; expected {LAYOUT}")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p) and p.name != MASKS)
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p) and p.name not in (MASKS, UNLABELLED))
     files = [(folder.name, image) for folder in classes for image in _images_in(folder)]
+    if not files and unlabelled_files(root):
+        return []  # unlabelled images only: a fit can still learn what is normal from them
     if not files:
         stray = len(_images_in(root))
         hint = (
@@ -150,11 +155,17 @@ def load_folder(root: str | Path) -> list[Sample]:
     return samples
 
 
+def unlabelled_files(root: str | Path) -> list[Path]:
+    """The images in ``ROOT/unlabelled/`` (sorted; none when the folder is absent)."""
+    folder = Path(root) / UNLABELLED
+    return _images_in(folder) if folder.is_dir() else []
+
+
 # --- writing ----------------------------------------------------------------------------
 
 
 def _check_label(label: str) -> None:
-    bad = label in (".", "..", MASKS) or label.startswith(".") or any(c in label for c in "/\\:")
+    bad = label in (".", "..", MASKS, UNLABELLED) or label.startswith(".") or any(c in label for c in "/\\:")
     if bad:
         raise DatasetError(f"class name {label!r} cannot be a folder name; rename the class")
 

@@ -32,8 +32,12 @@ from defectkit.errors import BundleError, ConfigError
 FORMAT = "defectkit-bundle"
 #: 2 added the caption outputs (``prototype_similarity``, ``vocab_scores``) and the
 #: manifest's ``shots``; version 1 bundles (three outputs) still load, without notes.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 3: the graph runs fixed-size tiles and returns per-patch ``features``, ``distance``,
+#: ``defect_distance`` (and ``embed``); the manifest's ``tiles`` say how images are cut
+#: and its ``head`` holds the numpy head after the graph, and ``mode`` says whether the
+#: model gives verdicts. Versions 1 and 2 still load and run as before (resized images).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 TARGETS = ("openvino", "onnx")
 PRECISIONS = ("fp32", "fp16")

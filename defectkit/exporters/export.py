@@ -33,7 +33,6 @@ from defectkit.exporters.bundle import (
 from defectkit.exporters.onnx_export import (
     DYNAMIC_BATCH_LIMIT,
     INPUT_NAME,
-    at_input_size,
     convert_onnx_to_fp16,
     export_onnx,
     model_of,
@@ -43,9 +42,7 @@ from defectkit.inspect.model import InspectorModel
 from defectkit.inspect.saved import package_versions
 
 
-def build_manifest(
-    model: InspectorModel, *, target: str, precision: str, fitted_size, files: dict
-) -> dict[str, Any]:
+def build_manifest(model: InspectorModel, *, target: str, precision: str, files: dict) -> dict[str, Any]:
     """Everything a line-side PC needs to run and trust the model, as plain JSON."""
     pre = model.backbone.preprocessing
     return {
@@ -54,8 +51,11 @@ def build_manifest(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "target": target,
         "precision": precision,
+        # "inspect": a verdict from the anomaly score; "type_only": fitted without good
+        # shots, the model sorts defects into types and judges nothing good or defective.
+        "mode": "inspect" if model.has_verdict else "type_only",
         "input_size": list(model.input_size),
-        "fitted_input_size": list(fitted_size),
+        "tiles": model.tiles.to_dict(),
         "input_name": INPUT_NAME,
         "input": {
             "layout": "NCHW",
@@ -64,8 +64,9 @@ def build_manifest(
             "batch": f"dynamic, 1..{DYNAMIC_BATCH_LIMIT}",
         },
         "preprocessing": {
-            "function": "defectkit.core.images.preprocess",
-            "resize": "Pillow bilinear to input_size, then /255",
+            "function": "defectkit.core.tiling.cut_tiles",
+            "resize": "region of interest, Pillow bilinear by tiles.scale keeping the aspect, "
+            "reflect-padded, cut into input_size tiles, then /255",
             "interpolation": pre.interpolation,
             # Applied inside the graph (buffers of the model), listed for reference.
             "normalisation": "in_graph",
@@ -75,8 +76,10 @@ def build_manifest(
         "output_names": list(model.output_names),
         "classes": list(model.classes),
         "thresholds": model.thresholds.to_dict(),
+        # The numpy head after the graph (core.head): evidence, references, prototypes.
+        "head": model.head.to_dict(),
         # Caption context: the vocabulary in the order of ``vocab_scores`` (its text
-        # embeddings are in the graph) and the shots in the order of
+        # embeddings are in the head) and the shots in the order of
         # ``prototype_similarity``, with their notes.
         **model.caption_context.to_dict(),
         "backbone": {"name": model.backbone.name, "weights_id": model.backbone.weights_id},
@@ -107,7 +110,6 @@ def export_bundle(
     *,
     target: str,
     precision: str = "fp32",
-    input_size: tuple[int, int] | None = None,
     check_images: Sequence[np.ndarray] | None = None,
     device: str = "CPU",
 ) -> Path:
@@ -120,7 +122,6 @@ def export_bundle(
         target: ``"openvino"`` or ``"onnx"``.
         precision: ``"fp32"`` or ``"fp16"`` (weights and arithmetic; see the tolerances
             in :mod:`.selfcheck`).
-        input_size: (H, W) of the exported graph; default: the model's.
         check_images: H x W x 3 images for the self-check, ideally the support images;
             flipped, rotated and noised copies are added. Default: generated textures.
         device: where the self-check runs the exported model.
@@ -136,8 +137,7 @@ def export_bundle(
         raise ConfigError(f"unknown export target {target!r}; use one of: {', '.join(TARGETS)}")
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
-    fitted = model_of(inspector)
-    model = at_input_size(fitted, input_size)
+    model = model_of(inspector)
     base = list(check_images) if check_images else sc.default_check_images(model.input_size)
     images = sc.check_images(base)
 
@@ -146,13 +146,7 @@ def export_bundle(
 
     with atomic_directory(out_dir, marker=MANIFEST) as tmp:
         _write_model(model, tmp, target=target, precision=precision)
-        manifest = build_manifest(
-            model,
-            target=target,
-            precision=precision,
-            fitted_size=fitted.input_size,
-            files=hash_files(tmp),
-        )
+        manifest = build_manifest(model, target=target, precision=precision, files=hash_files(tmp))
         write_manifest(tmp, manifest)
         check = sc.run_selfcheck(
             Inspector.from_model(model), load_bundle(tmp, device=device), images,

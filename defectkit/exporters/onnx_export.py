@@ -17,7 +17,6 @@ of that folds to constants.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 from pathlib import Path
 
@@ -46,26 +45,8 @@ def model_of(inspector) -> InspectorModel:
     return model
 
 
-def at_input_size(inspector, input_size: tuple[int, int] | None) -> InspectorModel:
-    """The fitted model itself, or a copy that runs at ``input_size`` = (H, W).
-
-    The memory bank and prototypes are per-patch features, so they carry over to another
-    resolution; but thresholds were calibrated at the fitted size, which is why the
-    manifest records both sizes.
-    """
-    model = model_of(inspector)
-    if input_size is None or tuple(input_size) == tuple(model.input_size):
-        return model
-    h, w = (int(v) for v in input_size)
-    if min(h, w) < 32:
-        raise ConfigError(f"--input-size must be at least 32 x 32, got {h} x {w}")
-    resized = copy.deepcopy(model)
-    resized.set_input_size((h, w))
-    return resized
-
-
 class _Outputs(nn.Module):
-    """The model with its :class:`~defectkit.core.results.RawOutputs` as a plain tuple of
+    """The model with its :class:`~defectkit.core.results.TileOutputs` as a plain tuple of
     the outputs present, in ``output_names`` order: what an ONNX graph returns."""
 
     def __init__(self, model: InspectorModel) -> None:
@@ -76,21 +57,20 @@ class _Outputs(nn.Module):
         return self.model(x).present()
 
 
-def export_onnx(inspector, path: str | Path, *, input_size: tuple[int, int] | None = None) -> Path:
+def export_onnx(inspector, path: str | Path) -> Path:
     """Write the fitted model's forward graph to ``path`` (fp32 ONNX, opset 18).
 
     Args:
         inspector: a fitted :class:`~defectkit.inspect.inspector.Inspector` or InspectorModel.
         path: the ``.onnx`` file to write.
-        input_size: (H, W) of the graph's input; default: the model's.
 
     Returns:
-        ``path``. Input ``image``: batch x 3 x H x W float32 in [0, 1]; outputs ``score``
-        (batch), ``anomaly_map`` (batch x H x W), ``class_logits`` (batch x K),
-        ``prototype_similarity`` (batch x P shots) and, when the model embedded a
-        vocabulary, ``vocab_scores`` (batch x V): ``InspectorModel.output_names``.
+        ``path``. Input ``image``: batch x 3 x th x tw float32 tiles in [0, 1]; outputs
+        (``InspectorModel.output_names``) ``features`` (batch x D x h x w), and where the
+        model has them ``distance`` and ``defect_distance`` (batch x h x w) and ``embed``
+        (batch x C x h x w).
     """
-    model = at_input_size(inspector, input_size).eval()
+    model = model_of(inspector).eval()
     h, w = model.input_size
     # Batch 2, not 1: torch.export specialises a dimension it sees as 1 to a constant.
     example = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from defectkit.exporters.onnx_export import at_input_size, export_onnx
+from defectkit.exporters.onnx_export import export_onnx
 
 
 def convert_onnx_to_openvino(
@@ -35,14 +35,12 @@ def export_openvino(
     inspector,
     path: str | Path,
     *,
-    input_size: tuple[int, int] | None = None,
     precision: str = "fp32",
 ) -> Path:
     """Write ``inspector``'s forward graph as OpenVINO IR at ``path`` (``.xml``; ``.bin`` beside).
 
     Same inputs and outputs as :func:`~defectkit.exporters.onnx_export.export_onnx`.
     """
-    model = at_input_size(inspector, input_size)
     with tempfile.TemporaryDirectory(prefix="defectkit-ov-") as work:
-        onnx_path = export_onnx(model, Path(work) / "model.onnx")
+        onnx_path = export_onnx(inspector, Path(work) / "model.onnx")
         return convert_onnx_to_openvino(onnx_path, path, precision=precision)

@@ -16,27 +16,30 @@ from typing import Any
 import numpy as np
 
 from defectkit.core.caption import CaptionContext
-from defectkit.core.predictor import ModelInfo, Predictor
-from defectkit.core.results import InspectionResult, RawOutputs, Thresholds
+from defectkit.core.head import Head
+from defectkit.core.predictor import ModelInfo, Predictor, ResizePredictor
+from defectkit.core.results import InspectionResult, RawOutputs, Thresholds, TileOutputs
+from defectkit.core.tiling import TileSpec
 from defectkit.errors import BundleError, ConfigError
 from defectkit.exporters.bundle import read_manifest
 from defectkit.exporters.engines import ENGINES, CompiledModel, create_engine
 
 __all__ = ["ENGINES", "Bundle", "load_bundle"]
 
-#: The graph's first three outputs, in this order, in every bundle (version 1 had only these).
+#: The graph's first three outputs, in this order, in every format-1/2 bundle.
 CORE_OUTPUTS = RawOutputs._fields[:3]
 
 
 class BundleGraph:
     """A bundle's compiled model as a Predictor engine: checks every output's shape
-    against the manifest and names the outputs (:class:`RawOutputs`)."""
+    against the manifest and names the outputs (:class:`TileOutputs`, or
+    :class:`RawOutputs` for a format-1/2 bundle)."""
 
-    def __init__(self, model: CompiledModel, output_names: Sequence[str], expected: dict, path: Path):
-        self.model, self.output_names, self.path = model, tuple(output_names), path
+    def __init__(self, model: CompiledModel, output_names: Sequence[str], expected: dict, path: Path, *, tiled: bool):
+        self.model, self.output_names, self.path, self.tiled = model, tuple(output_names), path, tiled
         self._per_image = expected  # output name -> shape per image (None: any size)
 
-    def run(self, x: np.ndarray) -> RawOutputs:
+    def run(self, x: np.ndarray) -> TileOutputs | RawOutputs:
         outputs = self.model.run(x)
         n = x.shape[0]
         expected = [(n, *self._per_image.get(name, (None,))) for name in self.output_names]
@@ -51,9 +54,60 @@ class BundleGraph:
                 f"{list(self.output_names)}; expected {expected} (None: any)"
             )
         named = {k: o.astype(np.float32, copy=False) for k, o in zip(self.output_names, outputs, strict=True)}
+        if self.tiled:
+            return TileOutputs(**named)
         # Version-1 bundles have no caption evidence: no shots to be similar to.
         named.setdefault("prototype_similarity", np.zeros((n, 0), np.float32))
         return RawOutputs.from_named(named)
+
+
+def _tiled_engine(path: Path, manifest: dict[str, Any], engine: CompiledModel) -> tuple[Predictor, ModelInfo]:
+    """Format 3: tiles, the numpy head, and the graph's per-tile outputs."""
+    names = tuple(manifest["output_names"])
+    if "features" not in names or not set(names) <= set(TileOutputs._fields):
+        raise BundleError(f"{path}: the manifest's outputs {list(names)} are not tile outputs; re-export the bundle")
+    try:
+        tiles = TileSpec.from_dict(manifest["tiles"])
+        head = Head.from_dict(manifest["head"])
+        context = CaptionContext.from_dict(manifest)
+    except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
+        raise BundleError(f"{path}: the manifest's tiles, head, shots or vocabulary are unreadable ({exc})") from None
+    info = ModelInfo(
+        classes=tuple(manifest["classes"]), thresholds=Thresholds.from_dict(manifest["thresholds"]),
+        input_size=tuple(tiles.size), caption_context=context, support_summary=manifest.get("support", {}),
+        tiles=tiles, head=head,
+    )  # fmt: skip
+    gh, gw = tiles.grid
+    dim = (len(head.classes.center) - 2) // 4  # descriptors: 4 D statistics + 2 shape values
+    per_tile = {"features": (dim, gh, gw), "distance": (gh, gw), "defect_distance": (gh, gw), "embed": (None, gh, gw)}
+    return Predictor(BundleGraph(engine, names, per_tile, path, tiled=True), info), info
+
+
+def _legacy_engine(path: Path, manifest: dict[str, Any], engine: CompiledModel) -> tuple[ResizePredictor, ModelInfo]:
+    """Format 1/2: whole images resized to one input size, raw outputs from the graph."""
+    names = tuple(manifest["output_names"])
+    if names[:3] != CORE_OUTPUTS or not set(names) <= set(RawOutputs._fields):
+        raise BundleError(
+            f"{path}: the manifest's outputs {list(names)} are not "
+            f"{list(CORE_OUTPUTS)} and then caption outputs; re-export the bundle"
+        )
+    try:
+        context = CaptionContext.from_dict(manifest)
+    except (KeyError, TypeError, AttributeError, ConfigError) as exc:
+        raise BundleError(f"{path}: the manifest's shots or vocabulary are unreadable ({exc})") from None
+    info = ModelInfo(
+        classes=tuple(manifest["classes"]), thresholds=Thresholds.from_dict(manifest["thresholds"]),
+        input_size=tuple(manifest["input_size"]), caption_context=context,
+        support_summary=manifest.get("support", {}),
+    )  # fmt: skip
+    per_image = {
+        "score": (),
+        "anomaly_map": info.input_size,
+        "class_logits": (len(info.classes),),
+        "prototype_similarity": (len(context.shot_labels) or None,),
+        "vocab_scores": (len(context.vocabulary) or None,),
+    }
+    return ResizePredictor(BundleGraph(engine, names, per_image, path, tiled=False), info), info
 
 
 class Bundle:
@@ -76,31 +130,15 @@ class Bundle:
         self.manifest = manifest
         self.id = str(manifest["manifest_sha256"])[:12]
         self.output_names: tuple[str, ...] = tuple(manifest["output_names"])
-        if self.output_names[:3] != CORE_OUTPUTS or not set(self.output_names) <= set(RawOutputs._fields):
-            raise BundleError(
-                f"{self.path}: the manifest's outputs {list(self.output_names)} are not "
-                f"{list(CORE_OUTPUTS)} and then caption outputs; re-export the bundle"
-            )
-        try:
-            context = CaptionContext.from_dict(manifest)
-        except (KeyError, TypeError, AttributeError, ConfigError) as exc:
-            raise BundleError(f"{self.path}: the manifest's shots or vocabulary are unreadable ({exc})") from None
-        info = ModelInfo(
-            classes=tuple(manifest["classes"]),
-            thresholds=Thresholds.from_dict(manifest["thresholds"]),
-            input_size=tuple(manifest["input_size"]),
-            caption_context=context,
-            support_summary=manifest.get("support", {}),
-        )
         self.engine = engine
-        per_image = {
-            "score": (),
-            "anomaly_map": info.input_size,
-            "class_logits": (len(info.classes),),
-            "prototype_similarity": (len(context.shot_labels) or None,),
-            "vocab_scores": (len(context.vocabulary) or None,),
-        }
-        self.predictor = Predictor(BundleGraph(engine, self.output_names, per_image, self.path), info)
+        tiled = int(manifest.get("format_version", 1)) >= 3
+        build = _tiled_engine if tiled else _legacy_engine
+        self.predictor, _ = build(self.path, manifest, engine)
+
+    @property
+    def mode(self) -> str:
+        """``"inspect"`` (verdicts) or ``"type_only"`` (defect sorting, no verdict)."""
+        return "inspect" if self.predictor.info.has_verdict else "type_only"
 
     def __repr__(self) -> str:
         return (
@@ -135,9 +173,13 @@ class Bundle:
         self.predictor = self.predictor.with_thresholds(image=image, pixel=pixel)
 
     def raw(self, images: Sequence[np.ndarray]) -> RawOutputs:
-        """Raw outputs as numpy: score N, anomaly_map N x H x W, class_logits N x K, then
-        the caption evidence (N x P, N x V)."""
+        """Raw outputs of images of one size as numpy: score N, anomaly_map N x H x W,
+        class_logits N x K, then the caption evidence (N x P, N x V)."""
         return self.predictor.raw(images)
+
+    def raw_each(self, images: Sequence[np.ndarray]) -> list[RawOutputs]:
+        """Raw outputs, one per image (any sizes)."""
+        return self.predictor.raw_each(images)
 
     def inspect(
         self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None

@@ -48,6 +48,7 @@ mantissa bits it moved maps by 13% and logits by 9% of their scale (see the runt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -82,7 +83,9 @@ TOLERANCES = {
     ),
     "fp16": Tolerance(
         score_rtol=3e-2,
-        score_atol=1e-2,
+        # Calibrated tile scores (1.0 = the most unusual good shot): OpenVINO f16 moved
+        # a synthetic check image's 0.3 by 0.011, 1 % of a typical threshold.
+        score_atol=2e-2,
         map_rtol=0.1,
         map_atol=2e-2,
         logit_rtol=6e-2,
@@ -215,28 +218,46 @@ def _compare_extras(reference: dict, exported: dict, tol: Tolerance) -> dict:
     return found
 
 
-def compare(reference: RawOutputs, exported: RawOutputs, tol: Tolerance, *, threshold: float) -> dict:
-    """Differences between two sets of raw outputs, and which tolerances they break.
+def _per_image_map_diff(reference: Sequence[RawOutputs], exported: Sequence[RawOutputs]) -> tuple[np.ndarray, np.ndarray]:
+    """Largest |difference| of each image's anomaly map (inf on a shape mismatch), and
+    the reference map's largest |value|."""
+    diff, scale = [], []
+    for r, e in zip(reference, exported, strict=True):
+        rm, em = np.asarray(r.anomaly_map, np.float64), np.asarray(e.anomaly_map, np.float64)
+        diff.append(np.abs(em - rm).max(initial=0.0) if rm.shape == em.shape else np.inf)
+        scale.append(np.abs(rm).max(initial=0.0))
+    return np.array(diff), np.array(scale)
+
+
+def compare(
+    reference: Sequence[RawOutputs], exported: Sequence[RawOutputs], tol: Tolerance, *, threshold: float
+) -> dict:
+    """Differences between two lists of per-image raw outputs, and which tolerances
+    they break (images may differ in size; each map is compared at its own).
 
     Args:
-        reference, exported: raw outputs of the same images; both must hold the same
-            outputs (``vocab_scores`` in both or in neither).
+        reference, exported: raw outputs of the same images, one per image; both must
+            hold the same outputs (``vocab_scores`` in both or in neither). A type-only
+            model's scores are NaN in both, which counts as agreement.
     """
-    if reference.names != exported.names:
+    names = {r.names for r in reference} | {e.names for e in exported}
+    if len(names) > 1 or len(reference) != len(exported):
         return {key: 0.0 for key in MEASURES[:6]} | {
             "argmax_checked": 0, "argmax_agree": 0, "verdicts_agree": 0,
-            "failures": [
-                f"the exported model has outputs {list(exported.names)}, PyTorch {list(reference.names)}"
-            ],
+            "failures": [f"the exported model gives outputs {sorted(names)} for {len(exported)} "
+                         f"images, PyTorch for {len(reference)}"],
         }  # fmt: skip
-    s_ref, m_ref, l_ref = (np.asarray(a, dtype=np.float64) for a in reference[:3])
-    s_exp, m_exp, l_exp = (np.asarray(a, dtype=np.float64) for a in exported[:3])
-    ds = np.abs(s_exp - s_ref)
-    dm = _per_image_max(m_exp - m_ref)
-    dl = _per_image_max(l_exp - l_ref)
-    m_scale, l_scale = _per_image_max(m_ref), _per_image_max(l_ref)
+    s_ref = np.array([float(r.score) for r in reference])
+    s_exp = np.array([float(e.score) for e in exported])
+    both_nan = np.isnan(s_ref) & np.isnan(s_exp)
+    ds = np.where(both_nan, 0.0, np.nan_to_num(np.abs(s_exp - s_ref), nan=np.inf))
+    dm, m_scale = _per_image_map_diff(reference, exported)
+    l_ref = np.stack([np.asarray(r.class_logits, np.float64) for r in reference])
+    l_exp = np.stack([np.asarray(e.class_logits, np.float64) for e in exported])
+    dl, l_scale = _per_image_max(l_exp - l_ref), _per_image_max(l_ref)
+    s_abs = np.nan_to_num(np.abs(s_ref))
     allowed = {
-        "score": np.maximum(tol.score_rtol * np.abs(s_ref), tol.score_atol),
+        "score": np.maximum(tol.score_rtol * s_abs, tol.score_atol),
         "anomaly map": tol.map_atol + tol.map_rtol * m_scale,
         "class logits": tol.logit_atol + tol.logit_rtol * l_scale,
     }
@@ -253,22 +274,23 @@ def compare(reference: RawOutputs, exported: RawOutputs, tol: Tolerance, *, thre
         failures.append(
             f"predicted class differs on {int((clear & ~agree).sum())} clear-cut images"
         )
-    extras = _compare_extras(
-        dict(zip(reference.names[3:], reference.present()[3:], strict=True)),
-        dict(zip(exported.names[3:], exported.present()[3:], strict=True)),
-        tol,
-    )
+    stacked = {
+        name: (np.stack([np.asarray(getattr(r, name)) for r in reference]),
+               np.stack([np.asarray(getattr(e, name)) for e in exported]))
+        for name in reference[0].names[3:]
+    } if reference else {}  # fmt: skip
+    extras = _compare_extras({k: v[0] for k, v in stacked.items()}, {k: v[1] for k, v in stacked.items()}, tol)
     failures += extras.pop("failures")
     return extras | {
         "score_max_abs": float(ds.max(initial=0.0)),
-        "score_max_rel": float((ds / np.maximum(np.abs(s_ref), 1e-12)).max(initial=0.0)),
+        "score_max_rel": float((ds / np.maximum(s_abs, 1e-12)).max(initial=0.0)),
         "map_max_abs": float(dm.max(initial=0.0)),
         "map_max_rel": float((dm / np.maximum(m_scale, 1e-12)).max(initial=0.0)),
         "logit_max_abs": float(dl.max(initial=0.0)),
         "logit_max_rel": float((dl / np.maximum(l_scale, 1e-12)).max(initial=0.0)),
         "argmax_checked": int(clear.sum()),
         "argmax_agree": int((clear & agree).sum()),
-        "verdicts_agree": int(((s_ref >= threshold) == (s_exp >= threshold)).sum()),
+        "verdicts_agree": int((both_nan | ((s_ref >= threshold) == (s_exp >= threshold))).sum()),
         "failures": failures,
     }
 
@@ -296,14 +318,11 @@ def run_selfcheck(inspector, bundle, images: list[np.ndarray], *, precision: str
             f"export self-check failed: the bundle's outputs {list(bundle.output_names)} are "
             f"not the inspector's {list(names)}. No bundle was written."
         )
-    reference = inspector.raw(images)
-    found = compare(reference, bundle.raw(images), tol, threshold=bundle.thresholds.image)
-    # The first image again at batch 1: a graph whose batch dimension was frozen to the
-    # batched size, or that mixes images across the batch, fails here.
-    alone = compare(
-        reference.map(lambda a: a[:1]), bundle.raw(images[:1]), tol,
-        threshold=bundle.thresholds.image,
-    )  # fmt: skip
+    reference = inspector.raw_each(images)
+    found = compare(reference, bundle.raw_each(images), tol, threshold=bundle.thresholds.image)
+    # The first image again on its own: a graph whose batch dimension was frozen to the
+    # batched size, or that mixes tiles across the batch, fails here.
+    alone = compare(reference[:1], bundle.raw_each(images[:1]), tol, threshold=bundle.thresholds.image)
     for key in MEASURES:
         if found.get(key) is not None:
             found[key] = max(found[key], alone[key])

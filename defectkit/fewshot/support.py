@@ -23,13 +23,11 @@ class SupportSet:
     def from_samples(
         cls, samples: Sequence[Sample], classes: Sequence[str] | None = None
     ) -> SupportSet:
-        """Validate shots: at least one good shot, and every declared class has a shot."""
+        """Validate shots: every declared class has a shot. Shots without a ``good`` class
+        (defect sorting) or no shots at all (unlabelled images only) are valid here; the
+        fit says what it can make of them."""
         shots = tuple(samples)
         present = {s.label for s in shots}
-        if GOOD not in present:
-            raise SupportSetError(
-                "no 'good' shots: label at least one image of a good part (two is better)"
-            )
         declared = list(classes) if classes is not None else sorted(present - {GOOD})
         missing = [c for c in declared if c != GOOD and c not in present]
         if missing:
@@ -40,8 +38,8 @@ class SupportSet:
         unknown = present - set(declared) - {GOOD}
         if unknown:
             raise SupportSetError(f"shots labelled {sorted(unknown)} are not among the classes")
-        ordered = (GOOD, *sorted(c for c in declared if c != GOOD))
-        return cls(shots=shots, classes=ordered)
+        defects = tuple(sorted(c for c in declared if c != GOOD))
+        return cls(shots=shots, classes=(GOOD, *defects) if GOOD in present else defects)
 
     def by_class(self) -> dict[str, list[Sample]]:
         groups: dict[str, list[Sample]] = defaultdict(list)

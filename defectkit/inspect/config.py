@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-
-import numpy as np
+from dataclasses import asdict, dataclass, fields
 
 from defectkit.core.predictor import BATCH_SIZE
 
@@ -18,24 +15,34 @@ class InspectorConfig:
         backbone: registry name (``inspect backbones`` lists them).
         weights: weights file, directory or tag; None = the backbone's default.
         layers: backbone maps to use; None = the backbone's default (shallow + mid).
-        input_size: (H, W) images are resized to. None = the shots' own size when they
-            all share one no larger than 512 x 512, else the backbone's default. Native
-            size matters: resizing by a non-integer factor blurs pixel-level defects
-            unevenly (benchmarks/results/tuning.md).
+        scale: model pixels per image pixel. 1.0 (default) works at native resolution:
+            small defects keep their pixels. Lower it for images far larger than their
+            defects (0.5 halves each side and quarters the time).
+        tile_size: (H, W) of the fixed-size tiles the exported graph runs; None = chosen
+            at fit from the shots (their largest scaled side, rounded up to 32 pixels,
+            at most 512). Larger images are tiled, never squashed.
+        tile_margin: overlap between tiles, pixels kept clear of a tile's edges.
+        roi: (x0, y0, x1, y1) region of interest in image pixels; None = the whole image.
+            What lies outside (background, fixture, frame) is neither learned nor scored.
+        standardize: standardise each feature channel on the good shots (robustly), so
+            every layer weighs the same; False keeps the backbone's own channel scales.
         pool_size: local pooling window of patch features (odd).
         detail: add the pixel-detail feature group (see defectkit.inspect.features).
-        grid_stride: stride of the patch grid in input pixels; None = the finest map's.
-            8 keeps 4-pixel detail (averaged into each patch) at a quarter of the cost
-            of a stride-4 grid.
-        bank_size: memory-bank patches kept after the greedy coreset.
+        grid_stride: stride of the patch grid in model pixels; None = the finest map's.
+        bank_size: memory-bank patches kept after the greedy coreset (more good shots
+            fill more of it; the distance computation grows with it).
+        defect_bank_size: patches of the labelled defects kept for the contrast evidence.
+        evidence: ``"distance"`` or ``"contrast"`` forces the anomaly evidence; None (the
+            default) lets the fit keep the one that best separates the labelled defects
+            from the good shots (see :mod:`defectkit.core.head`).
         augmentations: augmented copies of each good shot added to the bank.
         sigma: Gaussian smoothing of the anomaly map, in patches.
-        top_fraction: the "top patches" statistics average this fraction of the grid
-            (at least one patch): small, because a local defect covers few patches.
-        temperature: prototype-head softmax temperature (cosine / temperature).
+        top_fraction: the image score averages this fraction of the patches (at least
+            one): small, because a local defect covers few patches.
+        temperature: class-head temperature (logits are minus squared distances of unit
+            descriptors over it).
         sharpness: how strongly region pooling concentrates on anomalous patches.
-        batch_size: images per forward pass while fitting and predicting (the
-            Predictor's, as for bundles).
+        batch_size: tiles per forward pass while fitting and predicting.
         seed: seeds augmentation and coreset, so a fit is reproducible.
         vocabulary: caption terms added to the default vocabulary, one entry each in
             vocabulary-file form (``"burn mark"``, ``"attribute: dull"``); embedded with
@@ -45,13 +52,18 @@ class InspectorConfig:
     backbone: str = "efficientnet_lite0"
     weights: str | None = None
     layers: tuple[str, ...] | None = None
-    input_size: tuple[int, int] | None = None
+    scale: float = 1.0
+    tile_size: tuple[int, int] | None = None
+    tile_margin: int = 32
+    roi: tuple[int, int, int, int] | None = None
+    standardize: bool = True
     pool_size: int = 3
     grid_stride: int | None = 8
     detail: bool = True
-    detail_weight: float | None = None
-    bank_size: int = 2048
-    augmentations: int = 7
+    bank_size: int = 4096
+    defect_bank_size: int = 1024
+    evidence: str | None = None
+    augmentations: int = 0
     sigma: float = 1.0
     top_fraction: float = 0.002
     temperature: float = 0.05
@@ -65,22 +77,9 @@ class InspectorConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> InspectorConfig:
-        data = dict(data)
-        for key in ("layers", "input_size", "vocabulary"):
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in dict(data).items() if k in known}
+        for key in ("layers", "tile_size", "roi", "vocabulary"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)
-
-
-#: Largest native size used as-is when ``input_size`` is None (pixels per side).
-MAX_NATIVE_SIZE = 512
-
-
-def auto_input_size(images: Sequence[np.ndarray], default: tuple[int, int]) -> tuple[int, int]:
-    """The shots' common size when they share one no larger than MAX_NATIVE_SIZE, else ``default``."""
-    sizes = {im.shape[:2] for im in images}
-    if len(sizes) == 1:
-        (size,) = sizes
-        if max(size) <= MAX_NATIVE_SIZE and min(size) >= 32:
-            return size
-    return tuple(default)

@@ -68,4 +68,7 @@ def evaluate(model, samples: Sequence[Sample], *, progress: bool = False, keep_m
     }
     if with_masks and out["pixel_auroc"] is not None:
         out["aupro"] = metrics.aupro(masks, maps)
+    if results and all(r.verdict is None for r in results):
+        # A type-only model (defect sorting): no score, map or verdict to measure.
+        out |= {"mode": "type_only", "image_auroc": None, "pixel_auroc": None, "aupro": None, "binary_accuracy": None}
     return Evaluation(metrics=out, samples=samples, results=results)

@@ -69,44 +69,6 @@ def detail_map(image: torch.Tensor) -> torch.Tensor:
     return (image - F.avg_pool2d(padded, 3, stride=1)).abs()
 
 
-def _mean_hw(t: torch.Tensor) -> torch.Tensor:
-    """N x C x H x W -> N x C mean, summed row by row: a single reduction over the whole
-    image (OpenVINO fuses two means into one) accumulates ~1e-5 relative error in fp32,
-    which the grain statistic's small reference would amplify past the export self-check."""
-    return F.avg_pool2d(t, kernel_size=(1, t.shape[-1])).mean(dim=(2, 3))
-
-
-def _abs_diff_ratio(image: torch.Tensor) -> torch.Tensor:
-    """N x C x H x W -> N x C: mean |1-px difference| / mean |2-px difference| (x and y)."""
-    d1 = _mean_hw((image[..., 1:] - image[..., :-1]).abs()) + _mean_hw((image[..., 1:, :] - image[..., :-1, :]).abs())
-    d2 = _mean_hw((image[..., 2:] - image[..., :-2]).abs()) + _mean_hw((image[..., 2:, :] - image[..., :-2, :]).abs())
-    return (d1 + 1e-6) / (d2 + 1e-6)
-
-
-def grain_ratio(image: torch.Tensor) -> torch.Tensor:
-    """N x 3 x H x W in [0, 1] -> N: the image's *grain*, the ratio of its 1-pixel to its
-    2-pixel mean absolute differences (averaged over colour channels).
-
-    Smooth structure changes as much over 2 pixels as over 1 (ratio near 0.5); white
-    noise changes as much over 1 pixel as over 2 (ratio 1). So added grain or noise
-    raises the ratio and blur lowers it, whatever the image's contrast or brightness,
-    which scale both differences alike. On the textile benchmark this single number
-    separates good surfaces from globally defective ones completely (image AUROC 1.0 over
-    all 1,000 good and 500 global images), where detail energy alone overlaps: good
-    images differ in contrast.
-    """
-    return _abs_diff_ratio(image).mean(dim=1)
-
-
-def grain_standard_error(image: torch.Tensor) -> torch.Tensor:
-    """N x 3 x H x W -> N: standard error of :func:`grain_ratio`, estimated from how much
-    the ratio varies between the image's four quadrants (std of the four / 2)."""
-    h, w = image.shape[-2] // 2, image.shape[-1] // 2
-    quads = [image[..., i : i + h, j : j + w] for i in (0, h) for j in (0, w)]
-    values = torch.stack([grain_ratio(q) for q in quads], dim=1)  # N x 4
-    return values.std(dim=1) / 2.0
-
-
 class PatchFeatures(nn.Module):
     """Named NCHW maps (+ the image, for the detail group) -> N x D x H x W raw features.
 
@@ -176,50 +138,44 @@ class PatchFeatures(nn.Module):
 class FeatureNorm(nn.Module):
     """Per-channel standardisation fitted on good patches, each group weighted equally.
 
-    After it, every group contributes on average 1 / n_groups to a good patch's squared
-    norm, whatever its channel count, so 3 detail channels weigh as much as 112 deep ones.
+    Robust statistics (median, and the interquartile range over 1.349, the standard
+    deviation of a normal distribution with that spread): a frame, a fixture edge or a
+    glint covers a few percent of the patches, and a plain standard deviation stretched
+    by them shrinks every other patch's variation. After it, every group contributes on
+    average 1 / n_groups to a good patch's squared norm, whatever its channel count.
     """
 
-    def __init__(self, groups: Sequence[tuple[str, int]], *, detail_weight: float | None = None) -> None:
+    def __init__(self, groups: Sequence[tuple[str, int]]) -> None:
         super().__init__()
         dim = sum(c for _, c in groups)
         self.groups = list(groups)
-        self.detail_weight = detail_weight
         self.register_buffer("mean", torch.zeros(1, dim, 1, 1))
         self.register_buffer("scale", torch.ones(1, dim, 1, 1))
-        self.register_buffer("weight", torch.ones(1, dim, 1, 1))
 
     def reset(self) -> None:
         """Back to the identity, so features can be extracted raw before :meth:`fit`."""
         self.mean = torch.zeros_like(self.mean)
         self.scale = torch.ones_like(self.scale)
-        self.weight = torch.ones_like(self.weight)
 
     @torch.no_grad()
-    def fit(self, feats: torch.Tensor) -> None:
-        """Learn mean and scale from N x D x H x W features of good images."""
-        flat = feats.transpose(0, 1).flatten(1)  # D x (N H W)
-        mean = flat.mean(dim=1)
-        std = flat.std(dim=1).clamp(min=1e-6)
+    def fit(self, patches: torch.Tensor, *, seed: int = 0, sample: int = 200_000, standardize: bool = True) -> None:
+        """Learn centre and scale from M x D patch features of good images (a seeded
+        sample of ``sample`` patches when there are more). ``standardize=False`` keeps
+        the backbone's own channel scales (one global factor only, PatchCore's metric)."""
+        if patches.shape[0] > sample:
+            g = torch.Generator().manual_seed(seed)
+            patches = patches[torch.randperm(patches.shape[0], generator=g)[:sample]]
+        flat = patches.t().float()  # D x M
+        q = torch.quantile(flat, torch.tensor([0.25, 0.5, 0.75]), dim=1)
+        spread = ((q[2] - q[0]) / 1.349).clamp(min=1e-6)
         n = len(self.groups)
-        share = {name: 1.0 / n for name, _ in self.groups}
-        if self.detail_weight is not None and DETAIL in share and n > 1:
-            share = {name: (1 - self.detail_weight) / (n - 1) for name in share}
-            share[DETAIL] = self.detail_weight
-        weight = torch.cat([torch.full((c,), (share[name] / c) ** 0.5) for name, c in self.groups])
-        self.mean = mean.view(1, -1, 1, 1)
-        self.scale = (weight / std).view(1, -1, 1, 1)
-        self.weight = weight.view(1, -1, 1, 1)
+        weight = torch.cat([torch.full((c,), (1.0 / n / c) ** 0.5) for _, c in self.groups])
+        self.mean = q[1].view(1, -1, 1, 1)
+        if standardize:
+            self.scale = (weight / spread).view(1, -1, 1, 1)
+        else:  # one factor: a typical good patch at unit squared norm
+            typical = ((flat - q[1][:, None]) ** 2).sum(dim=0).median().clamp(min=1e-12)
+            self.scale = torch.full_like(self.mean, float(typical) ** -0.5)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return (feats - self.mean) * self.scale
-
-    def detail_z(self, normalised: torch.Tensor) -> torch.Tensor | None:
-        """N x D x H x W normalised features -> N x H x W z-score of pixel detail
-        (mean over the detail channels of (x - mean) / std), or None without that group."""
-        names = [name for name, _ in self.groups]
-        if DETAIL not in names:
-            return None
-        start = sum(c for _, c in self.groups[: names.index(DETAIL)])
-        stop = start + dict(self.groups)[DETAIL]
-        return (normalised[:, start:stop] / self.weight[:, start:stop]).mean(dim=1)

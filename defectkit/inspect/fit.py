@@ -1,53 +1,99 @@
-"""Fitting beside the model: labelled shots -> the buffers of an InspectorModel.
+"""Fitting beside the model: labelled shots -> the buffers and head of an InspectorModel.
 
-``fit(model, support)`` extracts patch features of the good shots (and augmented
-copies), fits the feature standardisation, fills the memory bank (greedy coreset),
-calibrates the anomaly head on leave-one-out maps of the good shots, pools one
-prototype per labelled shot, embeds the caption vocabulary (text-aligned backbones) and
-sets the thresholds. The model's ``forward`` is untouched by any of it, so what is
-exported is pure tensor maths over the buffers filled here.
+``fit(model, support)`` cuts every shot into the tiles the graph will run (native
+resolution unless the configuration names a scale; see :mod:`defectkit.core.tiling`),
+extracts patch features, fits their standardisation on the good shots, fills the memory
+bank of good patches (greedy coreset) and the bank of labelled-defect patches (inside
+the painted masks, or the most anomalous patches of an unpainted shot), then calibrates
+on leave-one-out evidence: each good shot scored against a bank without it, each
+defect shot against a defect bank without it. The evidence that best separates the two
+is kept (:mod:`.calibrate`), one class prototype is pooled per shot, and the thresholds
+are set. The model's ``forward`` is untouched by any of it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from defectkit.core.caption import CaptionContext
 from defectkit.core.caption.vocabulary import load_vocabulary
-from defectkit.core.images import preprocess, resize_mask
+from defectkit.core.head import Head, smooth, top_mean
 from defectkit.core.labels import GOOD
 from defectkit.core.results import Thresholds
+from defectkit.core.tiling import (
+    TileSpec,
+    choose_tile_size,
+    cut_tiles,
+    mask_to_grid,
+    plan_tiles,
+    stitch,
+)
 from defectkit.datasets.base import Sample
-from defectkit.fewshot.anomaly import GRAIN_FLOOR, greedy_coreset
+from defectkit.errors import SupportSetError
+from defectkit.fewshot.anomaly import greedy_coreset, nearest_distance
 from defectkit.fewshot.augment import augment_shots
-from defectkit.fewshot.calibration import calibrate_threshold
-from defectkit.fewshot.prototypes import anomaly_weights, region_descriptor
+from defectkit.fewshot.caption_head import embed_vocabulary, text_aligned
+from defectkit.fewshot.mutual import PATCHES_PER_IMAGE, mutual_scores, outliers
 from defectkit.fewshot.support import SupportSet
-from defectkit.inspect.config import InspectorConfig, auto_input_size
-from defectkit.inspect.features import grain_standard_error
+from defectkit.inspect.calibrate import Shot, build_class_head, build_scoring
+from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.model import InspectorModel
 
-#: Patches a painted mask is grown by before it limits a defect shot's pooling weights:
-#: about the reach of the anomaly map's blur (3 x 3 pooling, Gaussian sigma 1 patch).
-MASK_MARGIN = 2
+#: A painted mask's patches: those it covers at least this much (the rest of the shot
+#: is not used as a defect example; a thin scratch covers a quarter of its patches).
+MASK_COVER = 0.25
+#: Augmented copies of a lone good shot (when none are configured): its leave-one-out
+#: bank, so the calibration compares it with something other than itself.
+SINGLE_SHOT_COPIES = 3
+#: Without a mask, a defect shot's most anomalous patches stand for its defect: this
+#: share of its patches (at least one).
+UNPAINTED_SHARE = 0.01
+#: Unlabelled images used at most (a seeded draw when more are given): the cost of a fit
+#: grows with them up to this cap and no further.
+MAX_UNLABELLED = 200
+#: An unlabelled image is judged a defect (kept out of the bank) when its mutual score
+#: lies this many robust standard deviations above the set's median, in log units.
+REJECT_SPREAD = 3.0
+#: Of the unlabelled images judged good, the patches whose mutual score is in the top
+#: share of all of theirs stay out of the bank (a small defect in an image that passed).
+PATCH_REJECT_SHARE = 0.005
+#: Unlabelled images judged good that are scored left-out for the calibration (a draw).
+CALIBRATION_IMAGES = 30
+#: Of those, the top share of scores is left out of the threshold: the stated false-reject
+#: rate on unlabelled images judged good (some may be defects the filter let through).
+FALSE_REJECT = 0.05
 
 
 @dataclass
 class FitReport:
-    """What fitting measured: per-shot scores, thresholds, timings (seconds)."""
+    """What fitting measured: calibrated leave-one-out scores, thresholds, timings (s)."""
 
     good_scores: list[float]
     defect_scores: dict[str, list[float]]
     thresholds: Thresholds
     bank_patches: int
     bank_size: int
+    unlabelled: int = 0
+    unlabelled_rejected: list[int] = field(default_factory=list)
+    evidence: str | None = None
+    tile_size: tuple[int, int] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Grids:
+    """Stitched, standardised patch grids of some images (D x h x w each), their owners
+    (the shot or image each came from), and for some rows the only patches (flat
+    indices) that may enter the bank."""
+
+    grids: list[torch.Tensor]
+    owner: list[int]
+    keep: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 @torch.inference_mode()
@@ -56,16 +102,23 @@ def fit(
     support: SupportSet | Sequence[Sample],
     config: InspectorConfig | None = None,
     *,
+    unlabelled: Sequence[np.ndarray | str] = (),
     progress: bool = False,
 ) -> FitReport:
-    """Fill the memory bank and prototypes from labelled shots and calibrate thresholds.
+    """Fill the banks and head from labelled shots and calibrate the thresholds.
 
     Args:
         model: an :class:`InspectorModel`, or an :class:`~defectkit.inspect.inspector.Inspector`
             (its model is fitted).
-        support: the labelled shots (``good`` and defect classes, optional masks and notes).
-        config: the fitting settings (bank size, augmentations, seed, vocabulary, batch
-            size); default: the model's own configuration.
+        support: the labelled shots (``good`` and defect classes, optional masks and
+            notes). Without ``good`` shots (and no unlabelled images) the model sorts
+            defects into types only.
+        unlabelled: images of unknown class from the line, mostly good (arrays or paths;
+            at most :data:`MAX_UNLABELLED` are used, a seeded draw). Mutual scoring keeps
+            those that look like a defect out of the memory bank; the rest widen what
+            counts as normal and calibrate the threshold (:mod:`defectkit.fewshot.mutual`).
+        config: the fitting settings (bank sizes, augmentations, seed, vocabulary, tiles);
+            default: the model's own configuration.
         progress: show a progress bar while features are extracted.
     """
     model: InspectorModel = getattr(model, "model", model)
@@ -73,163 +126,317 @@ def fit(
     if not isinstance(support, SupportSet):
         support = SupportSet.from_samples(support)
     t0 = time.perf_counter()
-    goods = support.by_class()[GOOD]
-    good_images = [s.load_image() for s in goods]
+    groups = support.by_class()
+    goods = groups.get(GOOD, [])
     defect_shots = [s for s in support.shots if s.label != GOOD]
+    unlabelled_images = _load_unlabelled(unlabelled, cfg.seed)
+    if not goods and not unlabelled_images and len({s.label for s in defect_shots}) < 2:
+        raise SupportSetError(
+            "no 'good' shots, no unlabelled images and fewer than two defect classes: label "
+            "good images (or give unlabelled ones) to detect defects, or at least two defect "
+            "types to sort them"
+        )
+    good_images = [s.load_image() for s in goods]
     defect_images = [s.load_image() for s in defect_shots]
     defect_masks = [s.load_mask() for s in defect_shots]
     t_load = time.perf_counter()
 
-    if cfg.input_size is None and not model.backbone.fixed_input_size:
-        model.set_input_size(auto_input_size(good_images + defect_images, model.backbone.preprocessing.input_size))
+    spec = _tile_spec(model, cfg, good_images + defect_images + unlabelled_images[:50])
+    model.set_tiles(spec)
     model.norm.reset()
-    aug_images, owner = augment_shots(good_images, cfg.augmentations, seed=cfg.seed)
-    bar = _progress_bar(len(aug_images) + len(defect_images), "fit: features", enabled=progress)
-    update = bar.update if bar else None
-    good_feats = _features_of(model, aug_images, cfg.batch_size, update)
-    defect_feats = _features_of(model, defect_images, cfg.batch_size, update) if defect_images else None
+    # One good shot has nobody to be left out against but its own augmented copies.
+    copies = cfg.augmentations or (SINGLE_SHOT_COPIES if len(good_images) == 1 else 0)
+    aug_images, owner = augment_shots(good_images, copies, seed=cfg.seed)
+    total = len(aug_images) + len(defect_images) + len(unlabelled_images)
+    bar = _progress_bar(total, "fit: features", enabled=progress)
+    good = _raw_grids(model, aug_images, owner, bar)
+    defects = _raw_grids(model, defect_images, list(range(len(defect_images))), bar)
+    free = _raw_grids(model, unlabelled_images, list(range(len(unlabelled_images))), bar)
     if bar:
         bar.close()
     t_feat = time.perf_counter()
 
-    # Features were extracted with the identity norm: fit it on the good shots
-    # and apply it to what was extracted, rather than running the backbone twice.
-    model.norm.fit(good_feats)
-    good_feats = model.norm(good_feats)
-    if defect_feats is not None:
-        defect_feats = model.norm(defect_feats)
-    d = good_feats.shape[1]
-    all_patches = good_feats.permute(0, 2, 3, 1).reshape(-1, d)
-    per_image = model.grid[0] * model.grid[1]
-    patch_owner = torch.tensor(owner).repeat_interleave(per_image)
-    keep = greedy_coreset(all_patches, cfg.bank_size, seed=cfg.seed)
-    model.anomaly.set_bank(all_patches[keep])
+    # Standardise on the good shots (on the unlabelled images, else the defect shots, when
+    # there are none), then apply it to what was extracted instead of running the backbone twice.
+    reference = good.grids or free.grids or defects.grids
+    model.norm.fit(torch.cat([_patches(g) for g in reference]), seed=cfg.seed, standardize=cfg.standardize)
+    for grids in (good, defects, free):
+        grids.grids = [model.norm(g[None])[0] for g in grids.grids]
+
+    # First what the labelled shots alone say (the evidence is chosen on them), then, with
+    # unlabelled images, the same again with the line images judged good in the bank.
+    state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
+    first = build_scoring(state.good_shots, state.defect_list, cfg) if goods else None
+    rejected: list[int] = []
+    calibration_rows: list[int] = []
+    if free.grids:
+        screen = None
+        if first is not None:  # each line image judged as a new part by the labelled model
+            line = [_shot(g, GOOD, None, state.bank, state.defect_bank, None) for g in free.grids]
+            screen = ([first[0].apply(s.distance, s.defect_distance)[1] for s in line], first[1].threshold)
+        good, rejected, calibration_rows = _add_unlabelled(good, free, len(goods), cfg, screen)
+        state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
+    bank, defect_bank = state.bank, state.defect_bank
+    model.set_banks(bank, defect_bank)
     t_bank = time.perf_counter()
 
-    # Leave-one-out maps of the original good shots: how a *new* good part scores.
-    # They calibrate the anomaly head, so 1.0 = as unusual as the worst good shot.
-    originals = [owner.index(i) for i in range(len(goods))]
-    appearance, excess = [], []
-    for i, row in enumerate(originals):
-        if len(goods) > 1:
-            others = all_patches[patch_owner != i]
-        else:  # a single shot: exclude only the un-augmented original
-            image_of_patch = torch.arange(len(aug_images)).repeat_interleave(per_image)
-            others = all_patches[image_of_patch != row]
-        feats = good_feats[row : row + 1]
-        a, e = model.anomaly.raw_maps(feats, model.norm.detail_z(feats), others)
-        appearance.append(a)
-        excess.append(e)
-    appearance, excess = torch.cat(appearance), torch.cat(excess)
-    grain_dev, grain_floor = _fit_grain(model, good_images)
-    model.anomaly.calibrate(appearance, excess, grain_dev, grain_floor)
-    good_maps, good_scores = model.anomaly.combine(appearance, excess, grain_dev)
-
-    classes = support.classes
-    descs = [_descriptor(model, good_feats[row], gmap, None) for row, gmap in zip(originals, good_maps, strict=True)]
-    labels = [0] * len(descs)
-    defect_scores: dict[str, list[float]] = {}
-    if defect_feats is not None:
-        dgrain = model.grain(torch.from_numpy(preprocess(defect_images, model.input_size)))
-        dmaps, dscores = model.anomaly(defect_feats, model.norm.detail_z(defect_feats), dgrain)
-        for shot, feats, dmap, mask, sc in zip(defect_shots, defect_feats, dmaps, defect_masks, dscores, strict=True):
-            descs.append(_descriptor(model, feats, dmap, mask))
-            labels.append(classes.index(shot.label))
-            defect_scores.setdefault(shot.label, []).append(float(sc))
-    model.prototypes.set_prototypes(torch.stack(descs), torch.tensor(labels), len(classes))
-    t_vocab = time.perf_counter()
-    model.caption_context = _fit_caption(model, cfg, shots=[*goods, *defect_shots])
-    t_vocab = time.perf_counter() - t_vocab
-
-    all_defects = [v for vals in defect_scores.values() for v in vals]
-    image_thr = calibrate_threshold(good_scores.tolist(), all_defects)
-    # Pixels: 1.0 is the highest any good patch reached (leave-one-out), but never
-    # above the image threshold, so a defective verdict always shows a region.
-    model.thresholds = Thresholds(image=image_thr, pixel=1.0).with_image(image_thr)
-    model.classes = tuple(classes)
+    good_shots, defect_list = state.good_shots, state.defect_list
+    # Unlabelled images judged good, each scored against the bank without its own patches.
+    from_line = [
+        _shot(good.grids[row], GOOD, None, bank[state.bank_owner != good.owner[row]], defect_bank, None)
+        for row in calibration_rows
+    ]
+    has_verdict = bool(goods) or bool(from_line)
+    choice = None if first is None else (first[0].evidence, first[0].global_ref is not None)
+    scoring, calibration = (
+        build_scoring(good_shots, defect_list, cfg, unlabelled=from_line, false_reject=FALSE_REJECT, choice=choice)
+        if has_verdict else (None, None)
+    )  # fmt: skip
+    # Line images stand in for good prototypes only when nobody labelled a good one.
+    prototypes = good_shots if good_shots else from_line
+    classes = support.classes if good_shots or not from_line else (GOOD, *support.classes)
+    head_classes = build_class_head(prototypes + defect_list, classes, scoring, cfg)
+    vocab = _fit_vocabulary(model, cfg)
+    model.head = Head(classes=head_classes, scoring=scoring, vocabulary=vocab)
+    model.caption_context = CaptionContext(
+        shot_labels=tuple(s.label for s in [*goods, *defect_shots]),
+        shot_notes=tuple(s.note or None for s in [*goods, *defect_shots]),
+        vocabulary=tuple(load_vocabulary(cfg.vocabulary)) if vocab is not None else (),
+    )
+    if calibration is not None:
+        model.thresholds = Thresholds(image=calibration.threshold, pixel=1.0).with_image(calibration.threshold)
+    else:  # type-only: nothing is cut; thresholds stay for the manifest's shape
+        model.thresholds = Thresholds(image=float("inf"), pixel=float("inf"))
+    model.classes = tuple(head_classes.classes)
     model.support_summary = support.summary()
     t_end = time.perf_counter()
     return FitReport(
-        good_scores=good_scores.tolist(),
-        defect_scores=defect_scores,
+        good_scores=[] if calibration is None else calibration.good_scores,
+        defect_scores={} if calibration is None else calibration.defect_scores,
         thresholds=model.thresholds,
-        bank_patches=int(all_patches.shape[0]),
-        bank_size=int(model.anomaly.bank.shape[0]),
+        bank_patches=sum(int(g.shape[1] * g.shape[2]) for g in good.grids),
+        bank_size=int(bank.shape[0]),
+        unlabelled=len(unlabelled_images),
+        unlabelled_rejected=rejected,
+        evidence=None if scoring is None else scoring.evidence + ("+global" if scoring.global_ref else ""),
+        tile_size=tuple(spec.size),
         seconds={
-            "load": t_load - t0,
-            "features": t_feat - t_load,
-            "coreset": t_bank - t_feat,
-            "heads": t_end - t_bank - t_vocab,
-            "vocabulary": t_vocab,
-            "total": t_end - t0,
+            "load": t_load - t0, "features": t_feat - t_load, "banks": t_bank - t_feat,
+            "heads": t_end - t_bank, "total": t_end - t0,
         },
-    )
+    )  # fmt: skip
 
 
-def _features_of(
-    model: InspectorModel, images: Sequence[np.ndarray], batch_size: int, progress: Callable | None
-) -> torch.Tensor:
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(preprocess(list(images[start : start + batch_size]), model.input_size))
-        out.append(model.patch_features(batch))
-        if progress:
-            progress(len(batch))
-    return torch.cat(out)
+@dataclass
+class _State:
+    """The banks and every labelled shot's left-out evidence against them."""
+
+    bank: torch.Tensor
+    bank_owner: torch.Tensor
+    defect_bank: torch.Tensor | None
+    good_shots: list[Shot]
+    defect_list: list[Shot]
 
 
-def _fit_grain(model: InspectorModel, good_images: Sequence[np.ndarray]) -> tuple[torch.Tensor | None, float]:
-    """Centre the grain statistic on the good shots; return their leave-one-out
-    deviations (N) and the floor of its reference (see :class:`AnomalyHead`)."""
-    x = torch.from_numpy(preprocess(list(good_images), model.input_size))
-    grains = model.grain(x)
-    if grains is None:
-        return None, 0.0
-    model.anomaly.set_grain_center(grains)
-    n = grains.shape[0]
-    if n > 1:
-        others_mean = (grains.sum() - grains) / (n - 1)
-        deviation = (grains - others_mean).abs()
-    else:
-        deviation = torch.zeros_like(grains)
-    floor = GRAIN_FLOOR * float(grain_standard_error(x).mean())
-    return deviation, floor
+def _state(good: _Grids, defects: _Grids, defect_shots, defect_masks, n_goods: int, spec, model, cfg) -> _State:
+    """Fill both banks from the good grids and the defect shots, and score every labelled
+    shot left out: good shots against the bank without their own patches (a lone good
+    shot against its augmented copies), defect shots against the defect bank without theirs."""
+    bank, bank_owner = _good_bank(good, cfg)
+    defect_bank, defect_owner = _defect_bank(defects, defect_masks, bank, spec, model, cfg)
+    originals = [good.owner.index(i) for i in range(n_goods)]
+    good_shots = []
+    for i, row in enumerate(originals):
+        others = bank[bank_owner != i]  # a lone good shot: only its augmented copies remain
+        others = others if len(others) else _own_augments(bank, bank_owner, good, i, row)
+        good_shots.append(_shot(good.grids[row], GOOD, None, others, defect_bank, None))
+    defect_list = [
+        _shot(grid, shot.label, _mask_cells(mask, spec), bank if len(bank) else None, defect_bank, defect_owner != j)
+        for j, (grid, shot, mask) in enumerate(zip(defects.grids, defect_shots, defect_masks, strict=True))
+    ]  # fmt: skip
+    return _State(bank, bank_owner, defect_bank, good_shots, defect_list)
 
 
-def _fit_caption(model: InspectorModel, cfg: InspectorConfig, shots: Sequence[Sample]) -> CaptionContext:
-    """Embed the vocabulary (text-aligned backbones only) and record the shots.
+# ---------------------------------------------------------------------- features
+def _tile_spec(model: InspectorModel, cfg: InspectorConfig, images: Sequence[np.ndarray]) -> TileSpec:
+    """The configured tiles, or ones that fit the shots (their size at the configured
+    scale, at most 512 px a side; fixed-size backbones keep theirs)."""
+    base = model.tiles
+    if cfg.tile_size is not None or model.backbone.fixed_input_size:
+        return base
+    roi = cfg.roi
+    sizes = []
+    for image in images:
+        h, w = image.shape[:2]
+        if roi is not None:
+            w, h = min(roi[2], w) - min(roi[0], w), min(roi[3], h) - min(roi[1], h)
+        sizes.append((h, w))
+    size = choose_tile_size(sizes, cfg.scale, stride=base.stride)
+    margin = min(base.margin, (min(size) // 2 - base.stride) // base.stride * base.stride)
+    return TileSpec(size=size, stride=base.stride, margin=max(0, margin), scale=cfg.scale, roi=roi)
 
-    ``shots`` in prototype order (the good shots, then the defect shots), so the
-    columns of ``prototype_similarity`` name them.
+
+def _raw_grids(model: InspectorModel, images: Sequence[np.ndarray], owner: list[int], bar) -> _Grids:
+    """Images -> stitched raw (identity-norm) patch grids, D x h x w each."""
+    spec = model.tiles
+    grids = []
+    for image in images:
+        tiles, plan = cut_tiles(image, spec)
+        parts = [
+            model.patch_features(torch.from_numpy(tiles[i : i + model.config.batch_size]))
+            for i in range(0, len(tiles), model.config.batch_size)
+        ]
+        grids.append(torch.from_numpy(stitch(torch.cat(parts).numpy(), spec, plan)))
+        if bar:
+            bar.update(1)
+    return _Grids(grids=grids, owner=list(owner))
+
+
+def _load_unlabelled(images: Sequence[np.ndarray | str], seed: int) -> list[np.ndarray]:
+    """At most :data:`MAX_UNLABELLED` unlabelled images as arrays (a seeded draw)."""
+    from defectkit.core.images import read_image
+
+    items = list(images)
+    if len(items) > MAX_UNLABELLED:
+        keep = np.random.default_rng(seed).choice(len(items), MAX_UNLABELLED, replace=False)
+        items = [items[i] for i in sorted(keep)]
+    return [item if isinstance(item, np.ndarray) else read_image(item) for item in items]
+
+
+def _add_unlabelled(
+    good: _Grids, free: _Grids, n_goods: int, cfg: InspectorConfig, screen: tuple[list[float], float] | None
+) -> tuple[_Grids, list[int], list[int]]:
+    """Judge unlabelled grids and add the good-looking ones' patches.
+
+    With labelled good shots (``screen``: each image's score by the labelled model and
+    its threshold), an image scoring above the threshold is a defect. Without them,
+    mutual scoring among the images decides (:mod:`defectkit.fewshot.mutual`), and each
+    accepted image's patches that are unusual even among the others stay out.
+
+    Returns the good grids with one entry per accepted image (its coreset patches; owners
+    after the labelled shots'), the rejected images' indices, and the rows of the
+    accepted images chosen for the calibration.
     """
+    n = len(free.grids)
+    if screen is not None:
+        scores, threshold = screen
+        reject = np.asarray(scores) > threshold
+        maps = None
+        index = [greedy_coreset(_patches(g), PATCHES_PER_IMAGE, seed=cfg.seed) for g in free.grids]
+    else:
+        mutual = mutual_scores(free.grids, seed=cfg.seed)
+        stats = [top_mean(smooth(m, cfg.sigma), cfg.top_fraction) for m in mutual.maps]
+        reject = outliers(stats, spread=REJECT_SPREAD)
+        maps, index = mutual.maps, mutual.coreset_index
+    accepted = [i for i in range(n) if not reject[i]]
+    cut = np.inf
+    if maps is not None and accepted:
+        cut = float(np.quantile(np.concatenate([maps[i].ravel() for i in accepted]), 1.0 - PATCH_REJECT_SHARE))
+    out = _Grids(grids=list(good.grids), owner=list(good.owner))
+    rows = []
+    for i in accepted:
+        grid = free.grids[i]
+        keep = torch.ones(len(index[i]), dtype=torch.bool)
+        if maps is not None:
+            keep = torch.from_numpy(maps[i].ravel()[index[i].numpy()] <= cut)
+        rows.append(len(out.grids))
+        out.grids.append(grid)
+        out.owner.append(n_goods + i)
+        out.keep[rows[-1]] = index[i][keep]
+    rng = np.random.default_rng(cfg.seed)
+    chosen = sorted(rng.choice(rows, size=min(CALIBRATION_IMAGES, len(rows)), replace=False).tolist()) if rows else []
+    return out, [int(i) for i in np.flatnonzero(reject)], chosen
+
+
+def _patches(grid: torch.Tensor) -> torch.Tensor:
+    """D x h x w -> (h w) x D."""
+    return grid.flatten(1).t()
+
+
+# ---------------------------------------------------------------------- banks
+def _good_bank(good: _Grids, cfg: InspectorConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The memory bank of good patches (greedy coreset) and each entry's shot."""
+    if not good.grids:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
+    rows = [_patches(g) if r not in good.keep else _patches(g)[good.keep[r]] for r, g in enumerate(good.grids)]
+    patches = torch.cat(rows)
+    owners = torch.cat([torch.full((len(p),), o) for p, o in zip(rows, good.owner, strict=True)])
+    keep = greedy_coreset(patches, cfg.bank_size, seed=cfg.seed)
+    return patches[keep].contiguous(), owners[keep]
+
+
+def _defect_bank(
+    defects: _Grids, masks: Sequence[np.ndarray | None], bank: torch.Tensor, spec: TileSpec,
+    model: InspectorModel, cfg: InspectorConfig,
+) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
+    """Patches of the labelled defects (inside painted masks; else each shot's most
+    anomalous share) and each entry's shot; None without a good bank to contrast."""
+    if not defects.grids or not len(bank):
+        return None, torch.zeros(0, dtype=torch.long)
+    chosen, owners = [], []
+    for j, (grid, mask) in enumerate(zip(defects.grids, masks, strict=True)):
+        patches = _patches(grid)
+        picked = None
+        cells = _mask_cells(mask, spec)
+        if cells is not None and cells.any():
+            picked = patches[torch.from_numpy(cells.reshape(-1))]
+        if picked is None:
+            d = nearest_distance(patches[None], bank)[0]
+            k = max(1, int(round(len(d) * UNPAINTED_SHARE)))
+            picked = patches[d.topk(k).indices]
+        chosen.append(picked)
+        owners.append(torch.full((len(picked),), j))
+    patches, owner = torch.cat(chosen), torch.cat(owners)
+    keep = greedy_coreset(patches, cfg.defect_bank_size, seed=cfg.seed)
+    return patches[keep].contiguous(), owner[keep]
+
+
+def _mask_cells(mask: np.ndarray | None, spec: TileSpec) -> np.ndarray | None:
+    """An image-sized painted mask -> h x w bool: the cells it covers enough."""
+    if mask is None:
+        return None
+    return mask_to_grid(mask, spec, plan_tiles(spec, mask.shape)) >= MASK_COVER
+
+
+def _own_augments(bank, bank_owner, good: _Grids, shot: int, row: int) -> torch.Tensor:
+    """A single good shot's leave-one-out bank: its augmented copies only (the bank
+    entries of the original image are not tracked apart, so rebuild from the copies)."""
+    copies = [g for k, (g, o) in enumerate(zip(good.grids, good.owner, strict=True)) if o == shot and k != row]
+    if not copies:  # no augmentations: nothing to compare with; the shot against itself
+        return bank
+    return torch.cat([_patches(g) for g in copies])
+
+
+def _shot(grid, label, mask, bank, defect_bank, defect_keep) -> Shot:
+    """A shot's leave-one-out evidence: distances to the good bank (``bank``, without
+    it) and to the defect bank (without its own entries where ``defect_keep`` says)."""
+    patches = _patches(grid)[None]
+    h, w = grid.shape[1:]
+    distance = None if bank is None or not len(bank) else nearest_distance(patches, bank)[0].reshape(h, w)
+    defect = None
+    if defect_bank is not None and len(defect_bank):
+        others = defect_bank if defect_keep is None else defect_bank[defect_keep]
+        if len(others):
+            defect = nearest_distance(patches, others)[0].reshape(h, w)
+    return Shot(
+        label=label, features=grid.numpy(),
+        distance=None if distance is None else distance.numpy(),
+        defect_distance=None if defect is None else defect.numpy(), mask=mask,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- caption
+def _fit_vocabulary(model: InspectorModel, cfg: InspectorConfig) -> np.ndarray | None:
+    """V x C unit text embeddings of the vocabulary (text-aligned backbones only)."""
+    if not text_aligned(model.backbone):
+        return None
     vocabulary = load_vocabulary(cfg.vocabulary)
-    active = model.caption.fit(model.backbone, vocabulary)
-    return CaptionContext(
-        shot_labels=tuple(s.label for s in shots),
-        shot_notes=tuple(s.note or None for s in shots),
-        vocabulary=tuple(vocabulary) if active else (),
-    )
+    if not len(vocabulary):
+        return None
+    from defectkit.core.caption.vocabulary import Vocabulary
 
-
-def _mask_region(model: InspectorModel, mask: np.ndarray) -> torch.Tensor:
-    """H x W bool mask -> h x w 0/1: the patches it touches, grown by MASK_MARGIN."""
-    m = torch.from_numpy(resize_mask(mask, model.input_size).astype(np.float32))[None, None]
-    touched = F.adaptive_max_pool2d(m, model.grid)
-    k = 2 * MASK_MARGIN + 1
-    return F.max_pool2d(touched, k, stride=1, padding=MASK_MARGIN)[0, 0]
-
-
-def _descriptor(model: InspectorModel, feats: torch.Tensor, pmap: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
-    # The same anomaly weighting as at inference (a prototype must be pooled the way
-    # new images will be), kept near the painted region when there is one: the mask
-    # says *where* the defect is, not how to pool it; weights restricted to the mask
-    # itself pooled shots more tightly than new images ever are (benchmarks/results/tuning.md).
-    weights = anomaly_weights(pmap[None], model.prototypes.sharpness)
-    if mask is not None and mask.any():
-        inside = weights * _mask_region(model, mask)[None]
-        if float(inside.sum()) > 1e-6:
-            weights = inside
-    return region_descriptor(feats[None], weights)[0]
+    vocab = vocabulary if isinstance(vocabulary, Vocabulary) else Vocabulary.from_lines(vocabulary)
+    return embed_vocabulary(model.backbone.encode_text, vocab).numpy()
 
 
 def _progress_bar(total: int, desc: str, *, enabled: bool):
@@ -238,3 +445,4 @@ def _progress_bar(total: int, desc: str, *, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", leave=False)
+

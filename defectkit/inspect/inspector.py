@@ -23,7 +23,7 @@ import torch
 
 from defectkit.core.caption import CaptionContext
 from defectkit.core.predictor import Predictor
-from defectkit.core.results import InspectionResult, RawOutputs, Thresholds
+from defectkit.core.results import InspectionResult, RawOutputs, Thresholds, TileOutputs
 from defectkit.datasets.base import Sample
 from defectkit.fewshot.support import SupportSet
 from defectkit.inspect.backbones import FeatureExtractor
@@ -35,13 +35,13 @@ __all__ = ["Inspector", "InspectorConfig", "TorchEngine"]
 
 
 class TorchEngine:
-    """An InspectorModel as a Predictor engine: numpy in, numpy :class:`RawOutputs` out."""
+    """An InspectorModel as a Predictor engine: numpy tiles in, numpy :class:`TileOutputs` out."""
 
     def __init__(self, model: InspectorModel) -> None:
         self.model = model
 
     @torch.inference_mode()
-    def run(self, x: np.ndarray) -> RawOutputs:
+    def run(self, x: np.ndarray) -> TileOutputs:
         return self.model(torch.from_numpy(x)).map(lambda t: t.numpy())
 
 
@@ -63,9 +63,16 @@ class Inspector:
         return inspector
 
     # ------------------------------------------------------------------ fit, save, load
-    def fit(self, support: SupportSet | Sequence[Sample], *, progress: bool = False) -> FitReport:
-        """Fill the memory bank and prototypes from labelled shots and calibrate thresholds."""
-        return fit(self.model, support, progress=progress)
+    def fit(
+        self,
+        support: SupportSet | Sequence[Sample],
+        *,
+        unlabelled: Sequence[np.ndarray | str | Path] = (),
+        progress: bool = False,
+    ) -> FitReport:
+        """Fill the memory banks and the head from labelled shots (and unlabelled line
+        images, mostly good) and calibrate thresholds (:func:`defectkit.inspect.fit.fit`)."""
+        return fit(self.model, support, unlabelled=unlabelled, progress=progress)
 
     def save(self, directory: str | Path) -> Path:
         """Write the fitted inspector to a model folder (see :mod:`defectkit.inspect.saved`)."""
@@ -135,8 +142,12 @@ class Inspector:
         return Predictor(TorchEngine(self.model), self.model.info(), batch_size=self.config.batch_size)
 
     def raw(self, images: Sequence[np.ndarray]) -> RawOutputs:
-        """Raw outputs for a list of images (numpy), batched."""
+        """Raw outputs for a list of images of one size (numpy), batched."""
         return self.predictor.raw(images)
+
+    def raw_each(self, images: Sequence[np.ndarray]) -> list[RawOutputs]:
+        """Raw outputs, one per image (any sizes)."""
+        return self.predictor.raw_each(images)
 
     def inspect(self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None) -> list[InspectionResult]:
         """Inspect images (H x W x 3 uint8, any size) -> one result each.

@@ -1,11 +1,13 @@
-"""InspectorModel: frozen backbone + patch features + anomaly, prototype and caption heads.
+"""InspectorModel: the exported graph, one fixed-size tile at a time.
 
-``forward(images) -> RawOutputs`` is pure tensor maths and is exactly the graph the
-exporters export. The fitted state (memory bank, prototypes, vocabulary embeddings,
-calibration references) lives in registered buffers, filled by
-:func:`defectkit.inspect.fit.fit`; what is not a tensor (classes, thresholds, the
-caption context, a summary of the shots) sits beside them as plain attributes. Turning
-raw outputs into verdicts and words is numpy, in :mod:`defectkit.core`.
+``forward(tiles) -> TileOutputs`` is pure tensor maths: frozen backbone, patch features
+standardised with the good shots' statistics, and each patch's distance to the memory
+bank of good patches and to the labelled defects' patches. Those distances are the
+expensive part and run on the engine (OpenVINO, ONNX Runtime); stitching the tiles of
+an image and everything that needs the whole image (smoothing, the score, the class
+head, the caption's vocabulary scores) is numpy in :mod:`defectkit.core`, shared by the
+PyTorch path and the runtime. The fitted state lives in registered buffers (filled by
+:func:`defectkit.inspect.fit.fit`) and in :attr:`head` (plain JSON).
 """
 
 from __future__ import annotations
@@ -13,26 +15,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from defectkit.core.caption import CaptionContext
+from defectkit.core.head import Head
 from defectkit.core.predictor import ModelInfo
-from defectkit.core.results import RawOutputs, Thresholds
+from defectkit.core.results import Thresholds, TileOutputs
+from defectkit.core.tiling import TileSpec
 from defectkit.errors import ConfigError, NotFittedError
-from defectkit.fewshot.anomaly import AnomalyHead
-from defectkit.fewshot.caption_head import EMBED_LAYER, CaptionHead, text_aligned
-from defectkit.fewshot.prototypes import PrototypeHead, anomaly_weights, region_descriptor
+from defectkit.fewshot.anomaly import nearest_distance
+from defectkit.fewshot.caption_head import EMBED_LAYER, text_aligned
 from defectkit.inspect.backbones import FeatureExtractor
 from defectkit.inspect.config import InspectorConfig
-from defectkit.inspect.features import FeatureNorm, PatchFeatures, grain_ratio
+from defectkit.inspect.features import FeatureNorm, PatchFeatures
 
 
 class InspectorModel(nn.Module):
-    """The exported graph. ``forward`` takes N x 3 x H x W floats in [0, 1].
+    """The exported graph. ``forward`` takes N x 3 x th x tw tiles, floats in [0, 1].
 
     Args:
-        config: the architecture (backbone, layers, pooling, heads' settings).
+        config: the architecture (backbone, layers, pooling, tiles, heads' settings).
         backbone: a ready feature extractor instead of the registry's (tests build tiny
             random ones); default: ``create_backbone(config.backbone, ...)``.
     """
@@ -43,7 +45,7 @@ class InspectorModel(nn.Module):
         if backbone is None:
             from defectkit.inspect.backbones import create_backbone
 
-            # Text-aligned backbones also return ``embed`` for the caption head.
+            # Text-aligned backbones also return ``embed`` for the caption's vocabulary.
             backbone = create_backbone(
                 self.config.backbone, weights=self.config.weights, layers=self.config.layers,
                 text_embedding=True,
@@ -63,43 +65,60 @@ class InspectorModel(nn.Module):
             stride=self.config.grid_stride,
             detail=self.config.detail,
         )
-        if self.backbone.fixed_input_size and self.config.input_size not in (None, pre.input_size):
+        if self.backbone.fixed_input_size and self.config.tile_size not in (None, pre.input_size):
             raise ConfigError(
                 f"{self.backbone.name} only works at {pre.input_size[0]} x {pre.input_size[1]}; "
-                "drop --input-size or choose a CNN backbone"
+                "drop --tile-size or choose a CNN backbone"
             )
-        self.set_input_size(self.config.input_size or pre.input_size)
-        self.norm = FeatureNorm(self.features.groups, detail_weight=self.config.detail_weight)
-        self.anomaly = AnomalyHead(
-            self.features.dim, sigma=self.config.sigma, top_fraction=self.config.top_fraction
-        )
-        self.prototypes = PrototypeHead(
-            self.features.dim, temperature=self.config.temperature, sharpness=self.config.sharpness
-        )
-        self.caption = CaptionHead()
-        #: Set by fitting (and loading): class names in logit order, the thresholds, a
-        #: summary of the shots, and the shots' classes and notes in prototype order
-        #: with the embedded vocabulary.
+        self.norm = FeatureNorm(self.features.groups)
+        dim = self.features.dim
+        self.register_buffer("bank", torch.zeros(0, dim))
+        self.register_buffer("bank_sqnorm", torch.zeros(0))
+        self.register_buffer("defect_bank", torch.zeros(0, dim))
+        self.register_buffer("defect_sqnorm", torch.zeros(0))
+        self.set_tiles(self._default_tiles())
+        #: Set by fitting (and loading): the numpy head, class names in logit order, the
+        #: thresholds, a summary of the shots, and the shots' classes and notes in
+        #: prototype order with the embedded vocabulary.
+        self.head: Head | None = None
         self.classes: tuple[str, ...] = ()
         self.thresholds: Thresholds | None = None
         self.support_summary: dict = {}
         self.caption_context = CaptionContext()
         self.eval()
 
-    # ------------------------------------------------------------------ size
-    def set_input_size(self, size: Sequence[int]) -> None:
-        """Run at ``size`` = (H, W) from now on (the patch grid follows).
+    def _default_tiles(self) -> TileSpec:
+        cfg, pre = self.config, self.backbone.preprocessing
+        size = tuple(cfg.tile_size or pre.input_size)
+        if self.backbone.fixed_input_size:
+            size = tuple(pre.input_size)
+        stride = self.features.stride
+        size = (max(stride, size[0] // stride * stride), max(stride, size[1] // stride * stride))
+        margin = min(cfg.tile_margin // stride * stride, (min(size) // 2 - stride) // stride * stride)
+        return TileSpec(size=size, stride=stride, margin=max(0, margin), scale=cfg.scale, roi=cfg.roi)
 
-        The memory bank and prototypes are per-patch features, so they carry over to
-        another resolution, but thresholds were calibrated at the fitted size.
+    # ------------------------------------------------------------------ tiles
+    def set_tiles(self, spec: TileSpec) -> None:
+        """Run on tiles of ``spec`` from now on (the patch grid follows).
+
+        The banks hold per-patch features, so they carry over to another tile size, but
+        the references were calibrated with the fitted tiles.
         """
-        self.input_size = (int(size[0]), int(size[1]))
-        self.grid = self.features.grid_size(self.input_size)
+        if spec.stride != self.features.stride:
+            raise ConfigError(f"tile stride {spec.stride} differs from the features' {self.features.stride}")
+        self.tiles = spec
+        self.input_size = tuple(spec.size)
+        self.grid = spec.grid
 
     # ------------------------------------------------------------------ state
     @property
     def fitted(self) -> bool:
-        return self.anomaly.fitted and self.prototypes.fitted and self.thresholds is not None
+        return self.head is not None and self.thresholds is not None
+
+    @property
+    def has_verdict(self) -> bool:
+        """False for a type-only model (fitted without ``good`` shots)."""
+        return self.bank.shape[0] > 0
 
     def require_fitted(self) -> None:
         """Raise :class:`NotFittedError` unless :func:`~defectkit.inspect.fit.fit` ran."""
@@ -107,10 +126,20 @@ class InspectorModel(nn.Module):
             raise NotFittedError("this inspector is not fitted: run `inspect fit` first")
 
     @property
+    def text_aligned(self) -> bool:
+        return text_aligned(self.backbone)
+
+    @property
     def output_names(self) -> tuple[str, ...]:
-        """Names of :meth:`forward`'s outputs present, in order (the exported graph's)."""
-        names = RawOutputs._fields
-        return names if self.caption.active else names[:-1]
+        """Names of :meth:`forward`'s outputs, in order (the exported graph's)."""
+        names = ["features"]
+        if self.has_verdict:
+            names.append("distance")
+        if self.defect_bank.shape[0] > 0:
+            names.append("defect_distance")
+        if self.head is not None and self.head.vocabulary is not None and self.text_aligned:
+            names.append("embed")
+        return tuple(names)
 
     def info(self) -> ModelInfo:
         """What the :class:`~defectkit.core.predictor.Predictor` needs beside the graph."""
@@ -118,6 +147,7 @@ class InspectorModel(nn.Module):
         return ModelInfo(
             classes=self.classes, thresholds=self.thresholds, input_size=self.input_size,
             caption_context=self.caption_context, support_summary=self.support_summary,
+            tiles=self.tiles, head=self.head,
         )  # fmt: skip
 
     def fitted_state(self) -> dict[str, torch.Tensor]:
@@ -136,44 +166,49 @@ class InspectorModel(nn.Module):
             raise KeyError(f"unexpected tensors {sorted(set(tensors) ^ expected)}")
         for key, value in tensors.items():
             owner, _, name = key.rpartition(".")
-            setattr(self.get_submodule(owner), name, value)
+            setattr(self.get_submodule(owner) if owner else self, name, value)
+
+    def set_banks(self, good: torch.Tensor, defect: torch.Tensor | None = None) -> None:
+        """Store the memory banks (M x D good patches, Q x D labelled-defect patches)."""
+        self.bank = good.detach().float().contiguous()
+        self.bank_sqnorm = (self.bank * self.bank).sum(dim=1)
+        defect = torch.zeros(0, self.bank.shape[1] or self.features.dim) if defect is None else defect
+        self.defect_bank = defect.detach().float().contiguous()
+        self.defect_sqnorm = (self.defect_bank * self.defect_bank).sum(dim=1)
 
     # ------------------------------------------------------------------ graph
-    def patch_features(self, x: torch.Tensor) -> torch.Tensor:
-        """N x 3 x H x W in [0, 1] -> N x D x h x w standardised patch features."""
-        return self._maps_and_features(x)[1]
+    def backbone_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.backbone((x - self.mean) / self.std)
 
-    def _maps_and_features(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        maps = self.backbone((x - self.mean) / self.std)
-        return maps, self.norm(self.features(maps, self.grid, x))
+    def patch_features(self, x: torch.Tensor, maps: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """N x 3 x th x tw in [0, 1] -> N x D x h x w standardised patch features."""
+        maps = self.backbone_maps(x) if maps is None else maps
+        return self.norm(self.features(maps, self.grid, x))
 
-    def grain(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Grain ratios of preprocessed images (N), or None without the detail group."""
-        return grain_ratio(x) if self.features.detail else None
-
-    def forward(self, x: torch.Tensor) -> RawOutputs:
-        """Images -> :class:`~defectkit.core.results.RawOutputs`.
-
-        ``score`` N, ``anomaly_map`` N x H x W at input size, ``class_logits`` N x K,
-        ``prototype_similarity`` N x P (one per labelled shot, larger = nearer; a class
-        logit is the largest of its shots'), and with a vocabulary ``vocab_scores`` N x V
-        (cosines of the region's CLIP embedding with each entry). The caption evidence
-        pools the same anomaly-weighted region the class head pools.
-        """
-        maps, feats = self._maps_and_features(x)
-        pmap, score = self.anomaly(feats, self.norm.detail_z(feats), self.grain(x))
-        weights = anomaly_weights(pmap, self.prototypes.sharpness)
-        similarity = self.prototypes.similarity(region_descriptor(feats, weights))
-        amap = F.interpolate(pmap[:, None], size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
-        vocab = self.caption(maps[EMBED_LAYER], weights) if self.caption.active else None
-        return RawOutputs(score, amap, self.prototypes.class_logits(similarity), similarity, vocab)
+    def forward(self, x: torch.Tensor) -> TileOutputs:
+        """Tiles -> :class:`~defectkit.core.results.TileOutputs` (the outputs
+        :attr:`output_names` names; distances as written in
+        :func:`~defectkit.fewshot.anomaly.nearest_distance`)."""
+        maps = self.backbone_maps(x)
+        feats = self.patch_features(x, maps)
+        n, _, h, w = feats.shape
+        patches = feats.flatten(2).transpose(1, 2)  # N x hw x D
+        names = self.output_names
+        distance = defect = embed = None
+        if "distance" in names:
+            distance = nearest_distance(patches, self.bank, self.bank_sqnorm).reshape(n, h, w)
+        if "defect_distance" in names:
+            defect = nearest_distance(patches, self.defect_bank, self.defect_sqnorm).reshape(n, h, w)
+        if "embed" in names:
+            embed = maps[EMBED_LAYER]
+        return TileOutputs(features=feats, distance=distance, defect_distance=defect, embed=embed)
 
 
 def _patch_layers(backbone: FeatureExtractor, layers: Sequence[str] | None) -> list:
     """The backbone maps that become patch features.
 
-    ``embed`` (CLIP patch tokens in the text space) is there for the caption head; it
-    is a patch feature only when ``layers`` names it, or when it is the only map.
+    ``embed`` (CLIP patch tokens in the text space) is there for the caption; it is a
+    patch feature only when ``layers`` names it, or when it is the only map.
     """
     infos = list(backbone.feature_info)
     if layers is not None and EMBED_LAYER in layers:

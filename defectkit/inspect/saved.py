@@ -16,9 +16,10 @@ from safetensors.torch import load_file, save_file
 from defectkit import __version__
 from defectkit.core.caption import CaptionContext
 from defectkit.core.files import atomic_directory, sha256_file
+from defectkit.core.head import Head
 from defectkit.core.results import Thresholds
+from defectkit.core.tiling import TileSpec
 from defectkit.errors import ConfigError, ModelFormatError
-from defectkit.fewshot.prototypes import descriptor_dim
 from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.model import InspectorModel
 
@@ -30,8 +31,11 @@ FORMAT = "defectkit-inspector"
 #: head computes, so it is refused with "refit" rather than loaded into wrong scores.
 #: 3: region descriptors grew from 2 D to 3 D + 2 values (feature spread and region
 #: shape, see :mod:`defectkit.fewshot.prototypes`); older prototypes do not fit the head.
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (3,)
+#: 4: tiles at native resolution; the tensors are the feature standardisation and the
+#: two memory banks, and ``head`` (the numpy head: evidence, references, prototypes,
+#: vocabulary) and ``tiles`` sit in config.json. Older folders are refused: refit.
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (4,)
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "heads.safetensors"
 
@@ -64,6 +68,8 @@ def save_inspector(inspector, directory: str | Path) -> Path:
             "config": model.config.to_dict(),
             "backbone": {"name": model.backbone.name, "weights_id": model.backbone.weights_id},
             "input_size": list(model.input_size),
+            "tiles": model.tiles.to_dict(),
+            "head": model.head.to_dict(),
             "preprocessing": {
                 "mean": model.mean.flatten().tolist(),
                 "std": model.std.flatten().tolist(),
@@ -117,7 +123,7 @@ def load_inspector(directory: str | Path):
     meta = read_config(directory)
     try:
         model = InspectorModel(InspectorConfig.from_dict(meta["config"]))
-        model.set_input_size(tuple(meta["input_size"]))
+        model.set_tiles(TileSpec.from_dict(meta["tiles"]))
         found = model.backbone.weights_id
         if found != meta["backbone"]["weights_id"]:
             raise ModelFormatError(
@@ -136,6 +142,7 @@ def load_inspector(directory: str | Path):
         model.thresholds = Thresholds.from_dict(meta["thresholds"])
         model.support_summary = meta.get("support", {})
         model.caption_context = CaptionContext.from_dict(meta.get("captions"))
+        model.head = Head.from_dict(meta["head"])
     except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
         raise ModelFormatError(f"{directory}: {CONFIG_FILE} is incomplete or inconsistent ({exc})") from None
     _check_consistent(model, directory)
@@ -143,16 +150,17 @@ def load_inspector(directory: str | Path):
 
 
 def _check_consistent(model: InspectorModel, directory: Path) -> None:
-    """The loaded buffers fit each other and the configuration, or ModelFormatError."""
-    if model.prototypes.membership.shape[0] != len(model.classes):
-        raise ModelFormatError(f"{directory}: class list and prototypes disagree")
-    if model.anomaly.bank.shape[1] != model.features.dim:
-        raise ModelFormatError(f"{directory}: memory bank dimension does not match the backbone layers")
-    if model.prototypes.prototypes.shape[1] != descriptor_dim(model.features.dim):
-        raise ModelFormatError(f"{directory}: prototypes do not match the region descriptor; refit")
-    context, n_prototypes = model.caption_context, model.prototypes.prototypes.shape[0]
+    """The loaded buffers and head fit each other and the configuration, or ModelFormatError."""
+    head, dim = model.head, model.features.dim
+    if tuple(head.classes.classes) != tuple(model.classes):
+        raise ModelFormatError(f"{directory}: class list and class head disagree")
+    if len(head.classes.center) != 4 * dim + 2:
+        raise ModelFormatError(f"{directory}: the class head does not match the backbone layers; refit")
+    for name, bank in (("memory bank", model.bank), ("defect bank", model.defect_bank)):
+        if bank.shape[0] and bank.shape[1] != dim:
+            raise ModelFormatError(f"{directory}: {name} dimension does not match the backbone layers")
+    if (head.scoring is None) == model.has_verdict:
+        raise ModelFormatError(f"{directory}: the memory bank and the head's scoring disagree")
+    context, n_prototypes = model.caption_context, len(head.classes.labels)
     if context.shot_labels and len(context.shot_labels) != n_prototypes:
         raise ModelFormatError(f"{directory}: {len(context.shot_labels)} shots for {n_prototypes} prototypes")
-    if len(context.vocabulary) != model.caption.vocab_embeddings.shape[0]:
-        raise ModelFormatError(f"{directory}: the vocabulary and its embeddings disagree")
-

@@ -60,8 +60,12 @@ def test_save_load_round_trip_is_identical(fitted, synthetic, tmp_path):
     loaded = load_inspector(tmp_path / "model")
     ours, theirs = inspector.raw(images), loaded.raw(images)
     assert ours.names == theirs.names
-    for a, b in zip(ours.present(), theirs.present(), strict=True):
-        np.testing.assert_array_equal(a, b)
+    # Banks, standardisation and scoring are stored exactly ...
+    np.testing.assert_array_equal(ours.score, theirs.score)
+    np.testing.assert_array_equal(ours.anomaly_map, theirs.anomaly_map)
+    # ... and so is the head (JSON floats round-trip exactly).
+    np.testing.assert_array_equal(ours.class_logits, theirs.class_logits)
+    np.testing.assert_array_equal(ours.prototype_similarity, theirs.prototype_similarity)
     assert loaded.classes == inspector.classes and loaded.thresholds == inspector.thresholds
     assert not any(p.name.endswith((".pt", ".pkl", ".pth")) for p in (tmp_path / "model").iterdir())
 
@@ -96,14 +100,17 @@ def test_unfitted_inspector_is_refused(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_forward_has_no_cdist_and_batches(fitted):
+def test_forward_runs_tiles_in_batches(fitted):
     inspector, _ = fitted
     x = torch.rand(3, 3, *inspector.input_size)
+    h, w = inspector.model.tiles.grid
     with torch.inference_mode():
-        score, amap, logits, sims, vocab = inspector.model(x)
+        out = inspector.model(x)
         single = inspector.model(x[:1])
-    assert vocab is None  # no text tower, no vocabulary scores
-    assert score.shape == (3,) and amap.shape == (3, *inspector.input_size)
-    assert logits.shape == (3, len(inspector.classes))
-    assert sims.shape == (3, inspector.model.prototypes.prototypes.shape[0])
-    torch.testing.assert_close(single[0], score[:1], rtol=1e-4, atol=1e-5)
+    assert out.names == inspector.output_names == ("features", "distance", "defect_distance")
+    assert out.embed is None  # no text tower, no text-space embeddings
+    assert out.features.shape == (3, inspector.model.features.dim, h, w)
+    assert out.distance.shape == out.defect_distance.shape == (3, h, w)
+    assert float(out.distance.min()) >= 0
+    torch.testing.assert_close(single.distance, out.distance[:1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(single.features, out.features[:1], rtol=1e-4, atol=1e-4)

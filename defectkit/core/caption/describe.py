@@ -94,6 +94,9 @@ def describe(
         kept as records but not stated (``stated=False``, ``sentence=None``).
     """
     text = strings(language)
+    if decision.verdict is None:  # type-only: which type, never whether it is defective
+        p = decision.probabilities.get(decision.label, 0.0)
+        return [], text["type_only"].format(label=decision.label, percent=round(100 * p))
     if decision.verdict == GOOD:
         return [], text["no_defect"].format(score=decision.score, threshold=decision.threshold)
     part_mask = _check_inputs(decision, scale_mm_per_px, part_mask)

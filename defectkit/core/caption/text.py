@@ -20,6 +20,8 @@ from defectkit.errors import ConfigError
 EN: dict[str, Any] = {
     # A whole sentence when nothing is wrong: the verdict and the two numbers behind it.
     "no_defect": "No defect found (score {score:.2f}, threshold {threshold:.2f}).",
+    # A type-only model (fitted without good shots) sorts defects; it never judges good.
+    "type_only": "Type {label} ({percent} %); no good/defect verdict (type-only model).",
     # What the defect is. {type} is the class name as labelled, {Type} capitalised.
     "type_confident": "{Type}, {confidence:.0f} % confidence",
     "type_uncertain": "Possibly {type} (uncertain, {confidence:.0f} %)",

@@ -29,8 +29,12 @@ def test_manifest_describes_model_and_provenance(openvino_bundle, fitted):
     m = _manifest(openvino_bundle)
     assert m["format"] == "defectkit-bundle" and m["format_version"] == FORMAT_VERSION
     assert (m["target"], m["precision"]) == ("openvino", "fp32")
-    assert m["input_size"] == list(inspector.input_size)
-    assert m["output_names"] == ["score", "anomaly_map", "class_logits", "prototype_similarity"]
+    # The graph runs tiles and returns patch grids; the numpy head after it travels as JSON.
+    assert m["input_size"] == list(inspector.input_size) == m["tiles"]["size"]
+    assert m["tiles"] == inspector.model.tiles.to_dict()
+    assert m["output_names"] == ["features", "distance", "defect_distance"]
+    assert m["head"] == json.loads(json.dumps(inspector.model.head.to_dict()))
+    assert m["mode"] == "inspect"
     # Caption context: shots in prototype order (good first), no vocabulary without a
     # text tower.
     assert [s["label"] for s in m["shots"]] == ["good"] * 2 + ["scratch"] * 2 + ["spot"] * 2
@@ -157,19 +161,24 @@ def test_set_thresholds_rewrites_manifest_consistently(onnx_bundle, copy_bundle,
     np.testing.assert_array_equal(reloaded.raw(fresh_images)[0], old.raw(fresh_images)[0])
 
 
-def test_a_version_1_bundle_still_runs_without_notes(onnx_bundle, copy_bundle, fresh_images):
-    """Version 1 had three outputs and no shots: the runtime asks for those three only."""
-    b = copy_bundle(onnx_bundle)
-    m = _manifest(b)
-    m["format_version"] = 1
-    m["output_names"] = m["output_names"][:3]
-    del m["shots"], m["vocabulary"]
-    write_manifest(b, m)
-    old, new = load_bundle(b), load_bundle(onnx_bundle)
-    raw = old.raw(fresh_images)
-    assert old.output_names == ("score", "anomaly_map", "class_logits")
-    assert raw.prototype_similarity.shape == (len(fresh_images), 0)  # no shots, no evidence
-    assert old.caption_context.shot_labels == ()
-    for a, c in zip(old.inspect(fresh_images), new.inspect(fresh_images), strict=True):
-        assert (a.verdict, a.label, a.score) == (c.verdict, c.label, c.score)
-        assert all(d.note is None for d in a.defects)
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_format_1_or_2_bundle_still_runs_on_resized_images(legacy_bundle, version):
+    """Bundles of the resized-image graph (score, anomaly map, logits from the graph) keep
+    running: version 1 without caption outputs, version 2 with the shots' similarities."""
+    bundle = load_bundle(legacy_bundle(version))
+    assert bundle.input_size == (32, 32) and bundle.mode == "inspect"
+    dark, bright = np.full((40, 70, 3), 10, np.uint8), np.full((90, 50, 3), 240, np.uint8)
+    results = bundle.inspect([dark, bright], ["dark.png", "bright.png"])
+    assert [r.verdict for r in results] == ["good", "defect"]
+    assert [r.label for r in results] == ["good", "dent"]
+    assert results[0].anomaly_map.shape == (40, 70) and results[1].anomaly_map.shape == (90, 50)
+    assert results[1].score == pytest.approx(4 * 240 / 255, rel=1e-4)
+    raw = bundle.raw([dark, dark])
+    assert raw.anomaly_map.shape == (2, 32, 32)  # the graph's own resolution
+    shots = 0 if version == 1 else 3
+    assert raw.prototype_similarity.shape == (2, shots)
+    assert len(bundle.caption_context.shot_labels) == shots
+    if version == 1:  # no shots, no notes
+        assert all(d.note is None for d in results[1].defects)
+    else:
+        assert "a dent from the press" in results[1].caption

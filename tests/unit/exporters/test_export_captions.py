@@ -1,9 +1,10 @@
-"""Caption evidence in the graph: a tiny random open_clip Inspector, exported and run.
+"""Caption evidence through the graph: a tiny random open_clip Inspector, exported and run.
 
-Random weights: these tests check that the vocabulary scores and the nearest-shot
-similarities are named outputs of ``InspectorModel.forward``, survive export with the same
-numbers (PyTorch, ONNX Runtime, OpenVINO), and reach the caption through the torch-free
-runtime - never whether a term is the right one.
+Random weights: these tests check that the graph returns the patches' text-space
+embeddings (``embed``), that the vocabulary scores and nearest-shot similarities the
+numpy head computes from them survive export with the same numbers (PyTorch, ONNX
+Runtime, OpenVINO), and reach the caption through the torch-free runtime - never
+whether a term is the right one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from defectkit.inspect.inspector import Inspector
 
 REPO = Path(__file__).resolve().parents[3]
 EXTRA = ("burn mark", "attribute: dull")
+#: The graph's outputs (per tile) and the raw outputs the head makes of them (per image).
+GRAPH_OUTPUTS = ("features", "distance", "defect_distance", "embed")
 OUTPUTS = ("score", "anomaly_map", "class_logits", "prototype_similarity", "vocab_scores")
 
 
@@ -76,11 +79,13 @@ def test_the_vocabulary_is_embedded_and_the_graph_names_its_scores(clip_fitted):
     inspector, _, test = clip_fitted
     vocabulary = inspector.caption_context.vocabulary
     assert vocabulary == (*DEFAULT_TERMS, "burn mark", *(f"attribute: {a}" for a in DEFAULT_ATTRIBUTES), "attribute: dull")
-    assert inspector.model.caption.vocab_embeddings.shape == (len(vocabulary), 16)
-    assert inspector.output_names == OUTPUTS
+    assert inspector.model.head.vocabulary.shape == (len(vocabulary), 16)
+    assert inspector.output_names == GRAPH_OUTPUTS
     # ``embed`` feeds the caption head only: the patch features are the blocks.
     assert EMBED_LAYER not in inspector.model.features.names
-    score, amap, logits, sims, vocab = inspector.raw(test)
+    raw = inspector.raw(test)
+    assert raw.names == OUTPUTS
+    score, amap, logits, sims, vocab = raw
     n = len(test)
     assert vocab.shape == (n, len(vocabulary)) and np.abs(vocab).max() <= 1.0 + 1e-5
     assert sims.shape == (n, 6) and logits.shape == (n, 3)
@@ -89,18 +94,21 @@ def test_the_vocabulary_is_embedded_and_the_graph_names_its_scores(clip_fitted):
 def test_export_parity_of_the_caption_outputs(clip_fitted, clip_bundles):
     inspector, _, test = clip_fitted
     reference = inspector.raw(test)
+    reference_each = inspector.raw_each(test)
     for target, path in clip_bundles.items():
         manifest = json.loads((path / "manifest.json").read_text())
-        assert manifest["output_names"] == list(OUTPUTS)
+        assert manifest["output_names"] == list(GRAPH_OUTPUTS)
+        assert manifest["head"]["vocabulary"] == inspector.model.head.to_dict()["vocabulary"]
         assert manifest["vocabulary"] == list(inspector.caption_context.vocabulary)
         assert [s["note"] for s in manifest["shots"]] == list(inspector.caption_context.shot_notes)
         check = manifest["selfcheck"]
         assert check["passed"] and check["vocab_max_abs"] is not None
         engines = ["openvino"] if target == "openvino" else ["onnxruntime", "openvino"]
         for engine in engines:
-            exported = load_bundle(path, engine=engine).raw(test)
+            bundle = load_bundle(path, engine=engine)
+            exported = bundle.raw(test)
             assert exported.names == OUTPUTS
-            found = compare(reference, exported, TOLERANCES["fp32"], threshold=0.0)
+            found = compare(reference_each, bundle.raw_each(test), TOLERANCES["fp32"], threshold=0.0)
             assert not found["failures"], (target, engine, found)
             np.testing.assert_allclose(exported.vocab_scores, reference.vocab_scores, atol=1e-4)
             np.testing.assert_allclose(
@@ -132,14 +140,15 @@ def test_bundle_captions_equal_pytorch_captions(clip_fitted, clip_bundles):
 
 def test_an_inspector_without_text_tower_refuses_a_vocabulary():
     with pytest.raises(ConfigError, match="no text tower"):
-        Inspector(InspectorConfig(vocabulary=("burn mark",), input_size=(64, 64)))
+        Inspector(InspectorConfig(vocabulary=("burn mark",), tile_size=(64, 64)))
 
 
 def test_low_confidence_reads_uncertain_through_the_runtime(clip_fitted, tmp_path):
     """A flat class head (huge temperature): every defect type is hedged, nothing claimed."""
     inspector, support, test = clip_fitted
     flat = copy.deepcopy(inspector)
-    flat.model.prototypes.temperature = torch.tensor(1e6)
+    head = flat.model.head
+    flat.model.head = replace(head, classes=replace(head.classes, temperature=1e6))
     flat.set_threshold(image=-1e9)  # every image is defective, so every caption has a type
     path = export_bundle(flat, tmp_path / "flat", target="onnx", check_images=support)
     bundle = load_bundle(path)

@@ -19,7 +19,7 @@ from defectkit.exporters.runtime import load_bundle
 def test_unfitted_inspector_is_refused(tmp_path):
     from defectkit.inspect.inspector import Inspector, InspectorConfig
 
-    unfitted = Inspector(InspectorConfig(input_size=(64, 64)))
+    unfitted = Inspector(InspectorConfig(tile_size=(64, 64)))
     for export in (
         lambda: export_bundle(unfitted, tmp_path / "b", target="onnx"),
         lambda: export_onnx(unfitted, tmp_path / "m.onnx"),
@@ -35,7 +35,7 @@ def test_unfitted_inspector_is_refused(tmp_path):
     [
         {"target": "tflite"},
         {"target": "onnx", "precision": "int8"},
-        {"target": "onnx", "input_size": (16, 16)},
+        {"target": "onnx", "precision": "bf16"},
     ],
 )
 def test_bad_options_are_refused(fitted, tmp_path, options):

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from defectkit.core.caption.geometry import cells_of
-from defectkit.core.images import preprocess
+from defectkit.core.head import describe_image, region_weights
 from defectkit.core.labels import GOOD
+from defectkit.core.tiling import cut_tiles, stitch
 from defectkit.datasets import angle_difference, make_synthetic
-from defectkit.fewshot.prototypes import anomaly_weights, region_descriptor
 from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.inspector import Inspector
 
@@ -56,33 +56,32 @@ def test_shots_are_recorded_in_prototype_order(fitted):
     assert context.shot_labels == tuple(s.label for s in shots)
     assert context.shot_notes == tuple(s.note for s in shots)
     assert context.vocabulary == ()  # efficientnet_lite0 has no text tower
-    assert inspector.output_names == (
-        "score", "anomaly_map", "class_logits", "prototype_similarity",
-    )  # fmt: skip
+    assert inspector.output_names == ("features", "distance", "defect_distance")
 
 
-def test_graph_returns_the_prototype_similarity_of_the_pooled_region(fitted):
+def test_the_prototype_similarity_is_of_the_pooled_region_of_the_stitched_grids(fitted):
     inspector, _, test = fitted
     image = test[0].load_image()
-    model = inspector.model
-    x = torch.from_numpy(preprocess([image], inspector.input_size))
+    model, head = inspector.model, inspector.model.head
+    tiles, plan = cut_tiles(image, model.tiles)
     with torch.inference_mode():
-        out = model(x)
-        score, amap, logits, sims = out[:4]
-        feats = model.patch_features(x)
-        pmap, _ = model.anomaly(feats, model.norm.detail_z(feats))
-        desc = region_descriptor(feats, anomaly_weights(pmap, model.prototypes.sharpness))
-        expected = model.prototypes.similarity(desc)
-    assert out.vocab_scores is None  # no text tower
-    torch.testing.assert_close(sims, expected)
-    assert sims.shape == (1, len(inspector.caption_context.shot_labels))
-    # A class logit is its best shot's similarity, so nearest shot and class agree.
-    membership = model.prototypes.membership.bool()
-    per_class = torch.stack([sims[0, m].amax() for m in membership])
-    torch.testing.assert_close(per_class, logits[0], rtol=1e-5, atol=1e-3)
+        out = model(torch.from_numpy(tiles)).map(lambda t: t.numpy())
+    feats = stitch(out.features, model.tiles, plan)
+    distance = stitch(out.distance[:, None], model.tiles, plan)[0]
+    defect = stitch(out.defect_distance[:, None], model.tiles, plan)[0]
+    amap, score = head.scoring.apply(distance, defect)
+    expected = head.classes.similarity(describe_image(feats, region_weights(amap, amap.shape, head.classes.sharpness)))
     raw = inspector.raw([image])
     assert raw.names == ("score", "anomaly_map", "class_logits", "prototype_similarity")
-    np.testing.assert_allclose(raw.prototype_similarity, sims.numpy(), rtol=1e-5, atol=1e-4)
+    assert raw.vocab_scores is None  # no text tower
+    assert raw.score[0] == pytest.approx(score, rel=1e-5)
+    np.testing.assert_allclose(raw.prototype_similarity[0], expected, rtol=1e-5, atol=1e-4)
+    sims = raw.prototype_similarity
+    assert sims.shape == (1, len(inspector.caption_context.shot_labels))
+    # A class logit is its best shot's similarity, so nearest shot and class agree.
+    labels = np.asarray(head.classes.labels)
+    per_class = [sims[0, labels == k].max() for k in range(len(inspector.classes))]
+    np.testing.assert_allclose(per_class, raw.class_logits[0], rtol=1e-5, atol=1e-3)
 
 
 def test_captions_state_only_what_the_result_supports(captioned):

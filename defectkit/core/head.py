@@ -1,0 +1,326 @@
+"""The head after the graph: one image's stitched patch grids -> :class:`RawOutputs`.
+
+The exported graph runs fixed-size tiles and returns, per patch, the distance to the
+good shots' memory bank, the distance to the labelled defects' patches, and the
+standardised features (:class:`~defectkit.core.results.TileOutputs`). Once the tiles
+of an image are stitched (:mod:`defectkit.core.tiling`), everything that needs the
+whole image is here, in numpy, shared by the PyTorch path and the torch-free runtime:
+
+* :class:`AnomalyScoring`: the evidence map (smoothed, calibrated so 1.0 = the most
+  unusual good shot's patch), the image score, and which evidence a fit chose;
+* :class:`ClassHead`: a descriptor of the image (its most anomalous region and its
+  overall texture) against one prototype per labelled shot;
+* the caption's vocabulary scores for text-aligned backbones.
+
+Every number here is state the fit computed (:mod:`defectkit.inspect.fit`), stored as
+plain JSON in a model folder and a bundle manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from defectkit.core.results import RawOutputs
+
+#: Evidence kinds a fit chooses between (see :class:`AnomalyScoring`).
+DISTANCE, CONTRAST = "distance", "contrast"
+EVIDENCE = (DISTANCE, CONTRAST)
+_EPS = 1e-6
+
+
+def smooth(grid: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of an h x w patch map, edges replicated (radius 2 sigma)."""
+    if sigma <= 0:
+        return grid.astype(np.float32, copy=False)
+    return ndimage.gaussian_filter(grid.astype(np.float32), sigma, mode="nearest", truncate=2.0)
+
+
+def top_mean(values: np.ndarray, fraction: float) -> float:
+    """Mean of the largest ``fraction`` of ``values`` (at least one)."""
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    if flat.size == 0:
+        return 0.0
+    k = max(1, int(round(flat.size * fraction)))
+    return float(np.partition(flat, flat.size - k)[flat.size - k :].mean())
+
+
+def evidence_map(
+    kind: str, distance: np.ndarray, defect_distance: np.ndarray | None, sigma: float
+) -> np.ndarray:
+    """Uncalibrated, smoothed evidence of one image (h x w).
+
+    ``distance``: how far each patch lies from every good patch (PatchCore). ``contrast``:
+    the share of that distance in the distances to the good *and* the labelled-defect
+    patches, d_good / (d_good + d_defect): near 1 where a patch looks like a labelled
+    defect rather than anything good, near 0 where it looks good, and 1/2 where it is
+    unlike both. It ignores good variation the shots did not show (soiling, lighting)
+    as long as it is no more like a defect than like a good part.
+    """
+    if kind == DISTANCE or defect_distance is None:
+        raw = distance
+    elif kind == CONTRAST:
+        raw = distance / (distance + defect_distance + _EPS)
+    else:
+        raise ValueError(f"unknown evidence {kind!r}")
+    return smooth(raw, sigma)
+
+
+@dataclass(frozen=True)
+class AnomalyScoring:
+    """From evidence to a calibrated map and an image score.
+
+    Attributes:
+        evidence: ``"distance"`` or ``"contrast"`` (see :func:`evidence_map`), chosen by
+            the fit as the one that best separates the labelled defects from the good
+            shots left out one at a time.
+        sigma: smoothing of the patch maps, in patches.
+        top_fraction: the image score averages this fraction of the region's patches.
+        pixel_ref: the largest evidence of any good shot's patch (left out); the map is
+            divided by it, so 1.0 = as unusual as the most unusual good patch.
+        image_ref: the largest local statistic (top mean) of the good shots (left out).
+        global_ref: the largest global statistic (mean over the whole map) of the good
+            shots (left out), or None when the fit found that the mean does not help.
+            With it, the score is the larger of the two statistics, each divided by its
+            reference: a local defect raises the top of the map, a defect spread over
+            the whole part (a wrong texture, noise, a colour shift) raises its mean.
+    """
+
+    evidence: str = DISTANCE
+    sigma: float = 1.0
+    top_fraction: float = 0.002
+    pixel_ref: float = 1.0
+    image_ref: float = 1.0
+    global_ref: float | None = None
+
+    def statistic(self, emap: np.ndarray, inside: np.ndarray | None = None) -> float:
+        """Calibrated image score of an evidence map (cells ``inside`` only)."""
+        values = emap if inside is None else emap[inside]
+        local = top_mean(values, self.top_fraction) / self.image_ref
+        if self.global_ref is None or values.size == 0:
+            return local
+        return max(local, float(np.mean(values)) / self.global_ref)
+
+    def apply(
+        self, distance: np.ndarray, defect_distance: np.ndarray | None, inside: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
+        """One image's grids -> (calibrated map h x w, calibrated score)."""
+        emap = evidence_map(self.evidence, distance, defect_distance, self.sigma)
+        score = self.statistic(emap, inside)
+        amap = emap / self.pixel_ref
+        if inside is not None:
+            amap = np.where(inside, amap, 0.0).astype(np.float32)
+        return amap, float(score)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "evidence": self.evidence, "sigma": self.sigma, "top_fraction": self.top_fraction,
+            "pixel_ref": self.pixel_ref, "image_ref": self.image_ref, "global_ref": self.global_ref,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnomalyScoring:
+        evidence = str(data["evidence"])
+        if evidence not in EVIDENCE:
+            raise ValueError(f"unknown evidence {evidence!r}")
+        return cls(
+            evidence=evidence, sigma=float(data["sigma"]), top_fraction=float(data["top_fraction"]),
+            pixel_ref=float(data["pixel_ref"]), image_ref=float(data["image_ref"]),
+            global_ref=None if data.get("global_ref") is None else float(data["global_ref"]),
+        )  # fmt: skip
+
+
+#: Smallest spread of a calibrated map that region pooling standardises by: a nearly
+#: flat map (a good part, or an image the bank was built from, whose distances are
+#: rounding noise around 0) pools nearly uniformly instead of amplifying that noise.
+MIN_MAP_SPREAD = 0.05
+
+
+def region_weights(emap: np.ndarray | None, shape: tuple[int, int], sharpness: float, inside: np.ndarray | None = None) -> np.ndarray:
+    """Softmax weights over patches concentrating on the most anomalous ones (h x w,
+    summing to 1); uniform without an evidence map. The calibrated map is standardised
+    per image first (spread at least :data:`MIN_MAP_SPREAD`), so ``sharpness`` means the
+    same whatever the image."""
+    mask = np.ones(shape, dtype=bool) if inside is None else inside
+    if emap is None or not mask.any():
+        w = mask.astype(np.float64)
+        return (w / max(w.sum(), 1.0)).astype(np.float32)
+    values = emap[mask].astype(np.float64)
+    z = (emap.astype(np.float64) - values.mean()) / max(values.std(), MIN_MAP_SPREAD)
+    z = np.where(mask, z * sharpness, -np.inf)
+    e = np.exp(z - z[mask].max())
+    return (e / e.sum()).astype(np.float32)
+
+
+def region_shape(weights: np.ndarray) -> np.ndarray:
+    """Log spread of a weighted region along its major and minor axes (2 values, grid
+    units; see the caption's use of length and width)."""
+    h, w = weights.shape
+    p = weights / max(float(weights.sum()), 1e-12)
+    ys, xs = np.mgrid[0:h, 0:w]
+    mx, my = float((p * xs).sum()), float((p * ys).sum())
+    dx, dy = xs - mx, ys - my
+    sxx, syy, sxy = float((p * dx * dx).sum()), float((p * dy * dy).sum()), float((p * dx * dy).sum())
+    half, diff = (sxx + syy) / 2, np.sqrt(((sxx - syy) / 2) ** 2 + sxy**2 + 1e-12)
+    major, minor = half + diff + 1 / 12, max(half - diff, 0.0) + 1 / 12
+    return 0.5 * np.log(np.array([major, minor], dtype=np.float64))
+
+
+def describe_image(features: np.ndarray, weights: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+    """Descriptor of one image: D x h x w standardised features and region weights ->
+    [weighted mean, weighted spread, overall mean, overall spread (D each), shape (2)].
+
+    The weighted half says what the most anomalous region looks like (a scratch, a
+    stain); the overall half says what the whole surface looks like (a changed weave, a
+    different steel finish), which is what tells apart defects that cover the image.
+    """
+    d = features.shape[0]
+    flat = features.reshape(d, -1).astype(np.float64)
+    w = weights.reshape(-1).astype(np.float64)
+    region = flat @ w
+    spread = np.sqrt(np.maximum(flat * flat @ w - region * region, 0.0))
+    cells = flat if inside is None else flat[:, inside.reshape(-1)]
+    return np.concatenate([region, spread, cells.mean(axis=1), cells.std(axis=1), region_shape(weights)])
+
+
+@dataclass(frozen=True)
+class ClassHead:
+    """Nearest prototype in a standardised descriptor space; one prototype per shot.
+
+    Nearest-prototype classification is the right estimator with two shots per class,
+    where a class mean would blur two different-looking examples of one defect together.
+
+    Attributes:
+        classes: class names in logit order (``good`` first when there is a good class).
+        prototypes: P x E unit descriptors of the labelled shots, in shot order.
+        labels: each prototype's class index.
+        center, scale: descriptor standardisation, fitted on the shots (E each).
+        temperature: logits are minus squared distances (0..4) over it.
+        sharpness: how strongly region pooling concentrates on anomalous patches.
+    """
+
+    classes: tuple[str, ...]
+    prototypes: np.ndarray = field(repr=False)
+    labels: tuple[int, ...]
+    center: np.ndarray = field(repr=False)
+    scale: np.ndarray = field(repr=False)
+    temperature: float = 0.05
+    sharpness: float = 2.0
+
+    def embed(self, descriptor: np.ndarray) -> np.ndarray:
+        """Raw descriptor(s) (..., E) -> unit vectors in the standardised space."""
+        z = (np.asarray(descriptor, dtype=np.float64) - self.center) * self.scale
+        return z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+    def similarity(self, descriptor: np.ndarray) -> np.ndarray:
+        """P values, minus squared distance to each prototype over the temperature
+        (larger = nearer)."""
+        z = self.embed(descriptor)
+        d2 = np.sum((self.prototypes - z) ** 2, axis=1)
+        return (-d2 / self.temperature).astype(np.float32)
+
+    def logits(self, similarity: np.ndarray) -> np.ndarray:
+        """P similarities -> K logits: each class's nearest prototype."""
+        labels = np.asarray(self.labels)
+        return np.array(
+            [similarity[labels == k].max() if (labels == k).any() else -1e6 for k in range(len(self.classes))],
+            dtype=np.float32,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes), "labels": list(self.labels),
+            "prototypes": self.prototypes.tolist(), "center": self.center.tolist(),
+            "scale": self.scale.tolist(), "temperature": self.temperature, "sharpness": self.sharpness,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassHead:
+        return cls(
+            classes=tuple(data["classes"]), labels=tuple(int(v) for v in data["labels"]),
+            prototypes=np.asarray(data["prototypes"], dtype=np.float64),
+            center=np.asarray(data["center"], dtype=np.float64),
+            scale=np.asarray(data["scale"], dtype=np.float64),
+            temperature=float(data["temperature"]), sharpness=float(data["sharpness"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Head:
+    """Everything after the graph, for one fitted model (JSON-serialisable).
+
+    ``scoring`` is None for a type-only model (no ``good`` shots: no verdict);
+    ``vocabulary`` holds V x C unit text embeddings for text-aligned backbones.
+    """
+
+    classes: ClassHead
+    scoring: AnomalyScoring | None = None
+    vocabulary: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def has_verdict(self) -> bool:
+        return self.scoring is not None
+
+    def grids(self, distance, defect_distance, inside) -> tuple[np.ndarray | None, float]:
+        """Calibrated grid map and score, or (None, nan) for a type-only model."""
+        if self.scoring is None or distance is None:
+            return None, float("nan")
+        return self.scoring.apply(distance, defect_distance, inside)
+
+    def outputs(
+        self,
+        *,
+        features: np.ndarray,
+        distance: np.ndarray | None = None,
+        defect_distance: np.ndarray | None = None,
+        embed: np.ndarray | None = None,
+        inside: np.ndarray | None = None,
+    ) -> tuple[RawOutputs, np.ndarray | None]:
+        """One image's stitched grids -> (RawOutputs with the map at grid resolution,
+        the calibrated grid map or None)."""
+        amap, score = self.grids(distance, defect_distance, inside)
+        weights = region_weights(amap, features.shape[1:], self.classes.sharpness, inside)
+        similarity = self.classes.similarity(describe_image(features, weights, inside))
+        vocab = None
+        if self.vocabulary is not None and embed is not None and len(self.vocabulary):
+            vocab = vocabulary_scores(embed, weights, self.vocabulary)
+        grid = amap if amap is not None else np.zeros(features.shape[1:], np.float32)
+        raw = RawOutputs(
+            score=np.float32(score), anomaly_map=grid, class_logits=self.classes.logits(similarity),
+            prototype_similarity=similarity, vocab_scores=vocab,
+        )  # fmt: skip
+        return raw, amap
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes.to_dict(),
+            "scoring": None if self.scoring is None else self.scoring.to_dict(),
+            "vocabulary": None if self.vocabulary is None else self.vocabulary.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Head:
+        vocab = data.get("vocabulary")
+        return cls(
+            classes=ClassHead.from_dict(data["classes"]),
+            scoring=None if data.get("scoring") is None else AnomalyScoring.from_dict(data["scoring"]),
+            vocabulary=None if vocab is None else np.asarray(vocab, dtype=np.float32).reshape(len(vocab), -1),
+        )
+
+
+def vocabulary_scores(embed: np.ndarray, weights: np.ndarray, vocabulary: np.ndarray) -> np.ndarray:
+    """C x h x w text-space patch embeddings, region weights (on the feature grid) and
+    V x C unit text embeddings -> V cosines of the region's pooled embedding."""
+    c = embed.shape[0]
+    if tuple(weights.shape) != tuple(embed.shape[1:]):
+        zoom = (embed.shape[1] / weights.shape[0], embed.shape[2] / weights.shape[1])
+        weights = np.maximum(ndimage.zoom(weights, zoom, order=1), 0.0)
+        weights = weights / max(float(weights.sum()), 1e-12)
+    patches = embed.reshape(c, -1).astype(np.float64)
+    patches = patches / np.maximum(np.linalg.norm(patches, axis=0, keepdims=True), 1e-12)
+    pooled = patches @ weights.reshape(-1)
+    pooled = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+    return (vocabulary.astype(np.float64) @ pooled).astype(np.float32)

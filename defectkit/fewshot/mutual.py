@@ -1,0 +1,104 @@
+"""Mutual scoring of unlabelled images: which of them look good, patch by patch.
+
+After MuSc (Li et al., ICLR 2024): a line's unlabelled images are mostly good, and a
+defect is rare *across images*, so a patch is normal when it has a close match in a
+good share of the *other* images, and anomalous when only a few (or none) have one.
+Each patch's score is the mean of its nearest-patch distances to the closest
+:data:`QUANTILE` of the other images; an image whose most unusual patches stand far
+above the rest of the set is judged a defect and kept out of the memory bank.
+
+Cost is bounded whatever the number of images: each image is summarised by a greedy
+coreset of :data:`PATCHES_PER_IMAGE` of its patches, and each is compared with at most
+:data:`REFERENCES` others (drawn with the seed), so scoring N images costs
+N x patches x REFERENCES x PATCHES_PER_IMAGE distances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from defectkit.fewshot.anomaly import greedy_coreset, nearest_distance
+
+#: Coreset patches kept per image as what it can offer the others (and the bank).
+PATCHES_PER_IMAGE = 256
+#: Other images each image is compared with (a random draw when there are more).
+REFERENCES = 16
+#: A patch's score averages its distances to this share of the other images, the
+#: closest ones (MuSc's interval-averaging): robust to a defect type that recurs in a
+#: few images, as long as it is in fewer than this share.
+QUANTILE = 0.3
+
+
+@dataclass
+class MutualScores:
+    """Per image: the patch map of mutual scores (h x w) and its coreset (K x D)."""
+
+    maps: list[np.ndarray] = field(repr=False)
+    coresets: list[torch.Tensor] = field(repr=False)
+    coreset_index: list[torch.Tensor] = field(repr=False)
+
+
+def _patches(grid: torch.Tensor) -> torch.Tensor:
+    return grid.flatten(1).t()
+
+
+def mutual_scores(
+    grids: Sequence[torch.Tensor],
+    *,
+    references: Sequence[int] = (),
+    per_image: int = PATCHES_PER_IMAGE,
+    n_references: int = REFERENCES,
+    quantile: float = QUANTILE,
+    seed: int = 0,
+) -> MutualScores:
+    """Mutual patch scores of standardised grids (D x h x w each).
+
+    Args:
+        grids: the images' patch grids.
+        references: indices of grids known to be good (labelled good shots): always
+            among every image's references.
+        per_image: coreset size per image.
+        n_references: how many other images each image is compared with.
+        quantile: share of the closest references averaged per patch.
+        seed: draws the coresets' first centres and the references.
+    """
+    coresets, index = [], []
+    for grid in grids:
+        patches = _patches(grid)
+        keep = greedy_coreset(patches, per_image, seed=seed)
+        coresets.append(patches[keep].contiguous())
+        index.append(keep)
+    rng = np.random.default_rng(seed)
+    known = [int(r) for r in references]
+    maps = []
+    for i, grid in enumerate(grids):
+        fixed = [j for j in known if j != i]
+        pool = [j for j in range(len(grids)) if j != i and j not in fixed]
+        extra = max(0, n_references - len(fixed))
+        drawn = list(rng.choice(pool, size=min(extra, len(pool)), replace=False)) if pool else []
+        others = fixed + [int(j) for j in drawn]
+        h, w = grid.shape[1:]
+        if not others:
+            maps.append(np.zeros((h, w), np.float32))
+            continue
+        query = _patches(grid)[None]
+        dist = torch.stack([nearest_distance(query, coresets[j])[0] for j in others], dim=1)
+        k = max(1, int(round(quantile * len(others))))
+        score = dist.topk(k, dim=1, largest=False).values.mean(dim=1)
+        maps.append(score.reshape(h, w).numpy())
+    return MutualScores(maps=maps, coresets=coresets, coreset_index=index)
+
+
+def outliers(scores: Sequence[float], *, spread: float) -> np.ndarray:
+    """Which image scores stand out above the rest: log score above the median by more
+    than ``spread`` robust standard deviations (1.4826 x the median absolute deviation)."""
+    logs = np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-9))
+    if logs.size < 3:
+        return np.zeros(logs.size, dtype=bool)
+    med = float(np.median(logs))
+    mad = max(1.4826 * float(np.median(np.abs(logs - med))), 1e-3)
+    return logs > med + spread * mad

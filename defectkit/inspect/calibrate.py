@@ -1,0 +1,202 @@
+"""From the shots' leave-one-out evidence to the head: which evidence, references, prototypes.
+
+Every choice here is made on the shots of this fit, never a constant tuned on one data
+set: the evidence kept is the one that best separates the labelled defects from the
+good shots, each scored as a *new* part would be (left out of the bank it is compared
+with); the references make 1.0 mean "as unusual as the most unusual good shot"; the
+threshold sits between the good and the defect shots (:mod:`defectkit.fewshot.calibration`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from defectkit.core.head import (
+    CONTRAST,
+    DISTANCE,
+    AnomalyScoring,
+    ClassHead,
+    describe_image,
+    evidence_map,
+    region_weights,
+    top_mean,
+)
+from defectkit.core.labels import GOOD
+from defectkit.fewshot.calibration import calibrate_threshold
+from defectkit.inspect.config import InspectorConfig
+
+#: Grid cells a painted mask is grown by before it limits a defect shot's pooling
+#: weights: about the reach of the map's blur (3 x 3 pooling, Gaussian sigma 1 patch).
+MASK_MARGIN = 2
+#: A calibrated defect score counts at most this many times the reference when
+#: comparing evidence, so one extreme shot cannot outvote the others.
+SEPARATION_CAP = 4.0
+
+
+@dataclass
+class Shot:
+    """One labelled shot's grids, scored as a new image would be (left out).
+
+    Attributes:
+        label: its class.
+        features: D x h x w standardised patch features.
+        distance: h x w distance to the good bank without this shot (None: no good bank).
+        defect_distance: h x w distance to the defect bank without this shot's patches
+            (None: no other labelled-defect patches).
+        mask: h x w bool, the painted defect's cells (None: not painted).
+    """
+
+    label: str
+    features: np.ndarray = field(repr=False)
+    distance: np.ndarray | None = field(default=None, repr=False)
+    defect_distance: np.ndarray | None = field(default=None, repr=False)
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class Calibration:
+    """The fitted threshold and the calibrated leave-one-out scores behind it."""
+
+    threshold: float
+    good_scores: list[float]
+    defect_scores: dict[str, list[float]]
+    separation: dict[str, float] = field(default_factory=dict)
+
+
+def _separation(good: Sequence[float], defect: Sequence[float]) -> tuple[int, float]:
+    """How well calibrated defect-shot scores stand above the good ones: first how many
+    lie above every good shot (what the threshold can get right), then the mean over
+    defect shots of log(score / the largest good score), each capped at
+    log(:data:`SEPARATION_CAP`) so one extreme shot cannot outvote the others."""
+    ref = max(good)
+    if not defect or ref <= 0:
+        return 0, -math.inf
+    above = sum(d > ref for d in defect)
+    return above, float(np.mean([min(math.log(max(d, 1e-9) / ref), math.log(SEPARATION_CAP)) for d in defect]))
+
+
+def _candidates(goods: Sequence[Shot], defects: Sequence[Shot], forced: str | None) -> list[tuple[str, bool]]:
+    """(evidence, with the global statistic) pairs worth comparing, simplest first."""
+    kinds = [DISTANCE]
+    if all(s.defect_distance is not None for s in goods) and any(s.defect_distance is not None for s in defects):
+        kinds.append(CONTRAST)
+    if forced is not None:
+        kinds = [k for k in kinds if k == forced] or [DISTANCE]
+    return [(kind, use_global) for use_global in (False, True) for kind in kinds]
+
+
+def _scoring(kind: str, use_global: bool, goods: Sequence[Shot], cfg: InspectorConfig) -> AnomalyScoring:
+    """The scoring of one candidate, its references set on the left-out good shots."""
+    gmaps = [evidence_map(kind, s.distance, s.defect_distance, cfg.sigma) for s in goods]
+    return AnomalyScoring(
+        evidence=kind, sigma=cfg.sigma, top_fraction=cfg.top_fraction,
+        pixel_ref=max(float(m.max()) for m in gmaps) or 1.0,
+        image_ref=max(top_mean(m, cfg.top_fraction) for m in gmaps) or 1.0,
+        global_ref=(max(float(m.mean()) for m in gmaps) or 1.0) if use_global else None,
+    )  # fmt: skip
+
+
+def _trim(shots: Sequence[Shot], scoring: AnomalyScoring, share: float) -> list[Shot]:
+    """The shots less the top ``share`` of them by score (floor: none of fewer than 1/share)."""
+    drop = int(math.floor(share * len(shots)))
+    if drop <= 0:
+        return list(shots)
+    scores = [scoring.apply(s.distance, s.defect_distance)[1] for s in shots]
+    order = np.argsort(scores)
+    return [shots[i] for i in sorted(order[: len(shots) - drop])]
+
+
+def build_scoring(
+    goods: Sequence[Shot],
+    defects: Sequence[Shot],
+    cfg: InspectorConfig,
+    *,
+    unlabelled: Sequence[Shot] = (),
+    false_reject: float = 0.0,
+    choice: tuple[str, bool] | None = None,
+) -> tuple[AnomalyScoring, Calibration]:
+    """Choose the evidence and statistic, set their references, calibrate the threshold.
+
+    Candidates: distance or contrast evidence (contrast needs labelled-defect patches),
+    each with the local statistic alone or with the global one beside it. Every
+    candidate scores the left-out shots; the one whose defect shots stand furthest above
+    the good shots is kept (see :func:`_separation`); ties keep the simpler, earlier one.
+    Without labelled defects, distance with the local statistic.
+
+    ``unlabelled``: line images judged good, scored left-out; the top ``false_reject``
+    share of them is dropped before references and threshold are set (a defect the
+    mutual filter let through must not set what "good" means), so at most that share of
+    them would be rejected by the threshold. ``choice``: (evidence, global) already
+    chosen (on the labelled shots alone, which line images cannot mislead).
+    """
+    best = None
+    separations: dict[str, float] = {}
+    everyone = [*goods, *unlabelled]
+    candidates = [choice] if choice is not None else _candidates(everyone, defects, cfg.evidence)
+    for kind, use_global in candidates:
+        kept = [*goods, *_trim(unlabelled, _scoring(kind, use_global, everyone, cfg), false_reject)]
+        scoring = _scoring(kind, use_global, kept, cfg)
+        good_scores = [scoring.apply(s.distance, s.defect_distance)[1] for s in kept]
+        defect_scores: dict[str, list[float]] = {}
+        for s in defects:
+            if kind == CONTRAST and s.defect_distance is None:
+                continue  # no other labelled defect to contrast this one with
+            defect_scores.setdefault(s.label, []).append(scoring.apply(s.distance, s.defect_distance)[1])
+        flat = [v for vals in defect_scores.values() for v in vals]
+        key = _separation(good_scores, flat) if flat else (0, 0.0)
+        separations[f"{kind}{'+global' if use_global else ''}"] = key[1]
+        if best is None or key > best[0]:
+            best = (key, scoring, good_scores, defect_scores, flat)
+    _, scoring, good_scores, defect_scores, flat = best
+    threshold = calibrate_threshold(good_scores, flat)
+    return scoring, Calibration(threshold, good_scores, defect_scores, separations)
+
+
+def _grow(mask: np.ndarray, cells: int) -> np.ndarray:
+    return ndimage.binary_dilation(mask, iterations=cells) if cells > 0 else mask
+
+
+def shot_weights(shot: Shot, scoring: AnomalyScoring | None, sharpness: float) -> np.ndarray:
+    """Region weights of a shot, pooled the way a new image will be: anomaly-weighted,
+    kept near the painted region when there is one (the mask says *where* the defect is,
+    not how to pool it). Without scoring (type-only: no anomaly map for a new image
+    either) every shot is pooled whole, as new images will be."""
+    shape = shot.features.shape[1:]
+    if scoring is None:
+        return region_weights(None, shape, sharpness)
+    amap = None
+    if shot.distance is not None:
+        amap, _ = scoring.apply(shot.distance, shot.defect_distance)
+    weights = region_weights(amap, shape, sharpness)
+    if shot.mask is not None and shot.mask.any() and shot.label != GOOD:
+        inside = weights * _grow(shot.mask, MASK_MARGIN)
+        if float(inside.sum()) > 1e-9:
+            weights = inside / inside.sum()
+    return weights
+
+
+def build_class_head(
+    shots: Sequence[Shot], classes: Sequence[str], scoring: AnomalyScoring | None, cfg: InspectorConfig
+) -> ClassHead:
+    """One prototype per shot in a descriptor space standardised on the shots."""
+    descs = np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in shots])
+    center = descs.mean(axis=0)
+    spread = descs.std(axis=0)
+    # A dimension that barely varies across a handful of shots would be blown up to
+    # noise: floor the spread at a tenth of the typical one.
+    floor = max(float(np.median(spread)) * 0.1, 1e-6)
+    scale = 1.0 / np.maximum(spread, floor)
+    head = ClassHead(
+        classes=tuple(classes), prototypes=np.zeros((0, descs.shape[1])), labels=(),
+        center=center, scale=scale, temperature=cfg.temperature, sharpness=cfg.sharpness,
+    )  # fmt: skip
+    labels = tuple(list(classes).index(s.label) for s in shots)
+    return ClassHead(
+        classes=head.classes, prototypes=head.embed(descs), labels=labels, center=center,
+        scale=scale, temperature=cfg.temperature, sharpness=cfg.sharpness,
+    )  # fmt: skip
