@@ -172,7 +172,9 @@ class Pipeline:
         bundle_id = bundle.id
         if isinstance(result, BaseException):
             raise _InferenceFailed(f"inference failed: {type(result).__name__}: {result}")
-        if not math.isfinite(float(result.score)):
+        # A type-only bundle (defect sorting) has no score by design; any other must.
+        type_only = result.verdict is None
+        if not type_only and not math.isfinite(float(result.score)):
             raise _InferenceFailed(
                 f"inference failed: the bundle returned a non-finite score ({result.score})"
             )
@@ -195,7 +197,8 @@ class Pipeline:
             body["review"] = review.to_json()
         record = Record(
             sha256=job.sha256, created_at=now, source=job.source, name=job.name, station=self.station,
-            status="ok", verdict=verdict, label=result.label, score=float(result.score),
+            status="ok", verdict=verdict, label=result.label,
+            score=None if type_only else float(result.score),
             bundle_id=bundle_id, result=body,
         )  # fmt: skip
         self._check_unchanged(job)
@@ -207,7 +210,7 @@ class Pipeline:
         row, written = self.store.upsert(record)
         if written:
             self.metrics.inspections.inc(
-                source=job.source, verdict=verdict, label=result.label
+                source=job.source, verdict=verdict or "none", label=result.label
             )
             self.metrics.latency.observe(total_s, source=job.source)
         self._settle_row(job, row, duplicate=not written)

@@ -126,6 +126,29 @@ def test_a_non_finite_score_is_an_error_not_a_verdict(make_service, monkeypatch)
     assert outcome.status == 500 and "non-finite" in outcome.body["error"]
 
 
+def test_a_type_only_result_is_stored_with_no_verdict_and_no_score(make_service, monkeypatch):
+    # A defect-sorting bundle (fitted without good shots) names a type and has no verdict:
+    # its NaN score is by design, not a failed inference.
+    service = make_service(start=False)
+    bundle = service.bundles.current
+    original = bundle.inspect
+
+    def type_only(images, paths=None):
+        results = original(images, paths)
+        for r in results:
+            r.score, r.verdict, r.mode = float("nan"), None, "type_only"
+        return results
+
+    monkeypatch.setattr(bundle, "inspect", type_only)
+    (outcome,) = run(service, Job(HTTP, "a.png", png_bytes(30)))
+    assert outcome.status == 200, outcome.body
+    assert outcome.body["verdict"] is None and outcome.body["score"] is None
+    assert outcome.body["mode"] == "type_only"
+    row = service.store.get(1)  # the store's only row
+    assert row["verdict"] is None and row["score"] is None and row["label"] == outcome.body["label"]
+    assert 'verdict="none"' in service.metrics.render()
+
+
 def test_workers_batch_what_is_queued(make_service):
     service = make_service(start=False, batch_size=4)
     jobs = [Job(HTTP, f"{i}.png", png_bytes(40, tag=i)) for i in range(6)]
