@@ -42,6 +42,7 @@ from defectkit.apps.labelling.display import DISPLAY_SIDE, shrink
 from defectkit.apps.labelling.records import (
     GOOD,
     SHOTS_WANTED,
+    TYPE_ONLY,
     FitRecord,
     ImageRecord,
     ProjectError,
@@ -426,8 +427,21 @@ class Project:
                 self._save(settings={**self._settings, "backbone": name})
 
     # ------------------------------------------------------------------ fit
-    def fit(self, *, backbone: str | None = None, config=None, progress: bool = False) -> FitRecord:
+    def fit(
+        self,
+        *,
+        backbone: str | None = None,
+        config=None,
+        progress: bool = False,
+        unlabelled: bool = True,
+    ) -> FitRecord:
         """Fit an inspector on the labelled shots, save it in ``models/``, record the fit.
+
+        With ``unlabelled`` (the default) the project's unlabelled images go into the fit
+        too: those judged good widen what counts as normal and calibrate the threshold,
+        those judged defects are kept out (the record lists both). With them, a project
+        with no good shot, or nothing labelled at all, still gets a verdict model; without
+        good shots and without them, two or more defect classes give a type-only model.
 
         The record's ``seconds`` is the wall time of this call (backbone loading, reading
         the shots and saving included): what the engineer waited, not the model's share.
@@ -441,9 +455,12 @@ class Project:
             config: a full :class:`~defectkit.inspect.config.InspectorConfig`
                 (overrides ``backbone``); tests use it for tiny, fast fits.
             progress: show tqdm bars (the app's progress bar tracks them).
+            unlabelled: learn from the unlabelled images (at most the fit's cap,
+                :data:`~defectkit.inspect.fit.MAX_UNLABELLED`, a seeded draw).
 
         Raises:
-            SupportSetError: nothing labelled, no good shot, or a class without shots.
+            SupportSetError: nothing to fit on, no good shot and no unlabelled image with
+                fewer than two defect classes, or a class without shots.
             BackboneError: the backbone cannot be built (e.g. its weights are missing).
         """
         from defectkit.fewshot.support import SupportSet
@@ -456,21 +473,27 @@ class Project:
         try:
             with self._lock:  # a consistent snapshot; labelling may go on during the fit
                 samples, fingerprint, classes = self.samples(), self.fingerprint(), self.classes
-            if not samples:
+                free = _draw_unlabelled(self.unlabelled()) if unlabelled else []
+            if not samples and not free:
                 raise SupportSetError(
                     "nothing is labelled yet: label at least one good image (two is better) "
                     "and the defect images, then fit"
+                    + ("" if unlabelled else " (or tick 'learn from unlabelled images')")
                 )
             support = SupportSet.from_samples(samples, classes=classes)
             config = config or InspectorConfig(backbone=backbone or self.backbone)
             inspector = Inspector(config)
-            report = inspector.fit(support, progress=progress)
+            report = inspector.fit(
+                support, unlabelled=[self.root / r.file for r in free], progress=progress
+            )
             fit_id = _dt.datetime.now().strftime("fit-%Y%m%d-%H%M%S-%f")
             inspector.save(self.root / "models" / fit_id)
             with self._lock:
                 kept = self._fit.threshold if self._fit is not None else None
                 if self._fit is not None and self._fit.backbone != config.backbone:
                     kept = None
+                if not inspector.model.has_verdict:
+                    kept = None  # defect sorting: no verdict, nothing to threshold
             record = FitRecord(
                 id=fit_id, created=_now(), backbone=config.backbone, fingerprint=fingerprint,
                 classes=list(inspector.classes), shots=support.summary()["shots_per_class"],
@@ -479,6 +502,9 @@ class Project:
                 fitted_thresholds=report.thresholds.to_dict(), threshold=kept,
                 seconds=round(time.perf_counter() - started, 3),
                 config=config.to_dict(),
+                mode="inspect" if inspector.model.has_verdict else TYPE_ONLY,
+                unlabelled_used=[r.id for r in free],
+                unlabelled_rejected=[free[i].id for i in report.unlabelled_rejected],
             )  # fmt: skip
             with self._lock:
                 self._save(fit=record, settings={**self._settings, "backbone": config.backbone})
@@ -533,6 +559,12 @@ class Project:
         with self._lock:
             if self._fit is None:
                 raise NotFittedError("fit the project before moving the threshold")
+            if not self._fit.has_verdict:
+                raise ProjectError(
+                    "this model sorts defects into types and gives no good/defect verdict, "
+                    "so it has no threshold: label good images (or keep unlabelled ones) and "
+                    "fit again for a verdict"
+                )
             if value is not None and not (np.isfinite(value) and value > 0):
                 raise ProjectError(f"the threshold must be a positive number, got {value!r}")
             self._save(fit=replace(self._fit, threshold=None if value is None else float(value)))
@@ -576,6 +608,21 @@ def _clean_leftovers(root: Path) -> None:
         for leftover in folder.glob(".*") if folder.is_dir() else ():
             if leftover.is_dir() and (".tmp-" in leftover.name or ".old-" in leftover.name):
                 shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _draw_unlabelled(records: list[ImageRecord]) -> list[ImageRecord]:
+    """The unlabelled images a fit learns from: all, or a seeded draw of the fit's cap.
+
+    Drawn here rather than by the fit so the record can name exactly the images used
+    (the fit's rejected indices are indices into this list) and so no more than the cap
+    is ever read.
+    """
+    from defectkit.inspect.fit import MAX_UNLABELLED
+
+    if len(records) <= MAX_UNLABELLED:
+        return list(records)
+    keep = np.random.default_rng(0).choice(len(records), MAX_UNLABELLED, replace=False)
+    return [records[i] for i in sorted(keep)]
 
 
 def _thumbnail(image: np.ndarray) -> bytes:

@@ -16,6 +16,8 @@ from defectkit.errors import DatasetError
 #: Shots per class the app asks for ("scratch: 1 of 2"). Fitting works from one; two
 #: give the leave-one-out calibration something to measure.
 SHOTS_WANTED = 2
+#: :attr:`FitRecord.mode` of a defect-sorting fit (the results' ``mode`` says the same).
+TYPE_ONLY = "type_only"
 #: Names a defect class cannot take: ``good`` is the normal class, ``masks`` is a folder
 #: of the dataset layout, ``anomaly`` is what results call an unnamed defect, and
 #: ``unlabelled`` is what the app shows for images without a label.
@@ -109,6 +111,12 @@ class FitRecord:
         defect_scores: scores of the defect shots, per class.
         fitted_thresholds: ``{"image", "pixel", "min_defect_area"}`` as calibrated.
         threshold: the image threshold in use (moved with the slider; None = calibrated).
+        mode: ``"inspect"`` (a good/defect verdict from the score) or ``"type_only"``
+            (defect sorting: fitted without good shots or unlabelled images, the model
+            names a type and gives no verdict, so there is no threshold to move).
+        unlabelled_used: ids of the unlabelled images the fit learned from.
+        unlabelled_rejected: of those, the ones the fit judged defects and kept out of
+            its memory bank (the others widened "good" and calibrated the threshold).
     """
 
     id: str
@@ -123,6 +131,20 @@ class FitRecord:
     threshold: float | None = None
     seconds: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    mode: str = "inspect"
+    unlabelled_used: list[str] = field(default_factory=list)
+    unlabelled_rejected: list[str] = field(default_factory=list)
+
+    @property
+    def has_verdict(self) -> bool:
+        """False for a type-only fit: no good/defect verdict exists, only types."""
+        return self.mode != TYPE_ONLY
+
+    @property
+    def learned_as_good(self) -> set[str]:
+        """Unlabelled images whose patches entered the bank: their own review scores
+        are low by construction (each is compared with itself)."""
+        return set(self.unlabelled_used) - set(self.unlabelled_rejected)
 
     @property
     def model(self) -> str:

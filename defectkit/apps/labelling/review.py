@@ -15,16 +15,24 @@ all the page draws.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from defectkit.apps.labelling.display import DisplayMaps
+from defectkit.apps.labelling.next_label import Lesson, label_next, lesson
+from defectkit.apps.labelling.records import TYPE_ONLY
 from defectkit.core.caption import CaptionContext
 from defectkit.core.predictor import inspection_result
 from defectkit.core.results import InspectionResult, Thresholds
 
+#: The review's orders; the first is the default. "label next" is
+#: :func:`~.next_label.label_next`: the image whose label would teach most first.
+LABEL_NEXT = "label next: most to learn first"
 SORTS = {
+    LABEL_NEXT: ("teach", False),
     "score, highest first": ("score", True),
     "score, lowest first": ("score", False),
     "name": ("name", False),
@@ -73,13 +81,30 @@ def rethreshold(
     return inspection_result(
         result.raw, classes=classes, thresholds=thresholds, context=context,
         image=result.image if image is None else image, image_size=result.image_size,
-        path=result.path, timings=result.timings,
+        path=result.path, timings=result.timings, has_verdict=result.mode != TYPE_ONLY,
     )  # fmt: skip
 
 
-def sort_reviewed(items: list[Reviewed], order: str) -> list[Reviewed]:
-    """Sort by one of :data:`SORTS` (unknown orders sort by score, highest first)."""
-    key, reverse = SORTS.get(order, ("score", True))
+def teaching(item: Reviewed, learned: Collection[str] = ()) -> Lesson:
+    """What labelling ``item`` would teach (:func:`~.next_label.lesson`); ``learned``:
+    ids of the images the fit took in as good."""
+    r = item.result
+    return lesson(
+        r.score, r.threshold, r.probabilities,
+        has_verdict=r.mode != TYPE_ONLY, learned=item.id in learned,
+    )  # fmt: skip
+
+
+def sort_reviewed(
+    items: list[Reviewed], order: str, learned: Collection[str] = ()
+) -> list[Reviewed]:
+    """Sort by one of :data:`SORTS` (unknown orders sort by the first, "label next")."""
+    key, reverse = SORTS.get(order, next(iter(SORTS.values())))
     if key == "name":
         return sorted(items, key=lambda i: i.name.lower(), reverse=reverse)
-    return sorted(items, key=lambda i: i.result.score, reverse=reverse)
+    if key == "teach":
+        return [items[i] for i in label_next([teaching(i, learned) for i in items])]
+    # NaN scores (a type-only model) sort last either way, by name.
+    scored = [i for i in items if math.isfinite(i.result.score)]
+    rest = sorted((i for i in items if not math.isfinite(i.result.score)), key=lambda i: i.name)
+    return sorted(scored, key=lambda i: i.result.score, reverse=reverse) + rest

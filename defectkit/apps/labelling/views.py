@@ -16,14 +16,16 @@ from defectkit.apps.labelling.display import overlay_image
 from defectkit.apps.labelling.histogram import render_histogram
 from defectkit.apps.labelling.project import Project
 from defectkit.apps.labelling.records import SHOTS_WANTED, ImportReport
-from defectkit.apps.labelling.review import Reviewed
+from defectkit.apps.labelling.review import Reviewed, teaching
 from defectkit.apps.labelling.reviewer import ReviewProgress
 from defectkit.core.labels import ANOMALY, GOOD
 from defectkit.core.results import InspectionResult
 
 UNLABELLED = "unlabelled"
 FILTERS = ("all", "unlabelled", "labelled")
-REVIEW_COLUMNS = ["image", "verdict", "class", "score", "caption"]
+REVIEW_COLUMNS = ["image", "verdict", "class", "score", "caption", "label next: why"]
+#: What a type-only model says instead of good / defect, wherever a verdict would be.
+NO_VERDICT = "defect sorting: no verdict"
 
 
 def label_choices(project: Project) -> list[str]:
@@ -72,16 +74,53 @@ def fit_markdown(project: Project) -> str:
     record = project.fit_record
     if record is None:
         return "Not fitted yet. Label the shots, choose a backbone and click **Fit**."
-    shots = ", ".join(f"{k} {v}" for k, v in record.shots.items())
-    calibrated = record.fitted_thresholds["image"]
+    shots = ", ".join(f"{k} {v}" for k, v in record.shots.items()) or "no labelled shots"
     text = (
         f"Fitted {record.created} with **{record.backbone}** in {record.seconds:.1f} s "
-        f"on {shots}. " + threshold_words(record.threshold, calibrated) + "."
+        f"on {shots}{unlabelled_words(record)}. "
     )
+    if record.has_verdict:
+        text += threshold_words(record.threshold, record.fitted_thresholds["image"]) + "."
+    else:
+        text += f"**{NO_VERDICT.capitalize()}**: " + TYPE_ONLY_WHY
     if project.fit_is_stale:
         text += (
             "\n\n⚠ Labels, masks or notes changed since this fit: click **Fit** to include them."
         )
+    return text
+
+
+TYPE_ONLY_WHY = (
+    "the model names each image's type and never says good or defect (no good shots and "
+    "no unlabelled images to learn good from), so there is no threshold. Label good "
+    "images, or add unlabelled line images, and fit again for a verdict."
+)
+
+
+def unlabelled_words(record) -> str:
+    """How the fit used the unlabelled images, e.g. " + 12 unlabelled images (2 judged
+    defects and kept out)"; "" when it used none."""
+    used = len(record.unlabelled_used)
+    if not used:
+        return ""
+    kept_out = len(record.unlabelled_rejected)
+    return (
+        f" + {used} unlabelled image{'s' if used != 1 else ''} "
+        f"({kept_out} judged defect{'s' if kept_out != 1 else ''} and kept out)"
+    )
+
+
+def fit_status(record) -> str:
+    """What the status line adds after "Fitted in N s": the unlabelled images and the mode."""
+    text = ""
+    if record.unlabelled_used:
+        used, out = len(record.unlabelled_used), len(record.unlabelled_rejected)
+        text += (
+            f"; learned from {used - out} of {used} unlabelled images, {out} judged "
+            f"defect{'s' if out != 1 else ''} and kept out"
+        )
+    if not record.has_verdict:
+        text += f"; {NO_VERDICT} (no good shots: the model only names types)"
     return text
 
 
@@ -100,6 +139,8 @@ def refit_words(previous, record) -> str:
     An engineer's threshold survives a refit with the same backbone; the line says so
     and gives the new calibrated value, so neither change goes unnoticed.
     """
+    if not record.has_verdict:
+        return ""
     calibrated = record.fitted_thresholds["image"]
     if record.threshold is not None:
         return (
@@ -116,8 +157,8 @@ def refit_words(previous, record) -> str:
 
 def histogram(project: Project, reviewed: list[Reviewed] = ()) -> np.ndarray | None:
     record = project.fit_record
-    if record is None:
-        return None
+    if record is None or not record.has_verdict:
+        return None  # a type-only model has no scores to draw
     defect = [s for scores in record.defect_scores.values() for s in scores]
     return render_histogram(
         record.good_scores, defect, record.image_threshold,
@@ -125,11 +166,22 @@ def histogram(project: Project, reviewed: list[Reviewed] = ()) -> np.ndarray | N
     )  # fmt: skip
 
 
-def review_rows(items: list[Reviewed]) -> list[list]:
+def verdict_word(result: InspectionResult) -> str:
+    """"good", "defect", or :data:`NO_VERDICT` for a type-only model."""
+    return result.verdict if result.verdict is not None else NO_VERDICT
+
+
+def review_rows(items: list[Reviewed], learned=()) -> list[list]:
+    """Table rows; the last column says why each image is where "label next" puts it
+    (``learned``: ids of the images the fit took in as good)."""
     return [
-        [i.name, i.result.verdict, i.result.label, round(i.result.score, 4), i.result.caption or ""]
+        [
+            i.name, verdict_word(i.result), i.result.label,
+            round(i.result.score, 4) if i.result.verdict is not None else "-",
+            i.result.caption or "", teaching(i, learned).reason,
+        ]
         for i in items
-    ]
+    ]  # fmt: skip
 
 
 def review_thumbnail(project: Project, item: Reviewed) -> np.ndarray:
@@ -140,6 +192,8 @@ def review_thumbnail(project: Project, item: Reviewed) -> np.ndarray:
 
 def review_caption(item: Reviewed) -> str:
     r = item.result
+    if r.verdict is None:
+        return f"{item.name} · type {r.label} · no verdict"
     return f"{item.name} · {r.verdict}{' · ' + r.label if r.is_defective else ''} · {r.score:.3f}"
 
 
@@ -168,6 +222,8 @@ def class_line(result: InspectionResult) -> str:
     shares = ", ".join(
         f"{c} {p:.0%}" for c, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1])
     )
+    if result.verdict is None:
+        return f"Type: **{result.label}**. Class head: {shares}"
     if not result.is_defective:
         return (
             f"Class: **good** (the score is below the threshold). Class head, which only "
@@ -183,15 +239,16 @@ def class_line(result: InspectionResult) -> str:
     return "Class: **anomaly** (no defect class is labelled)"
 
 
-def describe(item: Reviewed) -> str:
-    """Markdown for the selected image: verdict, class, score, probabilities, caption."""
+def describe(item: Reviewed, learned=()) -> str:
+    """Markdown for the selected image: verdict, class, score, probabilities, caption,
+    and why "label next" puts it where it is."""
     r = item.result
-    verdict = "**DEFECT**" if r.is_defective else "**good**"
-    lines = [
-        f"### {item.name}",
-        f"Verdict: {verdict} &nbsp; Score: **{r.score:.3f}** (threshold {r.threshold:.3f})",
-        class_line(r),
-    ]
+    if r.verdict is None:
+        verdict = f"Verdict: **{NO_VERDICT}** (the model only names types)"
+    else:
+        verdict = "**DEFECT**" if r.is_defective else "**good**"
+        verdict = f"Verdict: {verdict} &nbsp; Score: **{r.score:.3f}** (threshold {r.threshold:.3f})"
+    lines = [f"### {item.name}", verdict, class_line(r)]
     regions = [d.region for d in r.defects if d.region is not None]
     if regions:
         d = regions[0]
@@ -201,6 +258,7 @@ def describe(item: Reviewed) -> str:
         )
     if r.caption:
         lines.append(f"Caption: _{r.caption}_")
+    lines.append(f"Label next: {teaching(item, learned).reason}")
     return "\n\n".join(lines)
 
 
@@ -223,8 +281,12 @@ def export_markdown(project: Project, archive: Path) -> str:
     lines = [
         f"**Bundle** `{folder}` ({manifest.get('target', '?')}, {manifest.get('precision', '?')}); "
         f"zip `{archive}` ({archive.stat().st_size / 1e6:.1f} MB).",
-        f"Classes: {', '.join(manifest.get('classes', []))}; image threshold "
-        f"{manifest.get('thresholds', {}).get('image', float('nan')):.3f}.",
+        f"Classes: {', '.join(manifest.get('classes', []))}; "
+        + (
+            f"{NO_VERDICT} (the bundle names types only)."
+            if manifest.get("mode") == "type_only"
+            else f"image threshold {manifest.get('thresholds', {}).get('image', float('nan')):.3f}."
+        ),
     ]
     if check:
         lines.append(

@@ -58,6 +58,12 @@ class FitTab:
                 backbones, value=backbones[0] if backbones else None,
                 label="Backbone (weights on this machine)", elem_id="backbone",
             )  # fmt: skip
+            self.use_unlabelled = gr.Checkbox(
+                value=True, label="Learn from unlabelled images",
+                info="the ones judged good widen 'good' and set the threshold; "
+                "those judged defects are kept out",
+                elem_id="use-unlabelled",
+            )  # fmt: skip
             self.fit_btn = gr.Button("Fit", variant="primary", elem_id="fit")
         self.fit_md = gr.Markdown(elem_id="fit-summary")
         with gr.Row():
@@ -104,7 +110,7 @@ class FitTab:
         # Full width, the caption column widest: captions are the longest cells.
         self.table = gr.Dataframe(
             headers=views.REVIEW_COLUMNS, interactive=False, wrap=True, label="Unlabelled images",
-            column_widths=["16%", "8%", "10%", "8%", "58%"], elem_id="review-table",
+            column_widths=["14%", "8%", "9%", "7%", "40%", "22%"], elem_id="review-table",
         )  # fmt: skip
 
     # ------------------------------------------------------------------ what it shows
@@ -128,20 +134,12 @@ class FitTab:
             }  # fmt: skip
         reviewer = self.shell.reviewer(project)
         progress = reviewer.start(retry=retry)
-        items = sort_reviewed(reviewer.items(), order)
-        scores = [*record.good_scores, *(s for v in record.defect_scores.values() for s in v)]
-        top = score_range([*scores, *(i.result.score for i in items)], record.image_threshold)
+        learned = record.learned_as_good
+        items = sort_reviewed(reviewer.items(), order, learned)
         return {
-            self.threshold: gr.update(
-                minimum=0.0,
-                maximum=round(top, 3),
-                value=round(record.image_threshold, 4),
-                interactive=True,
-                label=THRESHOLD_LABEL,
-            ),  # fmt: skip
-            self.reset_btn: gr.update(interactive=record.threshold is not None),  # only when yours
+            **self.threshold_controls(record, items),
             self.hist_img: views.histogram(project, items),
-            self.table: views.review_rows(items),
+            self.table: views.review_rows(items, learned),
             self.review_gallery: gr.update(
                 value=[
                     (views.review_thumbnail(project, i), views.review_caption(i)) for i in items
@@ -152,6 +150,27 @@ class FitTab:
             self.progress_md: views.progress_markdown(progress),
             self.shown: len(items),
             self.timer: gr.Timer(active=progress.running),
+        }
+
+    def threshold_controls(self, record, items) -> dict:
+        """The slider and reset button: live for a verdict model, disabled with the reason
+        for a type-only one (it has no threshold to move)."""
+        if not record.has_verdict:
+            return {
+                self.threshold: gr.update(
+                    value=0.0, interactive=False,
+                    label=f"{THRESHOLD_LABEL}: none ({views.NO_VERDICT})",
+                ),
+                self.reset_btn: gr.update(interactive=False),
+            }  # fmt: skip
+        scores = [*record.good_scores, *(s for v in record.defect_scores.values() for s in v)]
+        top = score_range([*scores, *(i.result.score for i in items)], record.image_threshold)
+        return {
+            self.threshold: gr.update(
+                minimum=0.0, maximum=round(top, 3), value=round(record.image_threshold, 4),
+                interactive=True, label=THRESHOLD_LABEL,
+            ),  # fmt: skip
+            self.reset_btn: gr.update(interactive=record.threshold is not None),  # only when yours
         }
 
     def details_outputs(self) -> list:
@@ -181,7 +200,7 @@ class FitTab:
         classes = list(project.classes)
         return {
             self.review_selected: item.id,
-            self.review_md: views.describe(item),
+            self.review_md: views.describe(item, project.fit_record.learned_as_good),
             self.overlay_img: overlay_image(image, item.maps, r.threshold, r.boxes),
             self.mask_img: mask_image(image, item.maps.mask),
             self.accept_label: gr.update(
@@ -236,16 +255,17 @@ class FitTab:
             out[self.fit_md] = views.fit_markdown(project)
             wall = time.perf_counter() - started  # last: all the engineer waits for
             words = views.refit_words(previous, project.fit_record)
+            words += views.fit_status(project.fit_record)
             out[shell.status] = ok(f"{done} in {wall:.1f} s{words}")
             return out
 
         @guard
-        def on_fit(path, backbone_name, order, progress=TRACK_TQDM):
+        def on_fit(path, backbone_name, order, use_unlabelled, progress=TRACK_TQDM):
             started = time.perf_counter()  # the wall time the engineer waits, not the model's share
             project = shell.open(path)
             previous = project.fit_record
             progress(0.0, desc="Fitting: loading the backbone and the shots")
-            project.fit(backbone=backbone_name, progress=True)
+            project.fit(backbone=backbone_name, progress=True, unlabelled=bool(use_unlabelled))
             return refitted(project, order, previous, started, "Fitted")
 
         @guard
@@ -299,7 +319,7 @@ class FitTab:
             return self.details(shell.open(path), ids[index])
 
         @guard
-        def on_accept(path, image_id, label, order, show_value, progress=TRACK_TQDM):
+        def on_accept(path, image_id, label, order, show_value, use_unlabelled, progress=TRACK_TQDM):
             started = time.perf_counter()
             project = shell.open(path)
             if image_id is None:
@@ -309,14 +329,16 @@ class FitTab:
             previous = project.fit_record
             record = project.set_label(image_id, label)
             progress(0.0, desc="Refitting with the new shot")
-            project.fit(backbone=project.backbone, progress=True)
+            project.fit(backbone=project.backbone, progress=True, unlabelled=bool(use_unlabelled))
             out = refitted(
                 project, order, previous, started, f"{record.name} is now a {label} shot; refitted"
             )
             out.update(shell.tabs["label"].labels(project, show_value))
             return out
 
-        self.fit_btn.click(on_fit, [state, self.backbone, self.sort], fitted_outs)
+        self.fit_btn.click(
+            on_fit, [state, self.backbone, self.sort, self.use_unlabelled], fitted_outs
+        )
         self.threshold.release(
             on_threshold, [state, self.threshold, self.sort, self.review_selected],
             list(dict.fromkeys([*review_outs, *self.details_outputs(), self.fit_md])),
@@ -337,6 +359,8 @@ class FitTab:
         )
         label_tab = shell.tabs["label"]
         self.accept_btn.click(
-            on_accept, [state, self.review_selected, self.accept_label, self.sort, label_tab.show_filter],
+            on_accept,
+            [state, self.review_selected, self.accept_label, self.sort, label_tab.show_filter,
+             self.use_unlabelled],
             list(dict.fromkeys([*fitted_outs, *label_tab.label_outputs()])),
         )  # fmt: skip
