@@ -10,8 +10,8 @@ Two things make a label worth an engineer's minute:
 
 Each image gets both measures on one scale, 0 (most to learn) upwards: the log ratio
 over ``log(2)`` (a factor 2 from the threshold counts as 1) and the top-2 margin (0..1);
-the smaller decides its place and its reason. A type-only model has no threshold, so
-only the margin counts. Images the fit learned as good are in its memory bank and score
+the smaller decides its place (the larger breaks ties) and leads its reason. A
+type-only model has no threshold, so only the margin counts. Images the fit learned as good are in its memory bank and score
 about 0 against themselves: their score says nothing, so they come after the others,
 ordered by the margin alone.
 
@@ -35,13 +35,13 @@ class Lesson:
     """How much labelling one image would teach, and why, in words.
 
     Attributes:
-        rank: sort key, smaller first: (0, value) for scored images, (1, margin) for
-            those the fit learned as good.
+        rank: sort key, smaller first: (0, the smaller measure, the larger) for scored
+            images, (1, margin, margin) for those the fit learned as good.
         reason: e.g. "score 0.97 x threshold: borderline" or
             "class head unsure: scratch 48 % vs stain 41 %".
     """
 
-    rank: tuple[int, float]
+    rank: tuple[int, float, float]
     reason: str
 
 
@@ -62,13 +62,18 @@ def lesson(
     margin, head = _head(probabilities)
     ratio = score / threshold if _usable(score) and _usable(threshold) else None
     if learned:
-        return Lesson((1, margin), f"learned as good by this fit; {head}")
+        return Lesson((1, margin, margin), f"learned as good by this fit; {head}")
     if not has_verdict or ratio is None:
-        return Lesson((0, margin), head)
+        return Lesson((0, margin, margin), head)
     distance = abs(math.log(ratio)) / math.log(2.0)
+    where = _where(ratio)
+    scored = f"score {ratio:.2f} x threshold: {where}"
+    rank = (0, min(distance, margin), max(distance, margin))
+    # The deciding measure leads; when it is not itself a doubt, the other one follows,
+    # so a row far down says that neither the score nor the class head is in doubt.
     if distance <= margin:
-        return Lesson((0, distance), f"score {ratio:.2f} x threshold: {_where(ratio)}")
-    return Lesson((0, margin), head)
+        return Lesson(rank, scored if where == "borderline" else f"{scored}; {head}")
+    return Lesson(rank, head if margin < UNSURE else f"{head}; {scored}")
 
 
 def label_next(lessons: Sequence[Lesson]) -> list[int]:

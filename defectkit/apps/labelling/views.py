@@ -167,7 +167,7 @@ def histogram(project: Project, reviewed: list[Reviewed] = ()) -> np.ndarray | N
 
 
 def verdict_word(result: InspectionResult) -> str:
-    """"good", "defect", or :data:`NO_VERDICT` for a type-only model."""
+    """ "good", "defect", or :data:`NO_VERDICT` for a type-only model."""
     return result.verdict if result.verdict is not None else NO_VERDICT
 
 
@@ -247,7 +247,9 @@ def describe(item: Reviewed, learned=()) -> str:
         verdict = f"Verdict: **{NO_VERDICT}** (the model only names types)"
     else:
         verdict = "**DEFECT**" if r.is_defective else "**good**"
-        verdict = f"Verdict: {verdict} &nbsp; Score: **{r.score:.3f}** (threshold {r.threshold:.3f})"
+        verdict = (
+            f"Verdict: {verdict} &nbsp; Score: **{r.score:.3f}** (threshold {r.threshold:.3f})"
+        )
     lines = [f"### {item.name}", verdict, class_line(r)]
     regions = [d.region for d in r.defects if d.region is not None]
     if regions:

@@ -167,8 +167,11 @@ class FitTab:
         top = score_range([*scores, *(i.result.score for i in items)], record.image_threshold)
         return {
             self.threshold: gr.update(
-                minimum=0.0, maximum=round(top, 3), value=round(record.image_threshold, 4),
-                interactive=True, label=THRESHOLD_LABEL,
+                minimum=0.0,
+                maximum=round(top, 3),
+                value=round(record.image_threshold, 4),
+                interactive=True,
+                label=THRESHOLD_LABEL,
             ),  # fmt: skip
             self.reset_btn: gr.update(interactive=record.threshold is not None),  # only when yours
         }
@@ -319,7 +322,9 @@ class FitTab:
             return self.details(shell.open(path), ids[index])
 
         @guard
-        def on_accept(path, image_id, label, order, show_value, use_unlabelled, progress=TRACK_TQDM):
+        def on_accept(
+            path, image_id, label, order, show_value, use_unlabelled, progress=TRACK_TQDM
+        ):
             started = time.perf_counter()
             project = shell.open(path)
             if image_id is None:

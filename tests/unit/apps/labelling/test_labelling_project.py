@@ -370,19 +370,99 @@ def test_concurrent_edits_from_two_tabs_are_all_kept(project, files):
 
 # --------------------------------------------------------------------------- fit
 def test_fit_needs_labels_good_shots_and_a_shot_per_class(project, files):
+    """Without the unlabelled images (checkbox off), the labelled shots must suffice."""
     add_files(project, files.values())
-    with pytest.raises(SupportSetError, match="nothing is labelled yet"):
-        project.fit(config=fast_config())
+    with pytest.raises(SupportSetError, match="nothing is labelled yet.*learn from unlabelled"):
+        project.fit(config=fast_config(), unlabelled=False)
     ids = {Path(r.name).stem: r.id for r in project.images}
     project.add_class("scratch")
     project.set_label(ids["scratch_000"], "scratch")
     with pytest.raises(SupportSetError, match="no 'good' shots"):
-        project.fit(config=fast_config())
+        project.fit(config=fast_config(), unlabelled=False)
     project.set_label(ids["good_000"], "good")
     project.add_class("spot")
     with pytest.raises(SupportSetError, match="'spot' has no labelled shots"):
-        project.fit(config=fast_config())
+        project.fit(config=fast_config())  # with unlabelled images too: a class needs a shot
     assert reopen(project).fit_record is None and not (project.root / "models").exists()
+
+
+def test_an_empty_project_cannot_fit(project):
+    with pytest.raises(SupportSetError, match="nothing is labelled yet"):
+        project.fit(config=fast_config())
+
+
+@pytest.mark.slow
+def test_the_fit_learns_from_the_unlabelled_images_and_says_how_many(project, files, monkeypatch):
+    """Issue 16 item 1 in the app: the unlabelled images go into the fit by default, the
+    record names those used and those judged defects, and the page's words count them."""
+    from defectkit.apps.labelling import views
+    from defectkit.inspect.inspector import Inspector
+
+    ids = label_shots(project, files)
+    unlabelled = {r.id for r in project.unlabelled()}
+    assert len(unlabelled) == 3  # good_002, scratch_002, spot_002
+    seen = {}
+    fit = Inspector.fit
+
+    def spy(self, support, *, unlabelled=(), progress=False):
+        seen["unlabelled"] = [Path(p).name for p in unlabelled]
+        return fit(self, support, unlabelled=unlabelled, progress=progress)
+
+    monkeypatch.setattr(Inspector, "fit", spy)
+    record = project.fit(config=fast_config())
+    assert sorted(seen["unlabelled"]) == sorted(Path(project.get(i).file).name for i in unlabelled)
+    assert set(record.unlabelled_used) == unlabelled
+    assert set(record.unlabelled_rejected) <= unlabelled
+    assert record.learned_as_good == unlabelled - set(record.unlabelled_rejected)
+    again = reopen(project).fit_record  # survives a restart
+    assert (again.unlabelled_used, again.unlabelled_rejected) == (
+        record.unlabelled_used,
+        record.unlabelled_rejected,
+    )
+    assert record.has_verdict and again.has_verdict
+    used, out = 3, len(record.unlabelled_rejected)
+    status = views.fit_status(record)
+    assert f"learned from {used - out} of {used} unlabelled images, {out} judged defect" in status
+    assert f"+ 3 unlabelled images ({out} judged defect" in views.fit_markdown(project)
+
+    record = project.fit(config=fast_config(), unlabelled=False)  # the checkbox off
+    assert seen["unlabelled"] == [] and record.unlabelled_used == []
+    assert views.fit_status(record) == "" and "unlabelled" not in views.fit_markdown(project)
+    assert ids
+
+
+@pytest.mark.slow
+def test_zero_labelled_and_unlabelled_images_give_a_verdict_model(project, files):
+    """0 labelled + N unlabelled: zero-shot on the line, still a good/defect verdict."""
+    add_files(project, [files[k] for k in ("good_000", "good_001", "good_002", "scratch_000")])
+    record = project.fit(config=fast_config())
+    assert record.has_verdict and record.shots == {} and len(record.unlabelled_used) == 4
+    (result,) = project.load_inspector().inspect([project.load_image(project.images[0].id)])
+    assert result.verdict in ("good", "defect")
+
+
+@pytest.mark.slow
+def test_a_type_only_project_has_no_verdict_and_no_threshold(project, files):
+    """Two defect classes, no good shot, the unlabelled images off: defect sorting."""
+    from defectkit.apps.labelling import views
+
+    add_files(project, files.values())
+    ids = {Path(r.name).stem: r.id for r in project.images}
+    for name in ("scratch", "spot"):
+        project.add_class(name)
+        for i in range(2):
+            project.set_label(ids[f"{name}_00{i}"], name)
+    record = project.fit(config=fast_config(), unlabelled=False)
+    assert record.mode == "type_only" and not record.has_verdict and record.threshold is None
+    assert reopen(project).fit_record.mode == "type_only"
+    with pytest.raises(ProjectError, match="no threshold"):
+        project.set_threshold(1.0)
+    (result,) = project.load_inspector().inspect([project.load_image(ids["scratch_002"])])
+    assert result.verdict is None and result.mode == "type_only"
+    assert "Defect sorting: no verdict" in views.fit_markdown(project)
+    assert "Threshold in use" not in views.fit_markdown(project)
+    assert "defect sorting: no verdict" in views.fit_status(record)
+    assert views.histogram(project) is None
 
 
 def test_nothing_fitted_is_a_clear_error(project):
