@@ -276,7 +276,8 @@ class App:
         return time.perf_counter() - started
 
     def review_rows(self) -> dict[str, list[str]]:
-        """The review table as {image name: [verdict, class, score, caption]}."""
+        """The review table as {image name: [verdict, class, score, caption, label next: why]}
+        in the table's order."""
         rows = {}
         for row in self.page.locator(REVIEW_ROWS).all():
             cells = [c.strip() for c in row.locator("[role=gridcell]").all_inner_texts()]
