@@ -118,8 +118,8 @@ def split(samples, n_defect: int, n_good: int, seed: int, max_test: int | None, 
         k = min(k, len(pool) - 1)
         shots += pool[:k]
         test += pool[k:]
-    rng.shuffle(test)
-    unlabelled, test = test[:n_unlabelled], sorted(test[n_unlabelled:], key=lambda s: s.key)
+    rng.shuffle(test)  # the stratified sample below takes the first of each class: a random draw
+    unlabelled, test = test[:n_unlabelled], test[n_unlabelled:]
     if max_test and len(test) > max_test:
         frac = max_test / len(test)
         by_t = defaultdict(list)

@@ -125,8 +125,9 @@ def build_scoring(
     Candidates: distance or contrast evidence (contrast needs labelled-defect patches),
     each with the local statistic alone or with the global one beside it. Every
     candidate scores the left-out shots; the one whose defect shots stand furthest above
-    the good shots is kept (see :func:`_separation`); ties keep the simpler, earlier one.
-    Without labelled defects, distance with the local statistic.
+    the good shots is kept (see :func:`_separation`); ties keep the simpler, earlier one,
+    and the global statistic is kept only when it puts more defect shots above every
+    good shot. Without labelled defects, distance with the local statistic.
 
     ``unlabelled``: line images judged good, scored left-out; the top ``false_reject``
     share of them is dropped before references and threshold are set (a defect the
@@ -150,6 +151,12 @@ def build_scoring(
         flat = [v for vals in defect_scores.values() for v in vals]
         key = _separation(good_scores, flat) if flat else (0, 0.0)
         separations[f"{kind}{'+global' if use_global else ''}"] = key[1]
+        if use_global and best is not None and key[0] <= best[0][0]:
+            # The global statistic must put more defect shots above every good shot than
+            # the local one alone: with two good shots its reference is a guess, and a new
+            # good part with a slightly other texture would cross it (a larger mean log
+            # separation is not enough).
+            continue
         if best is None or key > best[0]:
             best = (key, scoring, good_scores, defect_scores, flat)
     _, scoring, good_scores, defect_scores, flat = best
