@@ -128,7 +128,7 @@ def cmd_export(args) -> int:
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     print(
         f"exported {out} ({args.target}, {args.precision}, {size / 1e6:.1f} MB, "
-        f"tiles {manifest['input_size'][0]}x{manifest['input_size'][1]}, {manifest['mode']})"
+        f"tiles {manifest['input_size'][0]}x{manifest['input_size'][1]}, {manifest.get('mode', 'inspect')})"
     )
     print(
         f"self-check on {check['images']} images ({check['engine']} {check['inference_precision']} "
