@@ -73,8 +73,11 @@ class Tolerance:
 
 TOLERANCES = {
     "fp32": Tolerance(
-        score_rtol=1e-4,
-        score_atol=2e-4,
+        # Tiled graphs stitch many tiles whose distances each carry that rounding; a
+        # 4-good-shot synthetic fit differed by 2.3-3.3e-4 on scores near 1 (browser test).
+        # 1e-3 cannot flip a verdict unless the score is within 0.1 % of the threshold.
+        score_rtol=1e-3,
+        score_atol=1e-3,
         map_rtol=1e-3,
         map_atol=2e-3,
         logit_rtol=5e-4,
