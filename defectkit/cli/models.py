@@ -155,6 +155,8 @@ def cmd_fit(args) -> int:
     counts = ", ".join(f"{c}: {n}" for c, n in support.summary()["shots_per_class"].items())
     if report.unlabelled:
         counts += f"; {report.unlabelled} unlabelled, {len(report.unlabelled_rejected)} of them judged defects"
+    if report.unlabelled_skipped:
+        counts += f"; {report.unlabelled_skipped} unlabelled images over 5 MP skipped"
     # Without good shots there is no score to cut: say what the model does instead.
     judged = (f"threshold {report.thresholds.image:.4f}" if inspector.model.has_verdict else
               "type-only: no good shots, so it sorts defects into types and gives no verdict")

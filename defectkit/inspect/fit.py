@@ -56,6 +56,9 @@ UNPAINTED_SHARE = 0.01
 #: Unlabelled images used at most (a seeded draw when more are given): the cost of a fit
 #: grows with them up to this cap and no further.
 MAX_UNLABELLED = 200
+#: Unlabelled images larger than this (megapixels) are skipped: the fit works at native
+#: resolution, and one 24 MP photo costs as much as a hundred line images.
+MAX_UNLABELLED_MP = 5.0
 #: An unlabelled image is judged a defect (kept out of the bank) when its mutual score
 #: lies this many robust standard deviations above the set's median, in log units.
 REJECT_SPREAD = 3.0
@@ -79,7 +82,8 @@ class FitReport:
     bank_patches: int
     bank_size: int
     unlabelled: int = 0
-    unlabelled_rejected: list[int] = field(default_factory=list)
+    unlabelled_rejected: list[int] = field(default_factory=list)  # positions in the input
+    unlabelled_skipped: int = 0
     evidence: str | None = None
     tile_size: tuple[int, int] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -129,7 +133,7 @@ def fit(
     groups = support.by_class()
     goods = groups.get(GOOD, [])
     defect_shots = [s for s in support.shots if s.label != GOOD]
-    unlabelled_images = _load_unlabelled(unlabelled, cfg.seed)
+    unlabelled_images, positions, skipped = _load_unlabelled(unlabelled, cfg.seed)
     if not goods and not unlabelled_images and len({s.label for s in defect_shots}) < 2:
         raise SupportSetError(
             "no 'good' shots, no unlabelled images and fewer than two defect classes: label "
@@ -217,7 +221,8 @@ def fit(
         bank_patches=sum(int(g.shape[1] * g.shape[2]) for g in good.grids),
         bank_size=int(bank.shape[0]),
         unlabelled=len(unlabelled_images),
-        unlabelled_rejected=rejected,
+        unlabelled_rejected=[positions[i] for i in rejected],
+        unlabelled_skipped=skipped,
         evidence=None if scoring is None else scoring.evidence + ("+global" if scoring.global_ref else ""),
         tile_size=tuple(spec.size),
         seconds={
@@ -292,15 +297,31 @@ def _raw_grids(model: InspectorModel, images: Sequence[np.ndarray], owner: list[
     return _Grids(grids=grids, owner=list(owner))
 
 
-def _load_unlabelled(images: Sequence[np.ndarray | str], seed: int) -> list[np.ndarray]:
-    """At most :data:`MAX_UNLABELLED` unlabelled images as arrays (a seeded draw)."""
-    from defectkit.core.images import read_image
+def _load_unlabelled(images: Sequence[np.ndarray | str], seed: int) -> tuple[list[np.ndarray], list[int], int]:
+    """At most :data:`MAX_UNLABELLED` unlabelled images as arrays (a seeded draw), their
+    positions in ``images``, and how many were skipped for being over
+    :data:`MAX_UNLABELLED_MP`."""
+    from pathlib import Path
+
+    from defectkit.core.images import image_size, read_image
 
     items = list(images)
+    order = list(range(len(items)))
     if len(items) > MAX_UNLABELLED:
-        keep = np.random.default_rng(seed).choice(len(items), MAX_UNLABELLED, replace=False)
-        items = [items[i] for i in sorted(keep)]
-    return [item if isinstance(item, np.ndarray) else read_image(item) for item in items]
+        order = sorted(np.random.default_rng(seed).choice(len(items), MAX_UNLABELLED, replace=False).tolist())
+    out, positions, skipped = [], [], 0
+    for position in order:
+        item = items[position]
+        if isinstance(item, np.ndarray):
+            h, w = item.shape[:2]
+        else:  # the header only: a huge photo is not decoded just to be skipped
+            w, h = image_size(Path(item).read_bytes())
+        if h * w > MAX_UNLABELLED_MP * 1e6:
+            skipped += 1
+            continue
+        out.append(item if isinstance(item, np.ndarray) else read_image(item))
+        positions.append(position)
+    return out, positions, skipped
 
 
 def _add_unlabelled(

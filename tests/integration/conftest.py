@@ -77,14 +77,14 @@ def dask_client():
 
 @pytest.fixture(scope="session")
 def real_bundle(tmp_path_factory) -> Path:
-    """An ONNX bundle of the embedded backbone fitted on 6 synthetic shots at a small
-    input size (quick to fit, export and run; the path is the same at any size)."""
+    """An ONNX bundle of the embedded backbone fitted on 6 small synthetic shots (quick to
+    fit, export and run; the path is the same at any size)."""
     from defectkit.datasets import make_synthetic
     from defectkit.exporters.export import export_bundle
     from defectkit.inspect.inspector import Inspector, InspectorConfig
 
     samples = make_synthetic(n_good=2, defects={"scratch": 2, "spot": 2}, size=(128, 128), seed=0)
-    inspector = Inspector(InspectorConfig(augmentations=1, bank_size=256, input_size=(96, 96)))
+    inspector = Inspector(InspectorConfig(augmentations=1, bank_size=256))
     inspector.fit(samples)
     folder = tmp_path_factory.mktemp("batch-bundle") / "bundle"
     return export_bundle(
