@@ -21,9 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 # -- browser ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's Chromium through Playwright, shared by every browser test of the run."""
+    """Debian's Chromium through Playwright, shared by the browser tests of one module.
+
+    Not the whole session: Playwright's sync API keeps its event loop marked as running
+    in the main thread while it is open, and later tests that call ``asyncio.run`` (the
+    daemon's upload reader) then fail with "cannot be called from a running event loop"."""
     from playwright.sync_api import sync_playwright
 
     from defectkit.testing.app_browser import launch_chromium
