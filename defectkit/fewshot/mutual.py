@@ -42,8 +42,26 @@ class MutualScores:
     coreset_index: list[torch.Tensor] = field(repr=False)
 
 
-def _patches(grid: torch.Tensor) -> torch.Tensor:
+def patch_rows(grid: torch.Tensor) -> torch.Tensor:
+    """D x h x w grid -> (h w) x D patches."""
     return grid.flatten(1).t()
+
+
+def image_coreset(grid: torch.Tensor, per_image: int = PATCHES_PER_IMAGE, *, seed: int = 0) -> torch.Tensor:
+    """Flat indices of a greedy coreset of one grid's patches: what it offers the others."""
+    return greedy_coreset(patch_rows(grid), per_image, seed=seed)
+
+
+def mutual_map(grid: torch.Tensor, references: Sequence[torch.Tensor], quantile: float = QUANTILE) -> np.ndarray:
+    """One grid's mutual patch scores (h x w): per patch, the mean of its nearest-patch
+    distances to the closest ``quantile`` share of the ``references`` (coresets, K x D)."""
+    h, w = grid.shape[1:]
+    if not references:
+        return np.zeros((h, w), np.float32)
+    query = patch_rows(grid)[None]
+    dist = torch.stack([nearest_distance(query, ref)[0] for ref in references], dim=1)
+    k = max(1, int(round(quantile * len(references))))
+    return dist.topk(k, dim=1, largest=False).values.mean(dim=1).reshape(h, w).numpy()
 
 
 def mutual_scores(
@@ -66,12 +84,8 @@ def mutual_scores(
         quantile: share of the closest references averaged per patch.
         seed: draws the coresets' first centres and the references.
     """
-    coresets, index = [], []
-    for grid in grids:
-        patches = _patches(grid)
-        keep = greedy_coreset(patches, per_image, seed=seed)
-        coresets.append(patches[keep].contiguous())
-        index.append(keep)
+    index = [image_coreset(grid, per_image, seed=seed) for grid in grids]
+    coresets = [patch_rows(grid)[keep].contiguous() for grid, keep in zip(grids, index, strict=True)]
     rng = np.random.default_rng(seed)
     known = [int(r) for r in references]
     maps = []
@@ -81,15 +95,7 @@ def mutual_scores(
         extra = max(0, n_references - len(fixed))
         drawn = list(rng.choice(pool, size=min(extra, len(pool)), replace=False)) if pool else []
         others = fixed + [int(j) for j in drawn]
-        h, w = grid.shape[1:]
-        if not others:
-            maps.append(np.zeros((h, w), np.float32))
-            continue
-        query = _patches(grid)[None]
-        dist = torch.stack([nearest_distance(query, coresets[j])[0] for j in others], dim=1)
-        k = max(1, int(round(quantile * len(others))))
-        score = dist.topk(k, dim=1, largest=False).values.mean(dim=1)
-        maps.append(score.reshape(h, w).numpy())
+        maps.append(mutual_map(grid, [coresets[j] for j in others], quantile))
     return MutualScores(maps=maps, coresets=coresets, coreset_index=index)
 
 

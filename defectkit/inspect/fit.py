@@ -38,7 +38,7 @@ from defectkit.errors import SupportSetError
 from defectkit.fewshot.anomaly import greedy_coreset, nearest_distance
 from defectkit.fewshot.augment import augment_shots
 from defectkit.fewshot.caption_head import embed_vocabulary, text_aligned
-from defectkit.fewshot.mutual import PATCHES_PER_IMAGE, mutual_scores, outliers
+from defectkit.fewshot.mutual import image_coreset, mutual_scores, outliers, patch_rows
 from defectkit.fewshot.support import SupportSet
 from defectkit.inspect.calibrate import Shot, build_class_head, build_scoring
 from defectkit.inspect.config import InspectorConfig
@@ -163,7 +163,7 @@ def fit(
     # Standardise on the good shots (on the unlabelled images, else the defect shots, when
     # there are none), then apply it to what was extracted instead of running the backbone twice.
     reference = good.grids or free.grids or defects.grids
-    model.norm.fit(torch.cat([_patches(g) for g in reference]), seed=cfg.seed, standardize=cfg.standardize)
+    model.norm.fit(torch.cat([patch_rows(g) for g in reference]), seed=cfg.seed, standardize=cfg.standardize)
     for grids in (good, defects, free):
         grids.grids = [model.norm(g[None])[0] for g in grids.grids]
 
@@ -343,7 +343,7 @@ def _add_unlabelled(
         scores, threshold = screen
         reject = np.asarray(scores) > threshold
         maps = None
-        index = [greedy_coreset(_patches(g), PATCHES_PER_IMAGE, seed=cfg.seed) for g in free.grids]
+        index = [image_coreset(g, seed=cfg.seed) for g in free.grids]
     else:
         mutual = mutual_scores(free.grids, seed=cfg.seed)
         stats = [top_mean(smooth(m, cfg.sigma), cfg.top_fraction) for m in mutual.maps]
@@ -369,17 +369,12 @@ def _add_unlabelled(
     return out, [int(i) for i in np.flatnonzero(reject)], chosen
 
 
-def _patches(grid: torch.Tensor) -> torch.Tensor:
-    """D x h x w -> (h w) x D."""
-    return grid.flatten(1).t()
-
-
 # ---------------------------------------------------------------------- banks
 def _good_bank(good: _Grids, cfg: InspectorConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The memory bank of good patches (greedy coreset) and each entry's shot."""
     if not good.grids:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
-    rows = [_patches(g) if r not in good.keep else _patches(g)[good.keep[r]] for r, g in enumerate(good.grids)]
+    rows = [patch_rows(g) if r not in good.keep else patch_rows(g)[good.keep[r]] for r, g in enumerate(good.grids)]
     patches = torch.cat(rows)
     owners = torch.cat([torch.full((len(p),), o) for p, o in zip(rows, good.owner, strict=True)])
     keep = greedy_coreset(patches, cfg.bank_size, seed=cfg.seed)
@@ -396,7 +391,7 @@ def _defect_bank(
         return None, torch.zeros(0, dtype=torch.long)
     chosen, owners = [], []
     for j, (grid, mask) in enumerate(zip(defects.grids, masks, strict=True)):
-        patches = _patches(grid)
+        patches = patch_rows(grid)
         picked = None
         cells = _mask_cells(mask, spec)
         if cells is not None and cells.any():
@@ -425,13 +420,13 @@ def _own_augments(bank, bank_owner, good: _Grids, shot: int, row: int) -> torch.
     copies = [g for k, (g, o) in enumerate(zip(good.grids, good.owner, strict=True)) if o == shot and k != row]
     if not copies:  # no augmentations: nothing to compare with; the shot against itself
         return bank
-    return torch.cat([_patches(g) for g in copies])
+    return torch.cat([patch_rows(g) for g in copies])
 
 
 def _shot(grid, label, mask, bank, defect_bank, defect_keep) -> Shot:
     """A shot's leave-one-out evidence: distances to the good bank (``bank``, without
     it) and to the defect bank (without its own entries where ``defect_keep`` says)."""
-    patches = _patches(grid)[None]
+    patches = patch_rows(grid)[None]
     h, w = grid.shape[1:]
     distance = None if bank is None or not len(bank) else nearest_distance(patches, bank)[0].reshape(h, w)
     defect = None

@@ -24,15 +24,10 @@ from defectkit.core.predictor import inspection_result
 from defectkit.core.results import InspectionResult
 from defectkit.core.tiling import grid_to_image
 from defectkit.errors import ConfigError
-from defectkit.fewshot.anomaly import greedy_coreset, nearest_distance
-from defectkit.fewshot.mutual import PATCHES_PER_IMAGE, QUANTILE, REFERENCES
+from defectkit.fewshot.mutual import REFERENCES, image_coreset, mutual_map, patch_rows
 
 #: Images whose features go through the model together in each pass.
 CHUNK = 16
-
-
-def _patches(features: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(features.reshape(features.shape[0], -1).T))
 
 
 def inspect_transductive(
@@ -67,8 +62,8 @@ def inspect_transductive(
     coresets: list[torch.Tensor] = []
     for start in range(0, count, CHUNK):
         for grids, _ in predictor.grids([load(i) for i in range(start, min(count, start + CHUNK))]):
-            patches = _patches(grids.features)
-            coresets.append(patches[greedy_coreset(patches, PATCHES_PER_IMAGE, seed=seed)].contiguous())
+            grid = torch.from_numpy(grids.features)
+            coresets.append(patch_rows(grid)[image_coreset(grid, seed=seed)].contiguous())
         if progress:
             progress(min(count, start + CHUNK) - start)
     rng = np.random.default_rng(seed)
@@ -79,10 +74,7 @@ def inspect_transductive(
             i = start + k
             others = [j for j in range(count) if j != i]
             drawn = rng.choice(others, size=min(REFERENCES, len(others)), replace=False)
-            query = _patches(grids.features)[None]
-            dist = torch.stack([nearest_distance(query, coresets[int(j)])[0] for j in drawn], dim=1)
-            n = max(1, int(round(QUANTILE * len(drawn))))
-            mutual = dist.topk(n, dim=1, largest=False).values.mean(dim=1).numpy().reshape(grids.distance.shape)
+            mutual = mutual_map(torch.from_numpy(grids.features), [coresets[int(j)] for j in drawn])
             raw, _ = info.head.outputs(
                 features=grids.features, distance=np.minimum(grids.distance, mutual),
                 defect_distance=grids.defect_distance, embed=grids.embed,
