@@ -2,7 +2,7 @@
 
 One module per command group registers its subcommands: :mod:`.backbones` (backbones,
 weights), :mod:`.models` (fit, predict, eval), :mod:`.demo`, :mod:`.export` (export,
-threshold), :mod:`.serve` (the daemon), :mod:`.bundles` (registry and gate) and :mod:`.app` (the labelling app). Nothing
+threshold), :mod:`.serve` (the daemon), :mod:`.bundles` (registry and gate), :mod:`.review` (second opinion) and :mod:`.app` (the labelling app). Nothing
 heavy is imported until a subcommand runs, so ``inspect --help`` is instant and
 torch-free.
 """
@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "defectkit.cli.export",
     "defectkit.cli.serve",
     "defectkit.cli.bundles",
+    "defectkit.cli.review",
     "defectkit.cli.batch",
     "defectkit.cli.app",
 )

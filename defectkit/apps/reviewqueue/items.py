@@ -56,9 +56,7 @@ class ReviewItem:
 
     def mask(self) -> np.ndarray | None:
         """The model's defect mask (H x W bool), or None when it proposed none."""
-        if not self.mask_png:
-            return None
-        return np.asarray(Image.open(io.BytesIO(self.mask_png)).convert("L")) > 0
+        return decode_mask(self.mask_png)
 
     def to_json(self) -> dict[str, Any]:
         """The listing shape of ``GET /v1/review`` (no image bytes)."""
@@ -96,6 +94,13 @@ def encode_mask(mask: np.ndarray | None) -> bytes | None:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(mask, dtype=bool)).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def decode_mask(png: bytes | None) -> np.ndarray | None:
+    """The inverse of :func:`encode_mask`: H x W bool, or None for no mask."""
+    if not png:
+        return None
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L")) > 0
 
 
 def dumps(value: dict[str, Any]) -> str:
