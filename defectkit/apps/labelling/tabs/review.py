@@ -1,12 +1,13 @@
 """The Review queue tab: a line's escalated parts, least certain first, the model's
 proposal pre-filled; one click confirms, a changed class corrects; confirmed parts join
-the project (refit in the Fit tab)."""
+the project (refit in the Fit tab). With a heavy model named, each part also gets its
+second opinion (:mod:`..second_look`), shown beside the line's, disagreements first."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from defectkit.apps.labelling import escalated
+from defectkit.apps.labelling import escalated, second_look
 from defectkit.apps.labelling.status import ok, refuse
 from defectkit.apps.reviewqueue.items import ReviewItem
 from defectkit.apps.reviewqueue.sources import open_source
@@ -34,6 +35,11 @@ class ReviewQueueTab:
                 label="Daemon token (URL only)", type="password", scale=2, elem_id="queue-token"
             )
             self.load_btn = gr.Button("Load queue", scale=1, elem_id="queue-load")
+        self.heavy_box = gr.Textbox(
+            label="Second opinion (optional): a heavier model folder (`inspect fit -o`, more "
+            "shots, a finer scale or a bigger backbone) or bundle; it re-inspects each part once",
+            elem_id="queue-heavy",
+        )  # fmt: skip
         self.summary_md = gr.Markdown(elem_id="queue-summary")
         with gr.Row():
             with gr.Column(scale=2):
@@ -46,7 +52,12 @@ class ReviewQueueTab:
                     label="The part, the model's defect region in colour", interactive=False,
                     height=320, elem_id="queue-picture",
                 )  # fmt: skip
+                self.heavy_picture = gr.Image(
+                    label="The heavy model's defect region (second opinion)", interactive=False,
+                    height=320, visible=False, elem_id="queue-heavy-picture",
+                )  # fmt: skip
                 self.proposal_md = gr.Markdown("Select a part.", elem_id="queue-proposal")
+                self.opinion_md = gr.Markdown("", elem_id="queue-opinion")
                 self.label_radio = gr.Radio(
                     [GOOD], value=None, label="Class (the model's proposal)", interactive=True,
                     elem_id="queue-label",
@@ -62,7 +73,8 @@ class ReviewQueueTab:
 
     def outputs(self) -> list:
         return [self.items, self.selected, self.gallery, self.summary_md, self.picture,
-                self.proposal_md, self.label_radio, self.note_box]  # fmt: skip
+                self.proposal_md, self.label_radio, self.note_box, self.heavy_picture,
+                self.opinion_md]  # fmt: skip
 
     def show(self, project) -> dict:
         return {
@@ -70,13 +82,15 @@ class ReviewQueueTab:
             **self.detail(project, None),
         }  # fmt: skip
 
-    def detail(self, project, item) -> dict:
-        """The selected part's picture and the model's proposal, pre-filled."""
+    def detail(self, project, item, heavy=None) -> dict:
+        """The selected part's picture and the model's proposal, pre-filled; the heavy
+        model's opinion beside it when one is named."""
         choices = [GOOD, *project.classes]
         if item is None:
             return {
                 self.picture: None, self.proposal_md: "Select a part.",
                 self.label_radio: gr.update(choices=choices, value=None), self.note_box: "",
+                self.heavy_picture: gr.update(value=None, visible=False), self.opinion_md: "",
             }  # fmt: skip
         proposed = escalated.proposal(item, project)
         unnamed = "" if proposed.label else " (not a class of this project: pick one)"
@@ -86,20 +100,34 @@ class ReviewQueueTab:
             f"  \nModel: **{item.model_verdict}**, class **{proposed.model_label}**{unnamed}, "
             f"score {item.score:.4g} (threshold {item.threshold:.4g})"
         )
+        model = second_look.heavy_model(heavy)
+        pair = second_look.opinions(project, model, [item])[item.sha256] if model else None
         return {
             self.picture: escalated.picture(item), self.proposal_md: text,
             self.label_radio: gr.update(choices=choices, value=proposed.label or None),
             self.note_box: proposed.caption,
+            self.heavy_picture: gr.update(
+                value=second_look.heavy_picture(pair) if pair else None, visible=pair is not None
+            ),
+            self.opinion_md: second_look.markdown(pair) if pair else "",
         }  # fmt: skip
 
-    def load(self, project, where, token) -> dict:
+    def load(self, project, where, token, heavy=None) -> dict:
         source = open_source(where, token)
+        model = second_look.heavy_model(heavy)  # a wrong path fails before the fetches
         items = escalated.queue(source, project)
         shown = [full for full in (source.fetch(i) for i in items[:SHOWN]) if full is not None]
-        gallery = [(escalated.picture(i), f"{i.label} · {i.score:.3g}") for i in shown]
+        pairs = second_look.opinions(project, model, shown) if model else {}
+        shown = second_look.disagreeing_first(shown, pairs)
+        disputed = {sha for sha, pair in pairs.items() if pair.disagrees}
+        gallery = [
+            (escalated.picture(i), f"{'⚠ ' if i.sha256 in disputed else ''}{i.label} · {i.score:.3g}")
+            for i in shown
+        ]
         summary = (
             f"{len(items)} part(s) to review from {source.name}"
             + (f" (first {SHOWN} shown)" if len(items) > SHOWN else "")
+            + (f"; the heavy model disagrees on {len(disputed)} (first, ⚠)" if model else "")
             if items else f"Nothing to review from {source.name}"
         )  # fmt: skip
         return {
@@ -112,32 +140,32 @@ class ReviewQueueTab:
         outputs = [shell.status, *self.outputs()]
 
         @shell.guard
-        def on_load(path, where, token):
+        def on_load(path, where, token, heavy):
             project = shell.open(path)
-            out = self.load(project, where, token)
+            out = self.load(project, where, token, heavy)
             return {shell.status: ok(out[self.summary_md]), **out}
 
         @shell.guard
-        def on_select(path, where, token, items, evt: gr.SelectData):
+        def on_select(path, where, token, heavy, items, evt: gr.SelectData):
             project = shell.open(path)
             item = self._fetch(where, token, items, evt.index)
-            return {self.selected: evt.index, **self.detail(project, item)}
+            return {self.selected: evt.index, **self.detail(project, item, heavy)}
 
         @shell.guard
-        def on_confirm(path, where, token, items, index, label, keep_mask, note):
+        def on_confirm(path, where, token, heavy, items, index, label, keep_mask, note):
             project = shell.open(path)
             if index is None:
                 refuse("select a part in the queue first")
             item = self._fetch(where, token, items, index)
             record = escalated.confirm(project, item, label=label, keep_mask=keep_mask, note=note)
-            out = self.load(project, where, token)
+            out = self.load(project, where, token, heavy)
             out[shell.status] = ok(
                 f"Added {record.name} as {record.label}; refit in the Fit tab to learn it"
             )
             out.update(shell.tabs["label"].changed(project, "all"))
             return out
 
-        inputs = [shell.project_state, self.source_box, self.token_box]
+        inputs = [shell.project_state, self.source_box, self.token_box, self.heavy_box]
         self.load_btn.click(on_load, inputs, outputs)
         self.gallery.select(on_select, [*inputs, self.items], outputs)
         confirm_outputs = list(dict.fromkeys([*outputs, *shell.tabs["label"].changed_outputs()]))
