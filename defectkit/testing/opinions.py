@@ -21,7 +21,7 @@ HEAVY_SHOTS = {"good": 4, "scratch": 3, "spot": 3}
 
 
 @cache
-def _samples():
+def samples():
     from defectkit.datasets import make_synthetic
 
     samples = make_synthetic(
@@ -33,7 +33,7 @@ def _samples():
 def part_png(key: str) -> bytes:
     """The synthetic image ``key`` (e.g. ``spot_002``) as PNG bytes, as a line uploads it."""
     buffer = io.BytesIO()
-    Image.fromarray(_samples()[key].load_image()).save(buffer, format="PNG")
+    Image.fromarray(samples()[key].load_image()).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -43,7 +43,7 @@ def fit_heavy(folder: Path, *, good: bool = True) -> Path:
     from defectkit.inspect.inspector import Inspector
     from defectkit.testing.labelling import fast_config
 
-    shots = [s for key, s in _samples().items() if int(key[-3:]) < HEAVY_SHOTS[s.label]]
+    shots = [s for key, s in samples().items() if int(key[-3:]) < HEAVY_SHOTS[s.label]]
     if not good:
         shots = [s for s in shots if s.label != "good"]
     inspector = Inspector(fast_config())
