@@ -51,8 +51,8 @@ def write_parts(folder: Path) -> dict[str, Path]:
     return files
 
 
-def stage_line(root: Path) -> Line:
-    """Project fitted on :data:`LINE_SHOTS`, exported with the band, registered, promoted."""
+def stage_line(root: Path, *, band: float = BAND) -> Line:
+    """Project fitted on :data:`LINE_SHOTS`, exported with ``band``, registered, promoted."""
     from defectkit.apps.labelling.exporting import export_project
     from defectkit.apps.labelling.importing import add_files
     from defectkit.apps.labelling.project import Project
@@ -69,7 +69,7 @@ def stage_line(root: Path) -> Line:
     project.fit(config=fast_config())
     export_project(project, "onnx")
     bundle = project.root / "exports" / "onnx-fp32"
-    set_review_band(bundle, ReviewBand(score_margin=BAND))
+    set_review_band(bundle, ReviewBand(score_margin=band))
     line = Line(root, files, project.root, root / "registry", root / "token")
     line.token_file.write_text(TOKEN)
     os.chmod(line.token_file, 0o600)

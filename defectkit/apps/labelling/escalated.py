@@ -16,10 +16,10 @@ import numpy as np
 from defectkit.apps.labelling.project import Project
 from defectkit.apps.labelling.records import ImageRecord, ProjectError
 from defectkit.apps.reviewqueue.items import ReviewItem
+from defectkit.apps.reviewqueue.opinion_report import picture as opinion_picture
 from defectkit.apps.reviewqueue.sources import ReviewSource
 from defectkit.core.images import read_image
 from defectkit.core.labels import ANOMALY, GOOD
-from defectkit.core.overlay import overlay
 
 #: Most parts one queue shows (the daemon's store keeps --review-keep, 1000 by default).
 QUEUE_LIMIT = 200
@@ -61,11 +61,7 @@ def proposal(item: ReviewItem, project: Project) -> Proposal:
 
 def picture(item: ReviewItem) -> np.ndarray:
     """The part with the model's mask outlined in colour (what the reviewer judges)."""
-    image = read_image(item.image)
-    mask = item.mask()
-    if mask is None or mask.shape != image.shape[:2]:
-        return image
-    return overlay(image, mask.astype(np.float32), threshold=0.5)
+    return opinion_picture(read_image(item.image), item.mask_png)
 
 
 def confirm(

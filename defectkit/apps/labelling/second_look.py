@@ -35,13 +35,20 @@ def heavy_model(path: str | None) -> HeavyModel | None:
     if not (path or "").strip():
         return None
     folder = Path(path.strip()).expanduser()
-    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*") if p.is_file())) if folder.is_dir() else ()  # fmt: skip
+    stamp = _stamp(folder)
     with _lock:
         found = _loaded.get(str(folder))
         if found is None or found[0] != stamp:
             found = (stamp, load_heavy_model(folder))
             _loaded[str(folder)] = found
         return found[1]
+
+
+def _stamp(folder: Path) -> tuple:
+    """The folder's files and their times: a refit or re-export changes it."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
 
 
 def opinions(
@@ -62,7 +69,7 @@ def disagreeing_first(items: list[ReviewItem], pairs: dict[str, SecondOpinion]) 
 
 def heavy_picture(pair: SecondOpinion) -> np.ndarray:
     """The part with the heavy model's defect region tinted."""
-    return picture(read_image(pair.item.image), pair.heavy)
+    return picture(read_image(pair.item.image), pair.heavy.mask_png)
 
 
 def markdown(pair: SecondOpinion) -> str:

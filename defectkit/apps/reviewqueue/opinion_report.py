@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from defectkit.apps.reviewqueue.items import decode_mask
-from defectkit.apps.reviewqueue.opinions import Opinion, SecondOpinion
+from defectkit.apps.reviewqueue.opinions import SecondOpinion
 from defectkit.core.files import write_atomic
 from defectkit.core.images import read_image
 from defectkit.core.overlay import overlay
@@ -26,9 +26,10 @@ REPORT_JSON = "second_opinion.json"
 PICTURE_SIDE = 320
 
 
-def picture(image: np.ndarray, opinion: Opinion) -> np.ndarray:
-    """``image`` with ``opinion``'s defect mask tinted (unchanged when it proposed none)."""
-    mask = decode_mask(opinion.mask_png)
+def picture(image: np.ndarray, mask_png: bytes | None) -> np.ndarray:
+    """``image`` with a model's defect mask (PNG, as stored) tinted; unchanged when the
+    model proposed none or the mask is of another size."""
+    mask = decode_mask(mask_png)
     if mask is None or mask.shape != image.shape[:2]:
         return image
     return overlay(image, mask.astype(np.float32), threshold=0.5)
@@ -45,7 +46,7 @@ def write_report(pairs: list[SecondOpinion], folder: str | Path, *, heavy_path: 
         for tag, opinion in (("line", pair.line), ("heavy", pair.heavy)):
             name = f"{index:04d}-{tag}.png"
             if image is not None:
-                _save_small(picture(image, opinion), folder / name)
+                _save_small(picture(image, opinion.mask_png), folder / name)
                 names.append(name)
         rows.append(_row(pair, names))
     summary = {
