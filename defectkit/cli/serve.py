@@ -150,9 +150,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--review-store",
-        metavar="PATH",
-        help="SQLite file keeping review parts and their images (default: review.db beside "
-        "--db, or WATCH/.defectkit/review.db)",
+        metavar="PATH|URL",
+        help="where review parts and their images are kept: a SQLite file (default: review.db "
+        "beside a SQLite --db, or WATCH/.defectkit/review.db), or a postgresql:// URL several "
+        "lines share (each keeps, bounds and counts its own --station's parts; when the "
+        "server is down the line still runs, and the parts are counted as review_store errors)",
     )
     parser.add_argument(
         "--review-keep",

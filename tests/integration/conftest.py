@@ -3,8 +3,10 @@ for one never starts it):
 
 - the browser tests: headless Chromium, a fresh tab per test, a screenshot folder;
 - the archive-run tests: a LocalCluster of 2 worker processes and a real small exported
-  bundle (fitted and exported once per session);
-- the store tests: a throw-away PostgreSQL server.
+  bundle (fitted and exported once per session).
+
+The throw-away PostgreSQL server (``postgres_server``) is in tests/conftest.py: the
+review store's unit tests run their contract on it too.
 """
 
 from __future__ import annotations
@@ -94,31 +96,3 @@ def real_bundle(tmp_path_factory) -> Path:
     return export_bundle(
         inspector, folder, target="onnx", check_images=[s.load_image() for s in samples]
     )
-
-
-# -- stores -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A throw-away PostgreSQL on 127.0.0.1 (:class:`defectkit.testing.processes.PostgresServer`),
-    or a skip that says what is missing."""
-    import subprocess
-
-    from defectkit.testing import processes as kit
-
-    pytest.importorskip("psycopg", reason="psycopg 3 not installed: pip install 'psycopg[binary]'")
-    if not (kit.find_pg_bin("initdb") and kit.find_pg_bin("pg_ctl")):
-        pytest.skip(
-            "PostgreSQL server not installed (apt-get install postgresql): skipping PostgreSQL tests"
-        )
-    server = kit.PostgresServer()
-    try:
-        server.start()
-    except subprocess.CalledProcessError as exc:
-        server.stop()
-        pytest.skip(
-            f"could not start a throw-away PostgreSQL: {exc.stderr.decode(errors='replace')[-300:]}"
-        )
-    yield server
-    server.stop()

@@ -43,7 +43,7 @@ from defectkit.apps.daemon.uploads import (
     read_capped,
     safe_name,
 )
-from defectkit.apps.reviewqueue.store import ReviewStore, ReviewStoreError
+from defectkit.apps.reviewqueue.store import BoundedStore, ReviewStoreError
 from defectkit.errors import BundleError
 
 
@@ -59,7 +59,7 @@ class Service(Protocol):
     store: ResultStore
     metrics: DaemonMetrics
     bundles: BundleHolder
-    review_store: ReviewStore | None
+    review_store: BoundedStore | None
 
     def health(self) -> tuple[int, dict[str, Any]]: ...
 
@@ -245,7 +245,7 @@ def create_app(service: Service) -> FastAPI:
             return error(404, f"review part {item_id} has no defect mask")
         return Response(item.mask_png, media_type="image/png")
 
-    def _review_store() -> ReviewStore:
+    def _review_store() -> BoundedStore:
         if service.review_store is None:
             raise StarletteHTTPException(503, "the review store is closed")
         return service.review_store

@@ -74,8 +74,10 @@ class ServeConfig:
         review_policy: the verdict a part in the bundle's uncertainty band gets:
             ``hold`` (verdict ``hold``), ``reject`` (``defect``) or ``accept`` (``good``);
             every such part is marked ``review`` and kept in the review store.
-        review_store: SQLite file of the review store; default ``review.db`` beside a
-            SQLite ``db``, else under the watch folder's state dir or ``./``.
+        review_store: the review store: a SQLite file, default ``review.db`` beside a
+            SQLite ``db``, else under the watch folder's state dir or ``./``; or a
+            ``postgresql://`` URL that several lines share (each keeps, bounds and counts
+            its own ``station``'s parts).
         review_keep: most parts the review store keeps (oldest evicted, counted).
         review_max_mb: most image bytes (MiB) the review store keeps.
         follow_interval: seconds between checks whether ``bundle`` (a symlink such as
@@ -167,15 +169,15 @@ class ServeConfig:
             return str(self.watch / STATE_DIR / "results.db")
         return str(Path.cwd() / DEFAULT_DB)
 
-    def review_database(self) -> Path:
-        """The review store's SQLite file (see ``review_store``)."""
+    def review_database(self) -> str:
+        """The review store's SQLite path or PostgreSQL URL (see ``review_store``)."""
         if self.review_store:
-            return Path(self.review_store)
+            return self.review_store
         if self.db and not self.uses_postgres:
-            return Path(self.db).with_name("review.db")
+            return str(Path(self.db).with_name("review.db"))
         if self.watch is not None:
-            return self.watch / STATE_DIR / "review.db"
-        return Path.cwd() / "defectkit-review.db"
+            return str(self.watch / STATE_DIR / "review.db")
+        return str(Path.cwd() / "defectkit-review.db")
 
     def bundle_root(self) -> Path:
         """Folder that ``POST /v1/reload`` may load bundles from (the bundle's parent).
@@ -234,6 +236,11 @@ class ServeConfig:
         if self.db and "://" in self.db and not self.uses_postgres:
             raise ConfigError(
                 f"--db {self.db}: only SQLite paths and postgresql:// URLs are supported"
+            )
+        review = self.review_store or ""
+        if "://" in review and not review.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"--review-store {review}: only SQLite paths and postgresql:// URLs are supported"
             )
         if not is_loopback(self.host) and self.token_file is None:
             raise ConfigError(

@@ -11,7 +11,8 @@ verdict the site chose (``--review-policy``):
 
 The model's own verdict and label stay in the answer (``review.model_verdict``); the
 image, the model's proposal and its mask go to the bounded review store
-(:mod:`defectkit.apps.reviewqueue.store`) for the lab's review queue. Keeping an image
+(:mod:`defectkit.apps.reviewqueue.store`, or PostgreSQL shared by several lines:
+:mod:`defectkit.apps.reviewqueue.pgstore`) for the lab's review queue. Keeping an image
 is best effort: a full review store must not stop the line, so a failure is counted
 and logged, and the part is still answered and recorded.
 """
@@ -25,7 +26,7 @@ from typing import Any
 from defectkit.apps.daemon.logs import log_event
 from defectkit.apps.daemon.metrics import DaemonMetrics
 from defectkit.apps.reviewqueue.items import ReviewItem, encode_mask
-from defectkit.apps.reviewqueue.store import ReviewStore, ReviewStoreError
+from defectkit.apps.reviewqueue.store import BoundedStore, ReviewStoreError
 from defectkit.errors import BundleError
 from defectkit.exporters.review_band import ReviewBand, review_band_of
 
@@ -73,7 +74,7 @@ class ReviewDesk:
     """The daemon's side of the review queue: band per bundle, policy, store, metrics."""
 
     def __init__(
-        self, *, policy: str, store: ReviewStore | None, metrics: DaemonMetrics, station: str
+        self, *, policy: str, store: BoundedStore | None, metrics: DaemonMetrics, station: str
     ):
         if policy not in POLICIES:
             raise ValueError(f"unknown review policy {policy!r}")

@@ -40,7 +40,7 @@ from defectkit.apps.daemon.store import ResultStore, open_store
 from defectkit.apps.daemon.storehealth import refuse_empty_store, refuse_missing_store
 from defectkit.apps.daemon.uploads import UploadBudget
 from defectkit.apps.daemon.worker import Pipeline, WorkerPool
-from defectkit.apps.reviewqueue.store import ReviewLimits, ReviewStore
+from defectkit.apps.reviewqueue.store import BoundedStore, ReviewLimits, open_review_store
 from defectkit.errors import BundleError
 from defectkit.exporters.signing import load_trusted_key
 
@@ -68,7 +68,7 @@ class Service:
         self.started_at = time.time()
         self._folder_lock: Any = None
         self.store: ResultStore | None = None
-        self.review_store: ReviewStore | None = None
+        self.review_store: BoundedStore | None = None
         self._probed: tuple[float, str | None] = (-1e9, None)  # (when, problem)
         try:
             self.layout = FolderLayout.under(config.watch) if config.watch else None
@@ -80,9 +80,10 @@ class Service:
                 trusted=trusted,
             )  # fmt: skip
             self.store = self._open_store()
-            self.review_store = ReviewStore(
+            self.review_store = open_review_store(
                 config.review_database(),
                 ReviewLimits(config.review_keep, int(config.review_max_mb * 2**20)),
+                station=config.station_name,
             )
         except BaseException:
             self.close()
@@ -103,6 +104,7 @@ class Service:
             station=config.station_name,
         )
         self.store.on_error = lambda operation: self.metrics.store_errors.inc(operation=operation)
+        self._report_review_store()
         self.hotfolder = (
             HotFolder(
                 self.layout, tracker=StabilityTracker(settle_s=config.settle_time),
@@ -276,6 +278,15 @@ class Service:
             body["status"] = problem
             return 503, body
         return 200, body
+
+    def _report_review_store(self) -> None:
+        """A shared review store that is down at start-up does not stop the line: say
+        so once, count it, and let the store retry (:mod:`~defectkit.apps.reviewqueue.pgstore`)."""
+        problem = getattr(self.review_store, "problem", None)
+        if problem:
+            self.metrics.errors.inc(kind="review_store")
+            log_event("review_store_unavailable", level=logging.WARNING,
+                      store=self.review_store.name, error=problem)  # fmt: skip
 
     def _pause_scanner(self) -> None:
         if self.scanner is not None:

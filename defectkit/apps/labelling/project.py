@@ -421,6 +421,17 @@ class Project:
             self._save(classes=[c for c in self._classes if c != name], images=images)
             return count
 
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A remembered choice of the app (``review_heavy_model``...), or ``default``."""
+        with self._lock:
+            return self._settings.get(key, default)
+
+    def remember(self, key: str, value: Any) -> None:
+        """Keep a choice of the app across restarts (written only when it changed)."""
+        with self._lock:
+            if self._settings.get(key) != value:
+                self._save(settings={**self._settings, key: value})
+
     def set_backbone(self, name: str) -> None:
         with self._lock:
             if name != self.backbone:

@@ -26,6 +26,7 @@ class ReviewItem:
             review queue pre-fills.
         image: the encoded image as received (None in listings).
         mask_png: the model's defect mask as a 1-bit PNG at the image's size, or None.
+        source: the review store it was listed from (set when the app reads several).
     """
 
     sha256: str
@@ -44,6 +45,7 @@ class ReviewItem:
     image: bytes | None = field(default=None, repr=False)
     mask_png: bytes | None = field(default=None, repr=False)
     id: int | None = None
+    source: str | None = None
 
     @property
     def margin(self) -> float:
@@ -76,6 +78,7 @@ class ReviewItem:
             "threshold": self.threshold,
             "has_mask": self.mask_png is not None,
             "proposal": self.proposal,
+            "source": self.source,
         }
 
     @classmethod
@@ -84,7 +87,7 @@ class ReviewItem:
         created = datetime.fromisoformat(data["created_at"]).timestamp()
         keys = ("sha256", "station", "name", "bundle_id", "reason", "policy", "verdict",
                 "model_verdict", "label", "score", "threshold", "proposal", "id")  # fmt: skip
-        return cls(created_at=created, **{k: data[k] for k in keys})
+        return cls(created_at=created, source=data.get("source"), **{k: data[k] for k in keys})
 
 
 def encode_mask(mask: np.ndarray | None) -> bytes | None:

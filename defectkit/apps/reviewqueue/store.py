@@ -1,5 +1,8 @@
 """The bounded review store: a SQLite file of escalated parts, images included.
 
+(Several lines may instead share one PostgreSQL database: :mod:`.pgstore`, the same
+contract per line; :func:`open_review_store` picks either.)
+
 Its own file (default ``review.db`` beside the results database), not a table in the
 results store: images are large and transient, the results rows are small and
 permanent, and a line sharing one PostgreSQL results store keeps its review images
@@ -17,10 +20,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from defectkit.apps.reviewqueue.items import ReviewItem, dumps
 from defectkit.errors import DefectkitError
@@ -35,10 +39,18 @@ _DDL = (
         mask_png BLOB)""",
     "CREATE TABLE IF NOT EXISTS review_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
-_LIST_COLUMNS = (
+LIST_COLUMNS = (
     "id, sha256, created_at, station, name, bundle_id, reason, policy, verdict, "
     "model_verdict, label, score, threshold, proposal"
 )
+
+
+#: The columns :meth:`ReviewStore.add` writes, in the order of :func:`item_values`.
+INSERT_COLUMNS = (
+    "sha256", "created_at", "station", "name", "bundle_id", "reason", "policy", "verdict",
+    "model_verdict", "label", "score", "threshold", "proposal", "image", "image_bytes",
+    "mask_png",
+)  # fmt: skip
 
 
 class ReviewStoreError(DefectkitError):
@@ -59,6 +71,21 @@ class ReviewLimits:
                 f"{self.max_bytes} bytes"
             )
 
+    def exceeded(self, count: int, total: int) -> bool:
+        return count > self.max_items or total > self.max_bytes
+
+    def oldest_beyond(self, count: int, total: int, rows: Iterable[tuple[int, int]]) -> list[int]:
+        """Ids to evict, from ``rows`` (id, image bytes) oldest first, so that ``count``
+        parts of ``total`` bytes fit again; the newest part stays even alone over the
+        byte limit (one huge image is still worth a look)."""
+        doomed: list[int] = []
+        for row_id, size in rows:
+            if not self.exceeded(count, total) or count == 1:
+                break
+            doomed.append(row_id)
+            count, total = count - 1, total - size
+        return doomed
+
 
 @dataclass(frozen=True)
 class Added:
@@ -67,6 +94,37 @@ class Added:
 
     added: bool
     evicted: int
+
+
+class BoundedStore(Protocol):
+    """What the daemon and its ``/v1/review`` need of a review store; the SQLite
+    :class:`ReviewStore` and :class:`~.pgstore.PostgresReviewStore` both answer it."""
+
+    name: str
+
+    def add(self, item: ReviewItem) -> Added: ...
+    def list(self, *, limit: int = 100, before_id: int | None = None) -> list[ReviewItem]: ...
+    def get(self, item_id: int) -> ReviewItem | None: ...
+    def fetch(self, item: ReviewItem) -> ReviewItem | None: ...
+    def count(self) -> int: ...
+    def evicted(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def open_review_store(
+    target: str | Path, limits: ReviewLimits | None = None, *, station: str
+) -> BoundedStore:
+    """The daemon's review store: a SQLite file, or a PostgreSQL database shared by
+    several lines (each keeps, bounds and counts its own ``station``'s parts)."""
+    if is_postgres_url(str(target)):
+        from defectkit.apps.reviewqueue.pgstore import PostgresReviewStore
+
+        return PostgresReviewStore(str(target), limits, station=station)
+    return ReviewStore(target, limits)
 
 
 class ReviewStore:
@@ -102,19 +160,11 @@ class ReviewStore:
     def add(self, item: ReviewItem) -> Added:
         """Keep ``item`` (its image must be set), then evict the oldest parts beyond
         the limits. A part already kept (same SHA-256) is left as it is."""
-        if item.image is None:
-            raise ValueError("a review item needs its image")
-        values = (
-            item.sha256, item.created_at, item.station, item.name, item.bundle_id, item.reason,
-            item.policy, item.verdict, item.model_verdict, item.label, float(item.score),
-            float(item.threshold), dumps(item.proposal), item.image, len(item.image),
-            item.mask_png,
-        )  # fmt: skip
+        values = item_values(item)
+        placeholders = ", ".join("?" * len(INSERT_COLUMNS))
         with self._transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO review_items (sha256, created_at, station, name, bundle_id, reason, "
-                "policy, verdict, model_verdict, label, score, threshold, proposal, image, "
-                "image_bytes, mask_png) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO review_items ({', '.join(INSERT_COLUMNS)}) VALUES ({placeholders}) "
                 "ON CONFLICT (sha256) DO NOTHING",
                 values,
             )
@@ -128,16 +178,9 @@ class ReviewStore:
             "SELECT COUNT(*), COALESCE(SUM(image_bytes), 0) FROM review_items"
         ).fetchone()
         doomed: list[int] = []
-        if count > self.limits.max_items or total > self.limits.max_bytes:
-            for row_id, size in conn.execute(
-                "SELECT id, image_bytes FROM review_items ORDER BY id"
-            ).fetchall():
-                if count <= self.limits.max_items and total <= self.limits.max_bytes:
-                    break
-                if count == 1:  # the newest part stays, even alone over the byte limit
-                    break
-                doomed.append(row_id)
-                count, total = count - 1, total - size
+        if self.limits.exceeded(count, total):
+            rows = conn.execute("SELECT id, image_bytes FROM review_items ORDER BY id").fetchall()
+            doomed = self.limits.oldest_beyond(count, total, rows)
         if doomed:
             conn.executemany("DELETE FROM review_items WHERE id = ?", [(i,) for i in doomed])
             conn.execute(
@@ -151,7 +194,7 @@ class ReviewStore:
 
     def list(self, *, limit: int = 100, before_id: int | None = None) -> list[ReviewItem]:
         """Parts newest first, without their images."""
-        sql = f"SELECT {_LIST_COLUMNS}, mask_png IS NOT NULL FROM review_items"
+        sql = f"SELECT {LIST_COLUMNS}, mask_png IS NOT NULL FROM review_items"
         args: list = []
         if before_id is not None:
             sql += " WHERE id < ?"
@@ -159,18 +202,18 @@ class ReviewStore:
         sql += f" ORDER BY id DESC LIMIT {int(limit)}"
         with self._read() as conn:
             rows = conn.execute(sql, args).fetchall()
-        return [_item(row[:-1], mask=b"" if row[-1] else None) for row in rows]
+        return [item_from_row(row[:-1], mask=b"" if row[-1] else None) for row in rows]
 
     def get(self, item_id: int) -> ReviewItem | None:
         """One part with its image and mask."""
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT {_LIST_COLUMNS}, image, mask_png FROM review_items WHERE id = ?",
+                f"SELECT {LIST_COLUMNS}, image, mask_png FROM review_items WHERE id = ?",
                 (item_id,),
             ).fetchone()
         if row is None:
             return None
-        item = _item(row[:-2], mask=row[-1])
+        item = item_from_row(row[:-2], mask=row[-1])
         item.image = bytes(row[-2])
         return item
 
@@ -217,12 +260,27 @@ class ReviewStore:
                 raise ReviewStoreError(f"review store {self.path}: {exc}") from None
 
 
-def _item(row: tuple, *, mask: bytes | None) -> ReviewItem:
+def item_from_row(row: tuple, *, mask: bytes | None) -> ReviewItem:
+    """A stored row (the columns of ``LIST_COLUMNS``) as an item; ``proposal`` is JSON
+    text (SQLite) or already decoded (PostgreSQL's JSONB)."""
     (row_id, sha, created, station, name, bundle_id, reason, policy, verdict,
      model_verdict, label, score, threshold, proposal) = row  # fmt: skip
+    details = json.loads(proposal) if isinstance(proposal, str) else proposal
     return ReviewItem(
         sha256=sha, created_at=created, station=station, name=name, bundle_id=bundle_id,
         reason=reason, policy=policy, verdict=verdict, model_verdict=model_verdict,
-        label=label, score=score, threshold=threshold, proposal=json.loads(proposal),
+        label=label, score=score, threshold=threshold, proposal=details,
         mask_png=bytes(mask) if mask is not None else None, id=row_id,
+    )  # fmt: skip
+
+
+def item_values(item: ReviewItem) -> tuple:
+    """``item`` as the values of :data:`INSERT_COLUMNS` (its image must be set)."""
+    if item.image is None:
+        raise ValueError("a review item needs its image")
+    return (
+        item.sha256, item.created_at, item.station, item.name, item.bundle_id, item.reason,
+        item.policy, item.verdict, item.model_verdict, item.label, float(item.score),
+        float(item.threshold), dumps(item.proposal), item.image, len(item.image),
+        item.mask_png,
     )  # fmt: skip

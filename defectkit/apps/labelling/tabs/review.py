@@ -1,7 +1,9 @@
-"""The Review queue tab: a line's escalated parts, least certain first, the model's
+"""The Review queue tab: the lines' escalated parts, least certain first, the model's
 proposal pre-filled; one click confirms, a changed class corrects; confirmed parts join
-the project (refit in the Fit tab). With a heavy model named, each part also gets its
-second opinion (:mod:`..second_look`), shown beside the line's, disagreements first."""
+the project (refit in the Fit tab). Several review stores (one per line of the box) are
+merged into one queue, each part naming its line and store. With a heavy model named
+(remembered in the project), each part also gets its second opinion
+(:mod:`..second_look`), shown beside the line's, disagreements first."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import gradio as gr
 from defectkit.apps.labelling import escalated, second_look
 from defectkit.apps.labelling.status import ok, refuse
 from defectkit.apps.reviewqueue.items import ReviewItem
-from defectkit.apps.reviewqueue.sources import open_source
+from defectkit.apps.reviewqueue.sources import open_sources
 from defectkit.core.labels import GOOD
 
 #: Parts drawn in the gallery at once (each is fetched and decoded).
 SHOWN = 48
+#: The project setting that remembers the heavy model across restarts.
+HEAVY_SETTING = "review_heavy_model"
 
 
 class ReviewQueueTab:
@@ -28,16 +32,20 @@ class ReviewQueueTab:
         self.selected = gr.State(None)  # index into items
         with gr.Row(equal_height=True):
             self.source_box = gr.Textbox(
-                label="Line's review store: a daemon URL (http://line3:8080) or its review.db",
-                scale=4, elem_id="queue-source",
+                label="Lines' review stores, one per line: a daemon URL (http://line3:8080, "
+                "optionally followed by its token), a PostgreSQL URL (postgresql://host/db, "
+                "every line writing there) or a review.db file",
+                lines=2, scale=4, elem_id="queue-source",
             )  # fmt: skip
             self.token_box = gr.Textbox(
-                label="Daemon token (URL only)", type="password", scale=2, elem_id="queue-token"
-            )
+                label="Daemon token (for daemon URLs that name none)", type="password", scale=2,
+                elem_id="queue-token",
+            )  # fmt: skip
             self.load_btn = gr.Button("Load queue", scale=1, elem_id="queue-load")
         self.heavy_box = gr.Textbox(
             label="Second opinion (optional): a heavier model folder (`inspect fit -o`, more "
-            "shots, a finer scale or a bigger backbone) or bundle; it re-inspects each part once",
+            "shots, a finer scale or a bigger backbone) or bundle; it re-inspects each part once "
+            "(remembered in the project)",
             elem_id="queue-heavy",
         )  # fmt: skip
         self.summary_md = gr.Markdown(elem_id="queue-summary")
@@ -74,12 +82,12 @@ class ReviewQueueTab:
     def outputs(self) -> list:
         return [self.items, self.selected, self.gallery, self.summary_md, self.picture,
                 self.proposal_md, self.label_radio, self.note_box, self.heavy_picture,
-                self.opinion_md]  # fmt: skip
+                self.opinion_md, self.heavy_box]  # fmt: skip
 
     def show(self, project) -> dict:
         return {
             self.items: [], self.selected: None, self.gallery: [], self.summary_md: "",
-            **self.detail(project, None),
+            self.heavy_box: project.setting(HEAVY_SETTING, ""), **self.detail(project, None),
         }  # fmt: skip
 
     def detail(self, project, item, heavy=None) -> dict:
@@ -95,7 +103,8 @@ class ReviewQueueTab:
         proposed = escalated.proposal(item, project)
         unnamed = "" if proposed.label else " (not a class of this project: pick one)"
         text = (
-            f"**{item.name or item.sha256[:12]}** from {item.station} · bundle {item.bundle_id}"
+            f"**{item.name or item.sha256[:12]}** from {item.station}{_store(item)} · "
+            f"bundle {item.bundle_id}"
             f"  \nWhy: {item.reason} · the line was told **{item.verdict}** ({item.policy})"
             f"  \nModel: **{item.model_verdict}**, class **{proposed.model_label}**{unnamed}, "
             f"score {item.score:.4g} (threshold {item.threshold:.4g})"
@@ -113,23 +122,27 @@ class ReviewQueueTab:
         }  # fmt: skip
 
     def load(self, project, where, token, heavy=None) -> dict:
-        source = open_source(where, token)
+        source = open_sources(where, token)
         model = second_look.heavy_model(heavy)  # a wrong path fails before the fetches
+        project.remember(HEAVY_SETTING, (heavy or "").strip())
         items = escalated.queue(source, project)
         shown = [full for full in (source.fetch(i) for i in items[:SHOWN]) if full is not None]
         pairs = second_look.opinions(project, model, shown) if model else {}
         shown = second_look.disagreeing_first(shown, pairs)
         disputed = {sha for sha, pair in pairs.items() if pair.disagrees}
+        lines = len({i.station for i in shown}) > 1
         gallery = [
-            (escalated.picture(i), f"{'⚠ ' if i.sha256 in disputed else ''}{i.label} · {i.score:.3g}")
+            (escalated.picture(i), f"{'⚠ ' if i.sha256 in disputed else ''}"
+             f"{i.station + ' · ' if lines else ''}{i.label} · {i.score:.3g}")
             for i in shown
-        ]
+        ]  # fmt: skip
         summary = (
             f"{len(items)} part(s) to review from {source.name}"
             + (f" (first {SHOWN} shown)" if len(items) > SHOWN else "")
             + (f"; the heavy model disagrees on {len(disputed)} (first, ⚠)" if model else "")
             if items else f"Nothing to review from {source.name}"
         )  # fmt: skip
+        summary += "".join(f"  \n⚠ not read: {problem}" for problem in source.problems)
         return {
             self.items: [i.to_json() for i in shown], self.selected: None,
             self.gallery: gallery, self.summary_md: summary, **self.detail(project, None),
@@ -179,7 +192,12 @@ class ReviewQueueTab:
     def _fetch(where, token, items, index):
         if not items or index is None or not 0 <= int(index) < len(items):
             refuse("the queue changed; load it again")
-        item = open_source(where, token).fetch(ReviewItem.from_json(items[int(index)]))
+        item = open_sources(where, token).fetch(ReviewItem.from_json(items[int(index)]))
         if item is None:
             refuse("that part was evicted from the line's review store; load the queue again")
         return item
+
+
+def _store(item: ReviewItem) -> str:
+    """`` (via STORE)`` when the part's store is not named by its line already."""
+    return f" (via {item.source})" if item.source and item.source != item.station else ""

@@ -10,7 +10,7 @@ import pytest
 from defectkit.apps.labelling import escalated
 from defectkit.apps.labelling.records import ProjectError
 from defectkit.apps.reviewqueue.items import ReviewItem, encode_mask
-from defectkit.apps.reviewqueue.sources import DaemonReviewSource, open_source
+from defectkit.apps.reviewqueue.sources import DaemonReviewSource, open_source, open_sources
 from defectkit.apps.reviewqueue.store import ReviewStore, ReviewStoreError
 from defectkit.core.files import sha256_bytes
 from defectkit.testing.daemon import png_bytes
@@ -76,12 +76,54 @@ def test_confirm_refuses_without_a_usable_class(project):
 def test_sources_say_what_is_wrong(tmp_path):
     with pytest.raises(ReviewStoreError, match="daemon URL"):
         open_source("  ")
-    with pytest.raises(ReviewStoreError, match="not in PostgreSQL"):
-        open_source("postgresql://u@h/db")
+    with pytest.raises(ReviewStoreError, match="cannot connect"):
+        open_source("postgresql://u@127.0.0.1:9/db")
     with pytest.raises(ReviewStoreError, match="no such review store"):
         open_source(str(tmp_path / "missing.db"))
     with pytest.raises(ReviewStoreError, match="cannot reach the daemon"):
         DaemonReviewSource("http://127.0.0.1:9").list()
+
+
+def test_two_daemons_in_one_postgresql_and_a_review_db_merge_least_certain_first(
+    project, store, tmp_path, pg_review_url
+):
+    from defectkit.apps.reviewqueue.pgstore import PostgresReviewStore
+
+    line1 = PostgresReviewStore(pg_review_url, station="line1")
+    line2 = PostgresReviewStore(pg_review_url, station="line2")
+    line1.add(item(0, score=0.60))
+    line1.add(item(1, score=0.52))
+    line2.add(item(1, score=0.53))  # the same part on another line: that line's own
+    line2.add(item(2, score=0.49))
+    store.add(item(3, score=0.505))  # line3's own review.db
+    source = open_sources(f"{pg_review_url}\n\n# line 3, copied\n{tmp_path / 'review.db'}")
+    queued = escalated.queue(source, project)
+    assert [(i.station, i.name) for i in queued] == [
+        ("line3", "p3.png"), ("line2", "p2.png"), ("line1", "p1.png"), ("line2", "p1.png"),
+        ("line1", "p0.png"),
+    ]  # fmt: skip
+    assert {i.source for i in queued} == {pg_review_url, str(tmp_path / "review.db")}
+    fetched = [source.fetch(ReviewItem.from_json(i.to_json())) for i in queued]
+    assert [f.image for f in fetched] == [item(n, score=0).image for n in (3, 2, 1, 1, 0)]
+    assert fetched[0].source == str(tmp_path / "review.db")
+    for s in (line1, line2):
+        s.close()
+
+
+def test_a_store_that_cannot_be_read_is_named_and_the_others_still_listed(store, tmp_path):
+    store.add(item(0, score=0.5))
+    missing = tmp_path / "line4" / "review.db"
+    source = open_sources(f"{tmp_path / 'review.db'}\n{missing}")
+    assert [i.name for i in source.list()] == ["p0.png"]
+    assert len(source.problems) == 1 and str(missing) in source.problems[0]
+    with pytest.raises(ReviewStoreError, match="no such review store"):
+        open_sources(f"{missing}\n{missing}.2")  # nothing at all to read: say why
+    with pytest.raises(ReviewStoreError, match="only a daemon URL takes a token"):
+        open_sources(f"{tmp_path / 'review.db'} s3cret")
+    with pytest.raises(ReviewStoreError, match="daemon URL"):
+        open_sources(" \n# nothing\n")
+    with pytest.raises(ReviewStoreError, match="not one of the review stores"):
+        source.fetch(item(9, score=0.5))
 
 
 def test_a_daemon_url_source_sends_the_token_and_fetches_image_and_mask():

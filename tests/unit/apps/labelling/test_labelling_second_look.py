@@ -74,3 +74,17 @@ def test_the_tab_puts_disputed_parts_first_and_shows_both_opinions(project, revi
     assert shown[tab.heavy_picture]["visible"] is True
     assert shown[tab.label_radio]["value"] == "scratch"  # the line's proposal stays pre-filled
     assert (project.root / second_look.CACHE_FILE).is_file()
+
+
+def test_the_heavy_model_is_remembered_in_the_project(project, review_db, heavy_dir):
+    from defectkit.apps.labelling.project import Project
+
+    with gr.Blocks():
+        tab = ReviewQueueTab(shell=None)
+        tab.build()
+    assert tab.show(project)[tab.heavy_box] == ""
+    tab.load(project, review_db, None, f" {heavy_dir} ")
+    assert tab.show(Project.open(project.root))[tab.heavy_box] == str(heavy_dir)  # a restart
+    with pytest.raises(SecondOpinionError):
+        tab.load(project, review_db, None, str(heavy_dir / "nowhere"))
+    assert Project.open(project.root).setting("review_heavy_model") == str(heavy_dir)
