@@ -102,3 +102,32 @@ def test_review_flags_are_validated(make_service):
         make_service(start=False, review_policy="maybe")
     with pytest.raises(ConfigError, match="--review-keep"):
         make_service(start=False, review_keep=0)
+
+
+def test_a_postgresql_review_store_keeps_this_lines_parts(make_service, tmp_path, pg_review_url):
+    service = make_service(start=False, bundle=banded(tmp_path / "b"), station="line-7",
+                           review_store=pg_review_url, review_keep=2)  # fmt: skip
+    run(service, UNSURE, UNSURE + 1, UNSURE + 2)
+    assert service.review_store.count() == 2 and service.review_store.evicted() == 1
+    assert service.metrics.review_evicted.value() == 1
+    assert {i.station for i in service.review_store.list()} == {"line-7"}
+    assert "defectkit_review_queued 2" in service.metrics.render()
+
+
+def test_a_postgresql_review_store_that_is_down_does_not_stop_the_line(make_service, tmp_path):
+    pytest.importorskip("psycopg", reason="psycopg 3 not installed: pip install 'psycopg[binary]'")
+    service = make_service(start=False, bundle=banded(tmp_path / "b"),
+                           review_store="postgresql://postgres@127.0.0.1:9/lines")  # fmt: skip
+    assert service.metrics.errors.value(kind="review_store") == 1  # said once at start-up
+    (unsure,) = run(service, UNSURE)
+    assert unsure.status == 200 and unsure.body["verdict"] == "hold"
+    assert service.store.get(unsure.body["id"])["verdict"] == "hold"  # the row is there
+    assert service.metrics.errors.value(kind="review_store") == 2
+    assert "defectkit_review_queued nan" in service.metrics.render()  # cannot say
+
+
+def test_a_review_store_url_that_is_not_postgresql_is_refused(make_service):
+    from defectkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--review-store mysql://h/db: only SQLite paths"):
+        make_service(start=False, review_store="mysql://h/db")
