@@ -9,10 +9,12 @@ from defectkit.errors import ConfigError
 
 DESCRIPTION = """\
 The parts a line's daemon escalated (scores in the bundle's uncertainty band), read from
-its review store: the daemon's URL with its token, or a copy of its review.db.
+its review store: the daemon's URL with its token, a copy of its review.db, or the
+PostgreSQL database several lines share (`inspect serve --review-store URL`).
 
   inspect review second-opinion --model HEAVY --daemon http://line3:8080 --token-file T
   inspect review second-opinion --model HEAVY --store review.db -o opinions/
+  inspect review second-opinion --model HEAVY --store postgresql://qc@db/lines
 
 The labelling app's "4 · Review queue" tab shows the same two opinions side by side.
 """
@@ -43,7 +45,11 @@ def register(sub) -> None:
         help="the heavier model: a folder from `inspect fit -o` or an exported bundle",
     )  # fmt: skip
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--store", metavar="REVIEW_DB", help="a daemon's review.db (or a copy)")
+    where.add_argument(
+        "--store", metavar="REVIEW_DB|URL",
+        help="a daemon's review.db (or a copy), or the postgresql:// URL of a shared review "
+        "store (every line's parts)",
+    )  # fmt: skip
     where.add_argument("--daemon", metavar="URL", help="a running daemon, e.g. http://line3:8080")
     p.add_argument("--token-file", metavar="FILE", help="the daemon's bearer token (with --daemon)")
     p.add_argument(

@@ -45,16 +45,34 @@ def test_both_opinions_are_written_and_a_disagreement_exits_1(heavy_dir, review_
     assert main(argv) == 1 and "1 from the cache" in capsys.readouterr().out
 
 
+def test_the_store_may_be_the_lines_postgresql(heavy_dir, pg_review_url, tmp_path, capsys):
+    from defectkit.apps.reviewqueue.pgstore import PostgresReviewStore
+
+    line = PostgresReviewStore(pg_review_url, station="line3")
+    image = part_png("spot_003")
+    line.add(ReviewItem(
+        sha256=sha256_bytes(image), created_at=1.0, station="line3", name="spot_003.png",
+        bundle_id="line-b1", reason="near", policy="hold", verdict="hold",
+        model_verdict="defect", label="scratch", score=0.5, threshold=0.5, image=image,
+    ))  # fmt: skip
+    line.close()
+    argv = ["review", "second-opinion", "--model", str(heavy_dir), "--store", pg_review_url,
+            "-o", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 1
+    assert "DISAGREE (class scratch vs spot)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["--model", "{tmp}/nowhere", "--store", "{db}"], "no such folder; fit one with"),
         (["--model", "{heavy}", "--daemon", "http://127.0.0.1:9"], "cannot reach the daemon"),
         (["--model", "{heavy}", "--store", "{tmp}/missing.db"], "no such review store"),
+        (["--model", "{heavy}", "--store", "postgresql://qc:pw@127.0.0.1:9/x"], "cannot connect"),
         (["--model", "{heavy}", "--store", "{db}", "--token-file", "{tmp}/t"], "goes with --daemon"),
         (["--model", "{typeonly}", "--store", "{db}"], "type-only"),
     ],
-    ids=["missing-model", "unreachable-daemon", "missing-store", "token-without-daemon",
+    ids=["missing-model", "unreachable-daemon", "missing-store", "unreachable-postgresql", "token-without-daemon",
          "type-only-heavy"],
 )  # fmt: skip
 def test_errors_are_one_line_and_exit_2(extra, message, heavy_dir, review_db, tmp_path,
