@@ -33,8 +33,9 @@ from defectkit.apps.reviewqueue.store import (
     Added,
     ReviewLimits,
     ReviewStoreError,
-    item_from_row,
     item_values,
+    listed_item,
+    whole_item,
 )
 
 #: Seconds between reconnection attempts after the server did not answer.
@@ -161,7 +162,7 @@ class PostgresReviewStore:
         sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
         sql += f" LIMIT {int(limit)}"
         rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
-        return [item_from_row(row[:-1], mask=b"" if row[-1] else None) for row in rows]
+        return [listed_item(row) for row in rows]
 
     def get(self, item_id: int) -> ReviewItem | None:
         """One part with its image and mask."""
@@ -170,11 +171,7 @@ class PostgresReviewStore:
             [*where, "id = %s"]
         )
         row = self._run(lambda conn: conn.execute(sql, [*args, item_id]).fetchone())
-        if row is None:
-            return None
-        item = item_from_row(row[:-2], mask=row[-1])
-        item.image = bytes(row[-2])
-        return item
+        return whole_item(row)
 
     def fetch(self, item: ReviewItem) -> ReviewItem | None:
         """``item`` from :meth:`list` with its image and mask (None once evicted)."""

@@ -202,7 +202,7 @@ class ReviewStore:
         sql += f" ORDER BY id DESC LIMIT {int(limit)}"
         with self._read() as conn:
             rows = conn.execute(sql, args).fetchall()
-        return [item_from_row(row[:-1], mask=b"" if row[-1] else None) for row in rows]
+        return [listed_item(row) for row in rows]
 
     def get(self, item_id: int) -> ReviewItem | None:
         """One part with its image and mask."""
@@ -211,11 +211,7 @@ class ReviewStore:
                 f"SELECT {LIST_COLUMNS}, image, mask_png FROM review_items WHERE id = ?",
                 (item_id,),
             ).fetchone()
-        if row is None:
-            return None
-        item = item_from_row(row[:-2], mask=row[-1])
-        item.image = bytes(row[-2])
-        return item
+        return whole_item(row)
 
     def fetch(self, item: ReviewItem) -> ReviewItem | None:
         """``item`` from :meth:`list` with its image and mask (None once evicted)."""
@@ -272,6 +268,21 @@ def item_from_row(row: tuple, *, mask: bytes | None) -> ReviewItem:
         label=label, score=score, threshold=threshold, proposal=details,
         mask_png=bytes(mask) if mask is not None else None, id=row_id,
     )  # fmt: skip
+
+
+def listed_item(row: tuple) -> ReviewItem:
+    """A row of ``SELECT LIST_COLUMNS, mask_png IS NOT NULL`` (a listing: no image; an
+    empty mask stands for "has one")."""
+    return item_from_row(row[:-1], mask=b"" if row[-1] else None)
+
+
+def whole_item(row: tuple | None) -> ReviewItem | None:
+    """A row of ``SELECT LIST_COLUMNS, image, mask_png`` with its image; None for none."""
+    if row is None:
+        return None
+    item = item_from_row(row[:-2], mask=row[-1])
+    item.image = bytes(row[-2])
+    return item
 
 
 def item_values(item: ReviewItem) -> tuple:

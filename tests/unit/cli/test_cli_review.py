@@ -18,9 +18,8 @@ def heavy_dir(tmp_path_factory):
     return fit_heavy(tmp_path_factory.mktemp("heavy") / "model")
 
 
-@pytest.fixture
-def review_db(tmp_path):
-    store = ReviewStore(tmp_path / "review.db")
+def keep_disputed_part(store) -> None:
+    """spot_003, which the line calls a scratch (the heavy model: a spot)."""
     image = part_png("spot_003")
     store.add(ReviewItem(
         sha256=sha256_bytes(image), created_at=1.0, station="line3", name="spot_003.png",
@@ -28,6 +27,11 @@ def review_db(tmp_path):
         model_verdict="defect", label="scratch", score=0.5, threshold=0.5, image=image,
     ))  # fmt: skip
     store.close()
+
+
+@pytest.fixture
+def review_db(tmp_path):
+    keep_disputed_part(ReviewStore(tmp_path / "review.db"))
     return tmp_path / "review.db"
 
 
@@ -48,14 +52,7 @@ def test_both_opinions_are_written_and_a_disagreement_exits_1(heavy_dir, review_
 def test_the_store_may_be_the_lines_postgresql(heavy_dir, pg_review_url, tmp_path, capsys):
     from defectkit.apps.reviewqueue.pgstore import PostgresReviewStore
 
-    line = PostgresReviewStore(pg_review_url, station="line3")
-    image = part_png("spot_003")
-    line.add(ReviewItem(
-        sha256=sha256_bytes(image), created_at=1.0, station="line3", name="spot_003.png",
-        bundle_id="line-b1", reason="near", policy="hold", verdict="hold",
-        model_verdict="defect", label="scratch", score=0.5, threshold=0.5, image=image,
-    ))  # fmt: skip
-    line.close()
+    keep_disputed_part(PostgresReviewStore(pg_review_url, station="line3"))
     argv = ["review", "second-opinion", "--model", str(heavy_dir), "--store", pg_review_url,
             "-o", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 1
