@@ -112,6 +112,12 @@ def test_a_postgresql_review_store_keeps_this_lines_parts(make_service, tmp_path
     assert service.metrics.review_evicted.value() == 1
     assert {i.station for i in service.review_store.list()} == {"line-7"}
     assert "defectkit_review_queued 2" in service.metrics.render()
+    import psycopg
+
+    with psycopg.connect(pg_review_url) as conn:  # in the server, not in a file named like it
+        rows = conn.execute("SELECT station, COUNT(*) FROM review_items GROUP BY 1").fetchall()
+        evicted = conn.execute("SELECT station, evicted FROM review_evictions").fetchall()
+    assert rows == [("line-7", 2)] and evicted == [("line-7", 1)]
 
 
 def test_a_postgresql_review_store_that_is_down_does_not_stop_the_line(make_service, tmp_path):
