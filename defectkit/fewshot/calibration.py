@@ -21,7 +21,11 @@ def calibrate_threshold(good: Sequence[float], defect: Sequence[float] = ()) -> 
     """Image threshold separating leave-one-out good scores from defect scores.
 
     * Separable: the midpoint between the highest good and the lowest defect score.
-    * Overlapping: the cut that maximises balanced accuracy on the shots (ties: lowest).
+    * Overlapping: the cut that maximises balanced accuracy on the shots; of equally
+      good cuts the highest: when the shots cannot tell good from defect, a line that is
+      mostly good loses less by passing a doubtful part than by rejecting every good one
+      (with the lowest, two defect shots scoring among the good ones put the threshold
+      under every good part).
     * No defect shots: the highest good score plus :data:`NO_DEFECT_MARGIN`.
     """
     g = np.asarray(good, dtype=np.float64)
@@ -37,6 +41,6 @@ def calibrate_threshold(good: Sequence[float], defect: Sequence[float] = ()) -> 
     best, best_cut = -1.0, float(cuts[0])
     for cut in cuts:
         bacc = ((g < cut).mean() + (d >= cut).mean()) / 2.0
-        if bacc > best + 1e-12:
+        if bacc >= best - 1e-12:
             best, best_cut = bacc, float(cut)
     return best_cut

@@ -65,6 +65,9 @@ REJECT_SPREAD = 3.0
 #: Of the unlabelled images judged good, the patches whose mutual score is in the top
 #: share of all of theirs stay out of the bank (a small defect in an image that passed).
 PATCH_REJECT_SHARE = 0.005
+#: The labelled model may judge at most this share of the unlabelled images defects;
+#: beyond it (line images are mostly good) they are judged by mutual scoring instead.
+SCREEN_MAX_REJECT = 0.5
 #: Unlabelled images judged good that are scored left-out for the calibration (a draw).
 CALIBRATION_IMAGES = 30
 #: Of those, the top share of scores is left out of the threshold: the stated false-reject
@@ -178,7 +181,8 @@ def fit(
         if first is not None:  # each line image judged as a new part by the labelled model
             line = [_shot(g, GOOD, None, state.bank, state.defect_bank, None) for g in free.grids]
             screen = ([first[0].apply(s.distance, s.defect_distance)[1] for s in line], first[1].threshold)
-        good, rejected, calibration_rows = _add_unlabelled(good, free, len(goods), cfg, screen)
+        known = [good.grids[good.owner.index(i)] for i in range(len(goods))]
+        good, rejected, calibration_rows = _add_unlabelled(good, free, len(goods), cfg, screen, known)
         state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
     bank, defect_bank = state.bank, state.defect_bank
     model.set_banks(bank, defect_bank)
@@ -325,30 +329,39 @@ def _load_unlabelled(images: Sequence[np.ndarray | str], seed: int) -> tuple[lis
 
 
 def _add_unlabelled(
-    good: _Grids, free: _Grids, n_goods: int, cfg: InspectorConfig, screen: tuple[list[float], float] | None
+    good: _Grids, free: _Grids, n_goods: int, cfg: InspectorConfig, screen: tuple[list[float], float] | None,
+    known: Sequence[torch.Tensor] = (),
 ) -> tuple[_Grids, list[int], list[int]]:
     """Judge unlabelled grids and add the good-looking ones' patches.
 
     With labelled good shots (``screen``: each image's score by the labelled model and
-    its threshold), an image scoring above the threshold is a defect. Without them,
-    mutual scoring among the images decides (:mod:`defectkit.fewshot.mutual`), and each
-    accepted image's patches that are unusual even among the others stay out.
+    its threshold), an image scoring above the threshold is a defect, unless that would
+    reject more than :data:`SCREEN_MAX_REJECT` of them: line images are mostly good, so
+    the labelled model's threshold is then wrong (two near-identical good shots set it),
+    and the images judge each other, the good shots among every image's references
+    (``known``). Without good shots, mutual scoring among the images decides
+    (:mod:`defectkit.fewshot.mutual`), and each accepted image's patches that are
+    unusual even among the others stay out.
 
     Returns the good grids with one entry per accepted image (its coreset patches; owners
     after the labelled shots'), the rejected images' indices, and the rows of the
     accepted images chosen for the calibration.
     """
     n = len(free.grids)
+    reject = None
     if screen is not None:
         scores, threshold = screen
         reject = np.asarray(scores) > threshold
         maps = None
         index = [image_coreset(g, seed=cfg.seed) for g in free.grids]
-    else:
-        mutual = mutual_scores(free.grids, seed=cfg.seed)
-        stats = [top_mean(smooth(m, cfg.sigma), cfg.top_fraction) for m in mutual.maps]
+        if reject.mean() > SCREEN_MAX_REJECT:
+            reject = None
+    if reject is None:
+        k = len(known)
+        mutual = mutual_scores([*known, *free.grids], references=range(k), seed=cfg.seed)
+        stats = [top_mean(smooth(m, cfg.sigma), cfg.top_fraction) for m in mutual.maps[k:]]
         reject = outliers(stats, spread=REJECT_SPREAD)
-        maps, index = mutual.maps, mutual.coreset_index
+        maps, index = mutual.maps[k:], mutual.coreset_index[k:]
     accepted = [i for i in range(n) if not reject[i]]
     cut = np.inf
     if maps is not None and accepted:

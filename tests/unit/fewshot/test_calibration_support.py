@@ -21,6 +21,14 @@ def test_threshold_overlap_maximises_balanced_accuracy():
     assert bacc == pytest.approx((2 / 3 + 1) / 2)
 
 
+def test_shots_that_cannot_tell_good_from_defect_keep_the_good_ones_below_the_threshold():
+    # Two defect shots scoring among the good ones: every cut between them has the same
+    # balanced accuracy; the lowest would reject every good part (bsdata seed 4 did).
+    good, bad = [1.0, 0.985], [0.881, 0.993]
+    thr = calibrate_threshold(good, bad)
+    assert all(g < thr for g in good)
+
+
 def test_support_needs_every_class_and_good_only_when_present():
     samples = make_synthetic(n_good=2, defects={"scratch": 1}, size=(64, 64), seed=0)
     support = SupportSet.from_samples(samples)

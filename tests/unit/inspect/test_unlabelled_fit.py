@@ -54,3 +54,13 @@ def test_zero_labelled_and_unlabelled_images_give_a_verdict_model(data):
     assert inspector.model.has_verdict and inspector.classes == ("good",)
     (result,) = inspector.inspect([defects[1].load_image()])
     assert result.verdict in ("good", "defect") and np.isfinite(result.score)
+
+
+def test_a_threshold_that_would_reject_most_line_images_gives_way_to_mutual_scoring(data):
+    shots, goods, defects = data
+    # One good part labelled twice: nothing left out differs from it, so the labelled
+    # model's threshold sits under every other good part.
+    twin = [shots[0], shots[0]] + [s for s in shots if s.label != "good"]
+    unlabelled = [s.load_image() for s in goods] + [defects[0].load_image()]
+    report = Inspector(InspectorConfig(bank_size=512, seed=0)).fit(twin, unlabelled=unlabelled)
+    assert len(report.unlabelled_rejected) <= len(unlabelled) // 2, report.unlabelled_rejected
