@@ -22,9 +22,11 @@ bytes. So another backbone, another configuration, or tiles of another size (a n
 shot of a larger size changes the tiles chosen at fit) simply miss.
 
 Entries live in memory (least recently used dropped first beyond ``max_bytes``) and,
-with a folder, on disk as one ``<key>.npz`` each, written atomically. The folder is a
-cache: deleting it loses nothing but time, and an unreadable entry is counted in
-:attr:`CacheStats.corrupt`, deleted and extracted again, never an error.
+with a folder, on disk as one ``<key>.npz`` each, written atomically (least recently
+used deleted first beyond ``max_disk_bytes``: a 5 MP image's grid is ~56 MB with the
+embedded backbone). The folder is a cache: deleting it loses nothing but time, and an
+unreadable entry is counted in :attr:`CacheStats.corrupt`, deleted and extracted again,
+never an error.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -55,6 +58,8 @@ FORMAT = "defectkit-raw-grid-1"
 FEATURE_FIELDS = ("backbone", "weights", "layers", "pool_size", "grid_stride", "detail", "batch_size")
 #: Memory kept by default: about 200 images of 256 x 256 pixels with the embedded backbone.
 DEFAULT_MAX_BYTES = 256 * 2**20
+#: Disk kept by default in a cache folder: 8x the memory (the folder outlives the process).
+DEFAULT_MAX_DISK_BYTES = 2 * 2**30
 SUFFIX = ".npz"
 
 # Hashing a backbone's tensors costs ~1 s per GB; once per backbone object is enough
@@ -72,6 +77,7 @@ class CacheStats:
     disk_hits: int = 0
     corrupt: int = 0
     write_errors: int = 0
+    disk_evicted: int = 0
 
 
 class FeatureCache:
@@ -82,17 +88,23 @@ class FeatureCache:
             keeps them in memory only.
         max_bytes: memory held at most; the least recently used entries go first (they
             stay on disk).
+        max_disk_bytes: bytes of entries kept in ``folder`` at most; the least recently
+            used files are deleted first.
     """
 
-    def __init__(self, folder: str | Path | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        if max_bytes < 0:
-            raise ConfigError(f"max_bytes must be 0 or more, not {max_bytes}")
+    def __init__(
+        self, folder: str | Path | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES,
+        max_disk_bytes: int = DEFAULT_MAX_DISK_BYTES,
+    ) -> None:  # fmt: skip
+        if min(max_bytes, max_disk_bytes) < 0:
+            raise ConfigError(f"max_bytes and max_disk_bytes must be 0 or more, not {max_bytes}, {max_disk_bytes}")
         self.folder = None if folder is None else Path(folder)
         if self.folder is not None:
             if self.folder.exists() and not self.folder.is_dir():
                 raise ConfigError(f"{self.folder} is a file; give a folder for the feature cache")
             remove_temporaries(self.folder)
         self.max_bytes = max_bytes
+        self.max_disk_bytes = max_disk_bytes
         self.stats = CacheStats()
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
         self._bytes = 0
@@ -180,6 +192,7 @@ class FeatureCache:
             path.unlink(missing_ok=True)
             return None
         grid.flags.writeable = False
+        os.utime(path)  # recently used: the disk bound deletes the oldest first
         return grid
 
     def _write(self, key: str, grid: np.ndarray) -> None:
@@ -192,6 +205,26 @@ class FeatureCache:
         except OSError as exc:  # a full or read-only disk costs time next fit, not this fit
             log.warning("feature cache: cannot write %s (%s)", self._path(key).name, exc)
             self.stats.write_errors += 1
+            return
+        self._bound_disk(keep=self._path(key))
+
+    def _bound_disk(self, keep: Path) -> None:
+        """Delete the least recently used files while the folder holds too much."""
+        files = []
+        for path in self.folder.glob(f"*{SUFFIX}"):
+            try:
+                stat = path.stat()
+            except OSError:  # deleted meanwhile
+                continue
+            files.append((stat.st_mtime_ns, stat.st_size, path))
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= self.max_disk_bytes:
+                break
+            if path != keep:
+                path.unlink(missing_ok=True)
+                total -= size
+                self.stats.disk_evicted += 1
 
 
 class GridSource:

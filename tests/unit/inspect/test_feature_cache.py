@@ -56,6 +56,30 @@ def test_disk_entries_survive_a_new_cache_and_unused_ones_are_pruned(tmp_path):
     assert later.prune_unused() == 1 and not list(folder.iterdir())  # nothing used since
 
 
+def test_the_folder_is_bounded_least_recently_used_first(tmp_path):
+    import os
+    import time
+
+    entry = len(_npz_bytes(grid(0.0)))
+    cache = FeatureCache(tmp_path, max_disk_bytes=2 * entry)
+    past = time.time() - 100
+    for i, key in enumerate(("a" * 64, "b" * 64)):
+        cache.put(key, grid(float(i)))
+        os.utime(tmp_path / (key + SUFFIX), (past + i, past + i))  # a older than b
+    FeatureCache(tmp_path).get("a" * 64)  # read from disk: now the most recently used
+    cache.put("c" * 64, grid(2.0))
+    assert sorted(p.stem[0] for p in tmp_path.glob(f"*{SUFFIX}")) == ["a", "c"]
+    assert cache.stats.disk_evicted == 1
+
+
+def _npz_bytes(array) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, grid=array, key=np.array("a" * 64))
+    return buffer.getvalue()
+
+
 def test_an_entry_holding_another_key_is_corrupt_not_served(tmp_path):
     cache = FeatureCache(tmp_path)
     cache.put("a" * 64, grid(1.0))
@@ -86,6 +110,8 @@ def test_leftover_temporaries_are_removed_and_bad_arguments_are_clear(tmp_path):
         FeatureCache(tmp_path / "file")
     with pytest.raises(ConfigError, match="max_bytes"):
         FeatureCache(max_bytes=-1)
+    with pytest.raises(ConfigError, match="max_disk_bytes"):
+        FeatureCache(tmp_path, max_disk_bytes=-1)
 
 
 def test_image_keys_differ_by_shape_dtype_and_fingerprint():
