@@ -20,8 +20,10 @@ def test_a_refit_after_adding_a_shot_extracts_that_shot_only(project, files):
     cached_files = list((project.root / FEATURE_CACHE).glob("*.npz"))
     assert len(cached_files) == first.features_extracted
 
+    backbone = project.load_inspector().backbone
     project.set_label(ids["good_002"], "good")
     second = project.fit(config=fast_config(), unlabelled=False)
+    assert project.load_inspector().backbone is backbone  # kept: same backbone, weights, layers
     assert second.features_cached == 8 and 1 <= second.features_extracted <= 2  # the shot (+ its copy)
     assert second.shots["good"] == 3
 
@@ -49,3 +51,16 @@ def test_the_cache_folder_holds_the_last_fit_only_and_may_be_deleted(project, fi
     again = Project.open(project.root).fit(config=fast_config(), unlabelled=False)
     assert again.features_cached + again.features_extracted == 8 and again.features_extracted == before
     assert again.fitted_thresholds == pytest.approx(full.fitted_thresholds, abs=1e-6)
+
+
+def test_another_backbone_setting_builds_a_new_backbone_and_extracts_again(project, files):
+    from dataclasses import replace
+
+    label_shots(project, files)
+    first = project.fit(config=fast_config(), unlabelled=False)
+    backbone = project.load_inspector().backbone
+    other = replace(fast_config(), layers=("s4", "s8"))
+    record = project.fit(config=other, unlabelled=False)
+    assert project.load_inspector().backbone is not backbone
+    # Every distinct image extracted again (hits only among identical images of this fit).
+    assert record.features_extracted == first.features_extracted
