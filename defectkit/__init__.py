@@ -3,6 +3,7 @@
 The front door::
 
     from defectkit import Inspector, InspectorConfig, fit, load_bundle, load_dataset
+    from defectkit import FeatureCache   # incremental fits: inspector.fit(shots, cache=...)
 
 Those names are imported on first use (PEP 562), so ``import defectkit`` stays cheap and
 never imports torch: the factory-side runtime (``defectkit.exporters.runtime``) and the
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 #: Front-door name -> the module that defines it (imported on first use).
 _LAZY = {
+    "FeatureCache": "defectkit.inspect.feature_cache",
     "Inspector": "defectkit.inspect.inspector",
     "InspectorConfig": "defectkit.inspect.config",
     "fit": "defectkit.inspect.fit",

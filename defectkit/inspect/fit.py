@@ -42,6 +42,7 @@ from defectkit.fewshot.mutual import image_coreset, mutual_scores, outliers, pat
 from defectkit.fewshot.support import SupportSet
 from defectkit.inspect.calibrate import Shot, build_class_head, build_scoring
 from defectkit.inspect.config import InspectorConfig
+from defectkit.inspect.feature_cache import FeatureCache, GridSource, features_fingerprint
 from defectkit.inspect.model import InspectorModel
 
 #: A painted mask's patches: those it covers at least this much (the rest of the shot
@@ -90,6 +91,10 @@ class FitReport:
     evidence: str | None = None
     tile_size: tuple[int, int] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Images (augmented copies included) the backbone ran on, and those whose raw grids
+    #: came from the feature cache instead.
+    features_extracted: int = 0
+    features_cached: int = 0
 
 
 @dataclass
@@ -111,6 +116,7 @@ def fit(
     *,
     unlabelled: Sequence[np.ndarray | str] = (),
     progress: bool = False,
+    cache: FeatureCache | None = None,
 ) -> FitReport:
     """Fill the banks and head from labelled shots and calibrate the thresholds.
 
@@ -127,6 +133,10 @@ def fit(
         config: the fitting settings (bank sizes, augmentations, seed, vocabulary, tiles);
             default: the model's own configuration.
         progress: show a progress bar while features are extracted.
+        cache: raw patch grids kept between fits (:mod:`defectkit.inspect.feature_cache`):
+            images it already holds for this backbone, configuration and tile size skip
+            the backbone, so a refit after adding a shot extracts that shot only and
+            gives the same result as a fit without the cache.
     """
     model: InspectorModel = getattr(model, "model", model)
     cfg = config or model.config
@@ -156,9 +166,10 @@ def fit(
     aug_images, owner = augment_shots(good_images, copies, seed=cfg.seed)
     total = len(aug_images) + len(defect_images) + len(unlabelled_images)
     bar = _progress_bar(total, "fit: features", enabled=progress)
-    good = _raw_grids(model, aug_images, owner, bar)
-    defects = _raw_grids(model, defect_images, list(range(len(defect_images))), bar)
-    free = _raw_grids(model, unlabelled_images, list(range(len(unlabelled_images))), bar)
+    source = GridSource(lambda image: _extract(model, image), cache, features_fingerprint(model))
+    good = _raw_grids(source, aug_images, owner, bar)
+    defects = _raw_grids(source, defect_images, list(range(len(defect_images))), bar)
+    free = _raw_grids(source, unlabelled_images, list(range(len(unlabelled_images))), bar)
     if bar:
         bar.close()
     t_feat = time.perf_counter()
@@ -229,6 +240,8 @@ def fit(
         unlabelled_skipped=skipped,
         evidence=None if scoring is None else scoring.evidence + ("+global" if scoring.global_ref else ""),
         tile_size=tuple(spec.size),
+        features_extracted=source.extracted,
+        features_cached=source.cached,
         seconds={
             "load": t_load - t0, "features": t_feat - t_load, "banks": t_bank - t_feat,
             "heads": t_end - t_bank, "total": t_end - t0,
@@ -285,20 +298,23 @@ def _tile_spec(model: InspectorModel, cfg: InspectorConfig, images: Sequence[np.
     return TileSpec(size=size, stride=base.stride, margin=max(0, margin), scale=cfg.scale, roi=roi)
 
 
-def _raw_grids(model: InspectorModel, images: Sequence[np.ndarray], owner: list[int], bar) -> _Grids:
-    """Images -> stitched raw (identity-norm) patch grids, D x h x w each."""
-    spec = model.tiles
+def _raw_grids(source: GridSource, images: Sequence[np.ndarray], owner: list[int], bar) -> _Grids:
+    """Images -> stitched raw (identity-norm) patch grids, D x h x w each (from the
+    feature cache where it has them)."""
     grids = []
     for image in images:
-        tiles, plan = cut_tiles(image, spec)
-        parts = [
-            model.patch_features(torch.from_numpy(tiles[i : i + model.config.batch_size]))
-            for i in range(0, len(tiles), model.config.batch_size)
-        ]
-        grids.append(torch.from_numpy(stitch(torch.cat(parts).numpy(), spec, plan)))
+        grids.append(torch.from_numpy(source.grid(image)))
         if bar:
             bar.update(1)
     return _Grids(grids=grids, owner=list(owner))
+
+
+def _extract(model: InspectorModel, image: np.ndarray) -> np.ndarray:
+    """One image -> its stitched raw patch grid (D x h x w), the tiles in batches."""
+    spec, batch = model.tiles, model.config.batch_size
+    tiles, plan = cut_tiles(image, spec)
+    parts = [model.patch_features(torch.from_numpy(tiles[i : i + batch])) for i in range(0, len(tiles), batch)]
+    return stitch(torch.cat(parts).numpy(), spec, plan)
 
 
 def _load_unlabelled(images: Sequence[np.ndarray | str], seed: int) -> tuple[list[np.ndarray], list[int], int]:

@@ -28,6 +28,7 @@ from defectkit.datasets.base import Sample
 from defectkit.fewshot.support import SupportSet
 from defectkit.inspect.backbones import FeatureExtractor
 from defectkit.inspect.config import InspectorConfig
+from defectkit.inspect.feature_cache import FeatureCache
 from defectkit.inspect.fit import FitReport, fit
 from defectkit.inspect.model import InspectorModel
 
@@ -69,10 +70,15 @@ class Inspector:
         *,
         unlabelled: Sequence[np.ndarray | str | Path] = (),
         progress: bool = False,
+        cache: FeatureCache | None = None,
     ) -> FitReport:
         """Fill the memory banks and the head from labelled shots (and unlabelled line
-        images, mostly good) and calibrate thresholds (:func:`defectkit.inspect.fit.fit`)."""
-        return fit(self.model, support, unlabelled=unlabelled, progress=progress)
+        images, mostly good) and calibrate thresholds (:func:`defectkit.inspect.fit.fit`).
+
+        Incremental fit: pass the same :class:`~defectkit.inspect.feature_cache.FeatureCache`
+        to every fit, and a refit after adding shots (or a class) runs the backbone on
+        the new images only; the result equals a fit without the cache."""
+        return fit(self.model, support, unlabelled=unlabelled, progress=progress, cache=cache)
 
     def save(self, directory: str | Path) -> Path:
         """Write the fitted inspector to a model folder (see :mod:`defectkit.inspect.saved`)."""

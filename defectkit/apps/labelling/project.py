@@ -8,6 +8,8 @@
     PROJECT/display/<id>.png      display-sized copies of large images (derived; rebuilt when missing)
     PROJECT/masks/<id>.png        painted defect masks (0 / 255, the image's size)
     PROJECT/models/<fit id>/      the fitted inspector (defectkit.inspect.saved format)
+    PROJECT/cache/features/       raw patch grids of the last fit's images (derived: a refit
+                                  extracts only new images; deleting it costs one slower fit)
     PROJECT/exports/<target>-<precision>/ and .zip   exported bundles
 
 Why one folder and one manifest: closing the browser or restarting the server must lose
@@ -60,6 +62,8 @@ FORMAT = "defectkit-labelling-project"
 FORMAT_VERSION = 1
 THUMB_SIDE = 160
 DEFAULT_BACKBONE = "efficientnet_lite0"
+#: The project's feature cache (see :mod:`defectkit.inspect.feature_cache`).
+FEATURE_CACHE = Path("cache") / "features"
 #: Sentinel for "leave this field as it is" in :meth:`Project.annotate`.
 KEEP: Any = object()
 # Pillow format -> the suffix we store it under; other formats are re-encoded as PNG
@@ -98,6 +102,7 @@ class Project:
         self._fit: FitRecord | None = FitRecord.from_dict(fit) if fit else None
         self._settings: dict[str, Any] = dict(manifest.get("settings", {}))
         self._inspector: tuple[str, Any] | None = None  # (fit id, Inspector), loaded lazily
+        self._feature_cache = None  # FeatureCache, made by the first fit (it imports torch)
 
     # ------------------------------------------------------------------ open / save
     @classmethod
@@ -456,6 +461,11 @@ class Project:
 
         The record's ``seconds`` is the wall time of this call (backbone loading, reading
         the shots and saving included): what the engineer waited, not the model's share.
+        Fits are incremental: the raw features of every image are kept in the project's
+        feature cache (memory and ``cache/features/``), so a refit after adding a shot
+        runs the backbone on that shot only (``features_extracted`` and
+        ``features_cached`` in the record) and gives the same model as a fit from scratch.
+        The backbone is kept between fits of the same backbone, weights and layers.
         A threshold the engineer set is kept when the backbone stays the same (the
         scores keep their scale: 1.0 is the most unusual good shot); the new calibrated
         one is recorded beside it. Another backbone's scores are not comparable, so its
@@ -493,10 +503,13 @@ class Project:
                 )
             support = SupportSet.from_samples(samples, classes=classes)
             config = config or InspectorConfig(backbone=backbone or self.backbone)
-            inspector = Inspector(config)
+            inspector = Inspector(config, backbone=self._kept_backbone(config))
+            cache = self._features()
             report = inspector.fit(
-                support, unlabelled=[self.root / r.file for r in free], progress=progress
-            )
+                support, unlabelled=[self.root / r.file for r in free], progress=progress,
+                cache=cache,
+            )  # fmt: skip
+            cache.prune_unused()  # the folder holds what this fit used, no more
             fit_id = _dt.datetime.now().strftime("fit-%Y%m%d-%H%M%S-%f")
             inspector.save(self.root / "models" / fit_id)
             with self._lock:
@@ -516,6 +529,8 @@ class Project:
                 mode="inspect" if inspector.model.has_verdict else TYPE_ONLY,
                 unlabelled_used=[r.id for r in free],
                 unlabelled_rejected=[free[i].id for i in report.unlabelled_rejected],
+                features_extracted=report.features_extracted,
+                features_cached=report.features_cached,
             )  # fmt: skip
             with self._lock:
                 self._save(fit=record, settings={**self._settings, "backbone": config.backbone})
@@ -525,6 +540,25 @@ class Project:
             return record
         finally:
             self._fit_lock.release()
+
+    def _features(self):
+        """The project's feature cache (memory, backed by ``cache/features/``)."""
+        from defectkit.inspect.feature_cache import FeatureCache
+
+        if self._feature_cache is None:
+            self._feature_cache = FeatureCache(self.root / FEATURE_CACHE)
+        return self._feature_cache
+
+    def _kept_backbone(self, config):
+        """The last fitted inspector's backbone when ``config`` builds the same one (it is
+        frozen, so sharing it is safe): a refit then skips building it again."""
+        if self._inspector is None:
+            return None
+        old = self._inspector[1]
+        same = ("backbone", "weights", "layers")
+        if any(getattr(old.config, name) != getattr(config, name) for name in same):
+            return None
+        return old.backbone
 
     def _remove_old_models(self, *, keep: str) -> None:
         models = self.root / "models"

@@ -404,9 +404,9 @@ def test_the_fit_learns_from_the_unlabelled_images_and_says_how_many(project, fi
     seen = {}
     fit = Inspector.fit
 
-    def spy(self, support, *, unlabelled=(), progress=False):
+    def spy(self, support, *, unlabelled=(), **kw):
         seen["unlabelled"] = [Path(p).name for p in unlabelled]
-        return fit(self, support, unlabelled=unlabelled, progress=progress)
+        return fit(self, support, unlabelled=unlabelled, **kw)
 
     monkeypatch.setattr(Inspector, "fit", spy)
     record = project.fit(config=fast_config())
