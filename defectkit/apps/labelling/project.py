@@ -49,6 +49,7 @@ from defectkit.apps.labelling.records import (
     check_class_name,
     safe_stem,
 )
+from defectkit.apps.labelling.roi import with_project_roi
 from defectkit.core.files import remove_temporaries, sha256_bytes, write_atomic
 from defectkit.core.images import read_image, read_mask
 from defectkit.core.results import Thresholds
@@ -464,7 +465,8 @@ class Project:
         Args:
             backbone: registry name; default: the project's (``efficientnet_lite0``).
             config: a full :class:`~defectkit.inspect.config.InspectorConfig`
-                (overrides ``backbone``); tests use it for tiny, fast fits.
+                (overrides ``backbone``); tests use it for tiny, fast fits. The project's
+                saved region of interest (:mod:`.roi`), when there is one, replaces its ``roi``.
             progress: show tqdm bars (the app's progress bar tracks them).
             unlabelled: learn from the unlabelled images (at most the fit's cap,
                 :data:`~defectkit.inspect.fit.MAX_UNLABELLED`, a seeded draw).
@@ -493,6 +495,7 @@ class Project:
                 )
             support = SupportSet.from_samples(samples, classes=classes)
             config = config or InspectorConfig(backbone=backbone or self.backbone)
+            config = with_project_roi(config, self)  # the region drawn in the app, if any
             inspector = Inspector(config)
             report = inspector.fit(
                 support, unlabelled=[self.root / r.file for r in free], progress=progress
