@@ -167,7 +167,7 @@ def draw_roi(image: np.ndarray, roi: Roi | None, *, scale: float = 1.0) -> np.nd
     box = roi.scaled(scale).clipped(w, h)
     out = (image.astype(np.uint16) * 2 // 5).astype(np.uint8)
     out[box.y0 : box.y1, box.x0 : box.x1] = image[box.y0 : box.y1, box.x0 : box.x1]
-    t = max(1, round(max(h, w) / 200))  # visible on a thumbnail and on a display copy
+    t = max(2, round(max(h, w) / 200))  # visible on a thumbnail and on a display copy
     for y0, y1, x0, x1 in (
         (box.y0, box.y0 + t, box.x0, box.x1), (box.y1 - t, box.y1, box.x0, box.x1),
         (box.y0, box.y1, box.x0, box.x0 + t), (box.y0, box.y1, box.x1 - t, box.x1),

@@ -217,7 +217,7 @@ class FitTab:
 
     def labels_changed_outputs(self) -> list:
         return [self.fit_md, self.accept_label, self.progress_md, self.timer,
-                *self.roi.refresh_outputs()]  # fmt: skip
+                *self.roi.outputs()]  # fmt: skip
 
     def labels_changed(self, project) -> dict:
         """After labels changed on another tab: the stale-fit warning, the classes one

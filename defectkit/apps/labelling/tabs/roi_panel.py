@@ -29,6 +29,10 @@ from defectkit.apps.labelling.status import ok, refuse
 
 #: Thumbnails the panel shows the region on (the labelled shots first).
 MAX_SHOTS = 24
+#: Small images are shown enlarged (whole pixels, nearest neighbour) to at least about
+#: this longest side: a 256 x 128 part drawn at its own size is too small to click
+#: corners on precisely. Large ones are shown as their display copy.
+CANVAS_SIDE = 768
 HELP = (
     "Optional. Click two opposite corners of the part on the image; outside the region "
     "nothing is learned or scored (fixtures, background, a frame). The region is in "
@@ -78,24 +82,21 @@ class RoiPanel:
 
     def show(self, project) -> dict:
         """Everything, drawn on the first labelled shot (else the first image)."""
-        records = sorted(project.images, key=lambda r: r.label is None)
-        source = records[0].id if records else None
-        out = self.refresh(project)
-        out[self.source] = gr.update(choices=self.choices(project), value=source)
-        out.update(self.drawn(project, source))
-        return out
+        return self.refresh(project)
 
-    def refresh_outputs(self) -> list:
-        return [self.source, self.summary, *self.numbers, self.shots]
-
-    def refresh(self, project) -> dict:
-        """After labels or images changed: the choice of images, the box, the shots."""
+    def refresh(self, project, source=None) -> dict:
+        """Everything again, after a project was opened, its images or labels changed (on
+        the Label tab, so no drawing is under way) or its region changed: the images to
+        draw on, the canvas (on ``source``, else the first labelled shot), the box, the shots."""
         roi = project_roi(project)
-        values = list(roi) if roi else [None] * 4
+        if source is None:
+            records = sorted(project.images, key=lambda r: r.label is None)
+            source = records[0].id if records else None
         return {
-            self.source: gr.update(choices=self.choices(project)),
+            self.source: gr.update(choices=self.choices(project), value=source),
+            **self.drawn(project, source),
             self.summary: summary(roi),
-            **dict(zip(self.numbers, values, strict=True)),
+            **dict(zip(self.numbers, list(roi) if roi else [None] * 4, strict=True)),
             self.shots: shot_pictures(project, roi),
         }
 
@@ -108,7 +109,7 @@ class RoiPanel:
         if image_id is None:
             return {self.canvas: None, self.corner: None}
         record = project.get(image_id)
-        image = project.display_image(image_id)
+        image = canvas_image(project, image_id)
         scale = image.shape[1] / record.width
         picture = draw_roi(image, project_roi(project), scale=scale)
         if corner is not None:
@@ -122,8 +123,7 @@ class RoiPanel:
         }  # fmt: skip
 
     def saved(self, project, image_id, message: str) -> dict:
-        out = self.refresh(project)
-        out.update(self.drawn(project, image_id))
+        out = self.refresh(project, image_id)
         out[self.shell.tabs["fit"].fit_md] = views.fit_markdown(project)  # "click Fit to use it"
         out[self.shell.status] = ok(message)
         return out
@@ -145,7 +145,7 @@ class RoiPanel:
             if image_id is None:
                 refuse("choose the image to draw the region on first")
             record = project.get(image_id)
-            shown = project.display_image(image_id).shape[:2]
+            shown = canvas_image(project, image_id).shape[:2]
             pixel = click_to_pixel(evt.index, shown, (record.height, record.width))
             if corner is None:
                 out = self.drawn(project, image_id, pixel)
@@ -194,6 +194,16 @@ def saved_words(roi: Roi, record) -> str:
         f"Region of interest saved: {roi.words()}, drawn on {record.name} "
         f"({record.width} x {record.height}); click Fit to use it"
     )
+
+
+def canvas_image(project, image_id: str) -> np.ndarray:
+    """The picture the engineer clicks on: the display copy, enlarged by a whole factor
+    when small (see :data:`CANVAS_SIDE`)."""
+    image = project.display_image(image_id)
+    factor = CANVAS_SIDE // max(image.shape[:2])
+    if factor < 2:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def shot_pictures(project, roi: Roi | None) -> list[tuple]:

@@ -88,7 +88,8 @@ def test_the_region_survives_a_restart_and_clearing_it_forgets_it(tmp_path):
     save_roi(project, Roi(4, 6, 90, 80))
     again = Project.open(tmp_path / "p")  # a new server process reads the manifest
     assert project_roi(again) == Roi(4, 6, 90, 80)
-    assert json.loads((tmp_path / "p" / "project.json").read_text())["settings"]["roi"] == [4, 6, 90, 80]
+    settings = json.loads((tmp_path / "p" / "project.json").read_text())["settings"]
+    assert settings["roi"] == [4, 6, 90, 80]
     save_roi(again, None)
     assert project_roi(Project.open(tmp_path / "p")) is None
 
