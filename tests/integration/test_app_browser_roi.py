@@ -113,6 +113,7 @@ def test_the_region_is_drawn_once_shown_on_the_shots_and_used_by_the_fit(page, a
         x0, y0, x1, y1 = saved
         assert x0 <= 4 and y0 <= 5 and 120 <= x1 <= 128 and y1 >= 122, saved
         expect(page.locator("#roi-summary")).to_contain_text(f"x {x0}-{x1}, y {y0}-{y1} px")
+        expect(page.locator("#roi-panel")).to_contain_text(f"Region of interest: x {x0}-{x1}")
         expect(page.locator("#roi-x1 input")).to_have_value(str(x1))
         # The region is drawn on the canvas and on every shot's thumbnail.
         expect(page.locator("#roi-shots .thumbnail-item")).to_have_count(5)

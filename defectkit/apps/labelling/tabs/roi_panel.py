@@ -51,7 +51,8 @@ class RoiPanel:
 
     def build(self) -> None:
         self.corner = gr.State(None)  # the first clicked corner, in image pixels
-        with gr.Accordion("Region of interest", open=False, elem_id="roi-panel"):
+        # Closed: most projects need none; its title says which region is saved.
+        with gr.Accordion("Region of interest", open=False, elem_id="roi-panel") as self.panel:
             gr.Markdown(HELP)
             with gr.Row():
                 with gr.Column(scale=2):
@@ -72,13 +73,16 @@ class RoiPanel:
                         self.save_btn = gr.Button("Save region", elem_id="roi-save")
                         self.clear_btn = gr.Button("Clear region", elem_id="roi-clear")
                     self.shots = gr.Gallery(
-                        label="The region on the labelled shots", columns=4, height=260,
+                        label="The region on the images (labelled shots first)", columns=4, height=260,
                         allow_preview=False, object_fit="contain", elem_id="roi-shots",
                     )  # fmt: skip
 
     # ------------------------------------------------------------------ what it shows
     def outputs(self) -> list:
-        return [self.source, self.canvas, self.corner, self.summary, *self.numbers, self.shots]
+        return [
+            self.panel, self.source, self.canvas, self.corner, self.summary, *self.numbers,
+            self.shots,
+        ]  # fmt: skip
 
     def show(self, project) -> dict:
         """Everything, drawn on the first labelled shot (else the first image)."""
@@ -93,6 +97,7 @@ class RoiPanel:
             records = sorted(project.images, key=lambda r: r.label is None)
             source = records[0].id if records else None
         return {
+            self.panel: gr.update(label=f"Region of interest: {roi.words() if roi else 'none'}"),
             self.source: gr.update(choices=self.choices(project), value=source),
             **self.drawn(project, source),
             self.summary: summary(roi),
