@@ -51,6 +51,7 @@ from defectkit.apps.labelling.records import (
     check_class_name,
     safe_stem,
 )
+from defectkit.apps.labelling.roi import with_project_roi
 from defectkit.core.files import remove_temporaries, sha256_bytes, write_atomic
 from defectkit.core.images import read_image, read_mask
 from defectkit.core.results import Thresholds
@@ -474,7 +475,8 @@ class Project:
         Args:
             backbone: registry name; default: the project's (``efficientnet_lite0``).
             config: a full :class:`~defectkit.inspect.config.InspectorConfig`
-                (overrides ``backbone``); tests use it for tiny, fast fits.
+                (overrides ``backbone``); tests use it for tiny, fast fits. The project's
+                saved region of interest (:mod:`.roi`), when there is one, replaces its ``roi``.
             progress: show tqdm bars (the app's progress bar tracks them).
             unlabelled: learn from the unlabelled images (at most the fit's cap,
                 :data:`~defectkit.inspect.fit.MAX_UNLABELLED`, a seeded draw).
@@ -503,6 +505,7 @@ class Project:
                 )
             support = SupportSet.from_samples(samples, classes=classes)
             config = config or InspectorConfig(backbone=backbone or self.backbone)
+            config = with_project_roi(config, self)  # the region drawn in the app, if any
             inspector = Inspector(config, backbone=self._kept_backbone(config))
             cache = self._features()
             report = inspector.fit(

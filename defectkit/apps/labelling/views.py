@@ -18,6 +18,7 @@ from defectkit.apps.labelling.project import Project
 from defectkit.apps.labelling.records import SHOTS_WANTED, ImportReport
 from defectkit.apps.labelling.review import Reviewed, teaching
 from defectkit.apps.labelling.reviewer import ReviewProgress
+from defectkit.apps.labelling.roi import roi_markdown
 from defectkit.core.labels import ANOMALY, GOOD
 from defectkit.core.results import InspectionResult
 
@@ -83,6 +84,7 @@ def fit_markdown(project: Project) -> str:
         text += threshold_words(record.threshold, record.fitted_thresholds["image"]) + "."
     else:
         text += f"**{NO_VERDICT.capitalize()}**: " + TYPE_ONLY_WHY
+    text += roi_markdown(project)
     if project.fit_is_stale:
         text += (
             "\n\n⚠ Labels, masks or notes changed since this fit: click **Fit** to include them."

@@ -17,7 +17,9 @@ from defectkit.apps.labelling.display import mask_image, overlay_image
 from defectkit.apps.labelling.histogram import score_range
 from defectkit.apps.labelling.project import DEFAULT_BACKBONE
 from defectkit.apps.labelling.review import SORTS, sort_reviewed
+from defectkit.apps.labelling.roi import fit_roi_words
 from defectkit.apps.labelling.status import ok, refuse
+from defectkit.apps.labelling.tabs.roi_panel import RoiPanel
 from defectkit.core.labels import GOOD
 
 #: Progress trackers for handler defaults (Gradio makes a fresh tracker per call from
@@ -45,6 +47,7 @@ class FitTab:
     def __init__(self, shell) -> None:
         self.shell = shell
         self.backbones = offline_backbones()
+        self.roi = RoiPanel(shell)
 
     # ------------------------------------------------------------------ layout
     def build(self) -> None:
@@ -66,6 +69,7 @@ class FitTab:
             )  # fmt: skip
             self.fit_btn = gr.Button("Fit", variant="primary", elem_id="fit")
         self.fit_md = gr.Markdown(elem_id="fit-summary")
+        self.roi.build()
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Row(equal_height=True):
@@ -212,7 +216,8 @@ class FitTab:
         }
 
     def labels_changed_outputs(self) -> list:
-        return [self.fit_md, self.accept_label, self.progress_md, self.timer]
+        return [self.fit_md, self.accept_label, self.progress_md, self.timer,
+                *self.roi.outputs()]  # fmt: skip
 
     def labels_changed(self, project) -> dict:
         """After labels changed on another tab: the stale-fit warning, the classes one
@@ -220,6 +225,7 @@ class FitTab:
         out = {
             self.fit_md: views.fit_markdown(project),
             self.accept_label: gr.update(choices=[GOOD, *project.classes]),
+            **self.roi.refresh(project),  # new images to draw on, new shots to show it on
         }
         if project.fit_record is not None:
             progress = self.shell.reviewer(project).start()
@@ -229,7 +235,8 @@ class FitTab:
 
     def outputs(self) -> list:
         return list(dict.fromkeys(
-            [self.backbone, self.fit_md, *self.review_outputs(), *self.details_outputs()]
+            [self.backbone, self.fit_md, *self.review_outputs(), *self.details_outputs(),
+             *self.roi.outputs()]
         ))  # fmt: skip
 
     def show(self, project) -> dict:
@@ -243,6 +250,7 @@ class FitTab:
         out.update(self.review(project, next(iter(SORTS))))
         out.update(self.details(project, None))
         out[self.accept_label] = gr.update(choices=[GOOD, *project.classes], value=None)
+        out.update(self.roi.show(project))
         return out
 
     # ------------------------------------------------------------------ events
@@ -258,7 +266,7 @@ class FitTab:
             out[self.fit_md] = views.fit_markdown(project)
             wall = time.perf_counter() - started  # last: all the engineer waits for
             words = views.refit_words(previous, project.fit_record)
-            words += views.fit_status(project.fit_record)
+            words += views.fit_status(project.fit_record) + fit_roi_words(project.fit_record)
             out[shell.status] = ok(f"{done} in {wall:.1f} s{words}")
             return out
 
@@ -362,6 +370,7 @@ class FitTab:
         self.review_gallery.select(
             on_review_select, [state, self.review_ids], [shell.status, *self.details_outputs()]
         )
+        self.roi.wire()
         label_tab = shell.tabs["label"]
         self.accept_btn.click(
             on_accept,

@@ -23,6 +23,8 @@ ELEM_IDS = {
     "review-sort", "review-table", "review-gallery", "review-details", "review-overlay",
     "review-mask", "accept-label", "accept-shot", "export-target", "export-precision",
     "export", "export-summary", "export-download", "review-progress", "threshold-reset",
+    "roi-panel", "roi-source", "roi-canvas", "roi-summary", "roi-x0", "roi-y0", "roi-x1",
+    "roi-y1", "roi-save", "roi-clear", "roi-shots",
 }  # fmt: skip
 
 
