@@ -40,6 +40,23 @@ def augment_shots(images: list[np.ndarray], copies: int, *, seed: int = 0) -> tu
         out.append(image)
         owner.append(i)
         for _ in range(copies):
-            out.append(augmenter(image=image)["image"])
+            out.append(_changed_copy(augmenter, image))
             owner.append(i)
     return out, owner
+
+
+#: Draws tried for a copy that differs from its original.
+MAX_DRAWS = 10
+
+
+def _changed_copy(augmenter, image: np.ndarray) -> np.ndarray:
+    """An augmented copy that differs from ``image``: every transform is optional, so a
+    draw can leave it untouched (albumentations' first draws with some seeds do), and a
+    copy equal to its original teaches nothing; for a lone good shot, whose left-out bank
+    is its copies, it would make the shot's left-out score zero."""
+    copy = image
+    for _ in range(MAX_DRAWS):
+        copy = augmenter(image=image)["image"]
+        if copy.shape != image.shape or not np.array_equal(copy, image):
+            break
+    return copy
