@@ -61,15 +61,14 @@ class ReviewQueueTab:
                     allow_preview=False, object_fit="contain", elem_id="queue-gallery",
                 )  # fmt: skip
             with gr.Column(scale=2):
-                # The part in the app's mask brush, the model's region pre-painted; a
+                # The part in the app's mask brush, the model's region tinted in; a
                 # fresh editor per selected part (see mask_editor's module doc).
                 @gr.render(
-                    inputs=[self.shell.project_state, self.source_box, self.token_box,
-                            self.items, self.selected],
+                    inputs=[self.source_box, self.token_box, self.items, self.selected],
                     triggers=[self.selected.change], show_progress=RENDER_PROGRESS,
                 )  # fmt: skip
-                def editor_area(path, where, token, items, index):
-                    self.render_editor(path, where, token, items, index)
+                def editor_area(where, token, items, index):
+                    self.render_editor(where, token, items, index)
 
                 self.heavy_picture = gr.Image(
                     label="The heavy model's defect region (second opinion)", interactive=False,
@@ -163,7 +162,7 @@ class ReviewQueueTab:
             self.gallery: gallery, self.summary_md: summary, **self.detail(project, None),
         }  # fmt: skip
 
-    def render_editor(self, path, where, token, items, index) -> None:
+    def render_editor(self, where, token, items, index) -> None:
         """The selected part in the mask brush, or why it cannot be painted; Confirm
         reads it (its listener lives here, beside the editor it reads)."""
         value, label, key = None, "Select a part to see and correct the model's region", "none"
