@@ -5,8 +5,9 @@ escalated parts are labelled twice in the app (``inspect app`` in a subprocess,
 headless Chromium through Playwright), by a script acting as the engineer:
 
 - **with the proposal** (the "4 · Review queue" tab, parts from a daemon's review
-  store): select the part; if the model's class is wrong click the right one; confirm.
-  The model's defect region is kept as the mask (one tick box, on by default).
+  store): select the part; if the model's class is wrong click the right one; where the
+  model proposed no region for a defect, pick the queue's brush and paint one stroke;
+  confirm. A proposed region is kept as the mask (one tick box, on by default).
 - **without it** (the "1 · Label" tab, the same images uploaded unlabelled): select the
   image; for a defect pick the brush and paint one stroke over the defect; click the
   class; save.
@@ -78,8 +79,8 @@ def with_proposal(app, url: str, token: str, regions: dict[str, bool]) -> list[T
     """Each queued part through the Review queue tab, the first of the queue each time.
 
     ``regions``: whether the line proposed a defect region for each part. A defect whose
-    proposal had none (the model called it good) gets its region painted in the Label
-    tab after the confirm, and those clicks and the stroke are counted too.
+    proposal had none (the model called it good) gets its region painted with the
+    queue's own brush before the confirm; the brush button and the stroke are counted.
     """
     from defectkit.testing.app_browser import SLOW_MS
 
@@ -105,30 +106,23 @@ def with_proposal(app, url: str, token: str, regions: dict[str, bool]) -> list[T
         checked = page.locator("#queue-label input:checked")
         proposal = checked.get_attribute("value") if checked.count() else ""
         truth = truth_of(name)
+        strokes = 0
+        if truth != "good" and not regions[name]:
+            app.idle(SLOW_MS, "#queue-editor")  # the part is in the brush
+            app.paint("#queue-editor")  # the brush button and one stroke
+            clicks, strokes = clicks + 1, 1
         if proposal != truth:
             page.locator("#queue-label label", has_text=truth).first.click()
             clicks += 1
         page.locator("#queue-confirm").click()
         clicks += 1
-        app.status(f"as {truth}; refit in the Fit tab", timeout=SLOW_MS)
-        strokes = 0
-        if truth != "good" and not regions[name]:
-            clicks, strokes = clicks + paint_later(app, f"line3-{name}.png", truth), 1
+        app.status(f"as {truth}", timeout=SLOW_MS)
+        if truth != "good":
+            app.status(f"as {truth} with a mask")
         seconds = time.perf_counter() - started
         app.idle()
         trials.append(Trial(name, truth, proposal, clicks, strokes, seconds))
     return trials
-
-
-def paint_later(app, name: str, truth: str) -> int:
-    """Paint a confirmed part's region in the Label tab and come back -> clicks."""
-    app.tab("label")
-    app.select_image(name)
-    app.paint()  # the brush button and one stroke
-    app.page.locator("#save-label").click()
-    app.status(f"Saved {name}: {truth} with a mask")
-    app.tab("queue")
-    return 5  # the tab, the image, the brush, save, the tab back
 
 
 def without_proposal(app, queued: list[str]) -> list[Trial]:
@@ -224,7 +218,7 @@ def write_report(out: Path, with_trials, without_trials, regions, loads) -> None
         _summary("without (Label tab), all parts", without_trials),
         _summary("with, the model proposed a region (or the part is good)", helped),
         _summary("without, the same parts", [plain[t.part] for t in helped]),
-        _summary("with, a defect the model called good (region painted after)", detour),
+        _summary("with, a defect the model called good (region painted in the queue)", detour),
         _summary("without, the same parts", [plain[t.part] for t in detour]),
     ]
     per_part = [
@@ -244,12 +238,12 @@ def write_report(out: Path, with_trials, without_trials, regions, loads) -> None
         f"**Headline: where the proposal carries the region (or the part is good), a part "
         f"takes {rows[2][2]} clicks and {rows[2][3]} strokes against {rows[3][2]} clicks and "
         f"{rows[3][3]} strokes, a person's time estimated at {rows[2][6]} s against "
-        f"{rows[3][6]} s. Where the model called a defect good there is no region to keep, "
-        f"the region is painted in the Label tab after the confirm, and the queue costs more "
-        f"({rows[4][6]} s against {rows[5][6]} s): the queue has no brush of its own yet. "
-        f"Over all {len(with_trials)} parts: {rows[0][6]} s against {rows[1][6]} s - not the "
-        "4x of the issue's source.** The measured seconds are the app's response to a script "
-        "that never hesitates, not a person's time.\n\n"
+        f"{rows[3][6]} s. Where the model called a defect good there is no region to keep; "
+        f"the engineer paints it with the queue's own brush: {rows[4][2]} clicks and "
+        f"{rows[4][3]} strokes against {rows[5][2]} and {rows[5][3]}, {rows[4][6]} s against "
+        f"{rows[5][6]} s. Over all {len(with_trials)} parts: {rows[0][6]} s against "
+        f"{rows[1][6]} s.** The measured seconds are the app's response to a script that "
+        "never hesitates, not a person's time.\n\n"
         + table(["path", "parts", "clicks / part", "strokes / part", "median s (app)",
                  "max s (app)", "person s (KLM estimate)"], rows)
         + "\n\nPer part, in the queue's order (least certain first; the Label tab took the "
@@ -257,7 +251,8 @@ def write_report(out: Path, with_trials, without_trials, regions, loads) -> None
         + table(["part", "truth", "proposal", "region proposed", "clicks with", "strokes with",
                  "s with", "clicks without", "strokes without", "s without"], per_part)
         + "\n\nWith the proposal the mask is the model's defect region, kept as it is (its "
-        "quality is not judged here). Without the proposal one stroke stands for the region, "
+        "quality is not judged here), or one stroke in the queue's brush where it proposed "
+        "none. Without the proposal one stroke stands for the region, "
         "which a careful engineer paints with more. The person estimate counts per click a "
         f"point and a press ({KLM_POINT + KLM_CLICK:.1f} s), per stroke two points, and "
         f"{KLM_THINK} s of thought per decision (the class; the region).\n"

@@ -71,7 +71,7 @@ def test_a_corrected_borderline_part_comes_back_right_from_the_line(page, artefa
             # The engineer corrects the class: one click, then confirm.
             page.locator("#queue-label label", has_text="spot").first.click()
             page.locator("#queue-confirm").click()
-            app.status("as spot; refit in the Fit tab")
+            app.status("as spot with a mask; refit in the Fit tab")  # the model's region kept
             expect(page.locator("#queue-summary")).to_contain_text("1 part(s) to review")
             app.shot("corrected")
 

@@ -86,6 +86,21 @@ def mask_image(image: np.ndarray, mask: np.ndarray | None, colour=(230, 40, 40))
 
 
 # --------------------------------------------------------------------------- mask editor
+#: The colour a proposed region is tinted in under the brush: not the brush's red, so the
+#: engineer's strokes stand apart from the model's region.
+PROPOSAL_TINT = (255, 200, 0)
+
+
+def tint(image: np.ndarray, mask: np.ndarray | None, colour=PROPOSAL_TINT) -> np.ndarray:
+    """``image`` with ``mask`` (resized to it) half-blended with ``colour``; others unchanged."""
+    if mask is None or not mask.any():
+        return image
+    mask = shrink_mask(mask, image.shape[:2])
+    out = image.copy()
+    out[mask] = (0.5 * image[mask] + 0.5 * np.array(colour)).astype(np.uint8)
+    return out
+
+
 def editor_value(image: np.ndarray, mask: np.ndarray | None) -> dict:
     """ImageEditor value: the (display) image as background, a mask as a red layer on it."""
     layers = []

@@ -13,6 +13,7 @@ import gradio as gr
 
 from defectkit.apps.labelling import importing, views
 from defectkit.apps.labelling.display import editor_value, editor_was_cleared, mask_from_editor
+from defectkit.apps.labelling.mask_editor import RENDER_PROGRESS, create_mask_editor
 from defectkit.apps.labelling.project import KEEP
 from defectkit.apps.labelling.status import ask, ok, partly, problem, refuse
 from defectkit.core.labels import GOOD
@@ -70,10 +71,10 @@ class LabelTab:
                     "Select an image in the gallery.", elem_id="selected-image"
                 )
 
-                # A fresh editor per selected image (see render_editor): Gradio 6's
-                # ImageEditor hangs in "processing" when an event sends a new image to
-                # an editor that an earlier event read as an input.
-                @gr.render(inputs=[shell.project_state, self.selected])
+                # A fresh editor per selected image (see mask_editor's module doc).
+                @gr.render(
+                    inputs=[shell.project_state, self.selected], show_progress=RENDER_PROGRESS
+                )
                 def editor_area(path, image_id):
                     self.render_editor(path, image_id)
 
@@ -186,12 +187,9 @@ class LabelTab:
             if name
             else "Paint the defect region (optional)"
         )
-        editor = gr.ImageEditor(
-            value=value, type="numpy", image_mode="RGBA", format="png", sources=[],
-            transforms=[], layers=False, height=420, interactive=True, label=label,
-            brush=gr.Brush(colors=["#ff3030"], default_color="#ff3030", color_mode="fixed"),
-            elem_id="mask-editor", key=f"mask-editor-{image_id}",
-        )  # fmt: skip
+        editor = create_mask_editor(
+            value, label=label, elem_id="mask-editor", key=f"mask-editor-{image_id}"
+        )
         self.save_btn.click(
             self.on_save,
             [shell.project_state, self.selected, self.label_radio, self.note_box, editor, self.show_filter],

@@ -1,6 +1,8 @@
 """The Review queue tab: the lines' escalated parts, least certain first, the model's
-proposal pre-filled; one click confirms, a changed class corrects; confirmed parts join
-the project (refit in the Fit tab). Several review stores (one per line of the box) are
+proposal pre-filled; one click confirms, a changed class or a brush stroke corrects
+(the part is shown in the app's mask brush, :mod:`..mask_editor`, the model's region
+tinted in: strokes add to it, a tick box drops it); confirmed parts join the project
+(refit in the Fit tab). Several review stores (one per line of the box) are
 merged into one queue, each part naming its line and store. With a heavy model named
 (remembered in the project), each part also gets its second opinion
 (:mod:`..second_look`), shown beside the line's, disagreements first."""
@@ -8,12 +10,15 @@ merged into one queue, each part naming its line and store. With a heavy model n
 from __future__ import annotations
 
 import gradio as gr
+import numpy as np
 
 from defectkit.apps.labelling import escalated, second_look
+from defectkit.apps.labelling.mask_editor import RENDER_PROGRESS, create_mask_editor
 from defectkit.apps.labelling.status import ok, refuse
 from defectkit.apps.reviewqueue.items import ReviewItem
 from defectkit.apps.reviewqueue.sources import open_sources
 from defectkit.core.labels import GOOD
+from defectkit.errors import DefectkitError
 
 #: Parts drawn in the gallery at once (each is fetched and decoded).
 SHOWN = 48
@@ -56,10 +61,15 @@ class ReviewQueueTab:
                     allow_preview=False, object_fit="contain", elem_id="queue-gallery",
                 )  # fmt: skip
             with gr.Column(scale=2):
-                self.picture = gr.Image(
-                    label="The part, the model's defect region in colour", interactive=False,
-                    height=320, elem_id="queue-picture",
+                # The part in the app's mask brush, the model's region tinted in; a
+                # fresh editor per selected part (see mask_editor's module doc).
+                @gr.render(
+                    inputs=[self.source_box, self.token_box, self.items, self.selected],
+                    triggers=[self.selected.change], show_progress=RENDER_PROGRESS,
                 )  # fmt: skip
+                def editor_area(where, token, items, index):
+                    self.render_editor(where, token, items, index)
+
                 self.heavy_picture = gr.Image(
                     label="The heavy model's defect region (second opinion)", interactive=False,
                     height=320, visible=False, elem_id="queue-heavy-picture",
@@ -70,18 +80,22 @@ class ReviewQueueTab:
                     [GOOD], value=None, label="Class (the model's proposal)", interactive=True,
                     elem_id="queue-label",
                 )  # fmt: skip
-                self.keep_mask = gr.Checkbox(
-                    value=True, label="Keep the model's defect region as the mask",
-                    elem_id="queue-keep-mask",
+                # interactive=True: their only reader is the Confirm listener made inside
+                # the render block, which Gradio does not see at build time.
+                self.keep_region = gr.Checkbox(
+                    value=True, interactive=True, elem_id="queue-keep-mask",
+                    label="Keep the model's region (tinted yellow) in the mask; your strokes "
+                    "are added to it",
                 )  # fmt: skip
-                self.note_box = gr.Textbox(label="Note", lines=2, elem_id="queue-note")
+                self.note_box = gr.Textbox(
+                    label="Note", lines=2, interactive=True, elem_id="queue-note"
+                )
                 self.confirm_btn = gr.Button(
                     "Confirm: add to the project", variant="primary", elem_id="queue-confirm"
                 )
 
     def outputs(self) -> list:
-        return [self.items, self.selected, self.gallery, self.summary_md, self.picture,
-                self.proposal_md, self.label_radio, self.note_box, self.heavy_picture,
+        return [self.items, self.selected, self.gallery, self.summary_md, self.proposal_md, self.label_radio, self.note_box, self.heavy_picture,
                 self.opinion_md, self.heavy_box]  # fmt: skip
 
     def show(self, project) -> dict:
@@ -96,7 +110,7 @@ class ReviewQueueTab:
         choices = [GOOD, *project.classes]
         if item is None:
             return {
-                self.picture: None, self.proposal_md: "Select a part.",
+                self.proposal_md: "Select a part.",
                 self.label_radio: gr.update(choices=choices, value=None), self.note_box: "",
                 self.heavy_picture: gr.update(value=None, visible=False), self.opinion_md: "",
             }  # fmt: skip
@@ -112,7 +126,7 @@ class ReviewQueueTab:
         model = second_look.heavy_model(heavy)
         pair = second_look.opinions(project, model, [item])[item.sha256] if model else None
         return {
-            self.picture: escalated.picture(item), self.proposal_md: text,
+            self.proposal_md: text,
             self.label_radio: gr.update(choices=choices, value=proposed.label or None),
             self.note_box: proposed.caption,
             self.heavy_picture: gr.update(
@@ -132,7 +146,7 @@ class ReviewQueueTab:
         disputed = {sha for sha, pair in pairs.items() if pair.disagrees}
         lines = len({i.station for i in shown}) > 1
         gallery = [
-            (escalated.picture(i), f"{'⚠ ' if i.sha256 in disputed else ''}"
+            (_thumbnail(i), f"{'⚠ ' if i.sha256 in disputed else ''}"
              f"{i.station + ' · ' if lines else ''}{i.label} · {i.score:.3g}")
             for i in shown
         ]  # fmt: skip
@@ -147,6 +161,36 @@ class ReviewQueueTab:
             self.items: [i.to_json() for i in shown], self.selected: None,
             self.gallery: gallery, self.summary_md: summary, **self.detail(project, None),
         }  # fmt: skip
+
+    def render_editor(self, where, token, items, index) -> None:
+        """The selected part in the mask brush, or why it cannot be painted; Confirm
+        reads it (its listener lives here, beside the editor it reads)."""
+        value, label, key = None, "Select a part to see and correct the model's region", "none"
+        if index is not None:
+            try:
+                item = self._fetch(where, token, items, index)
+                value, key = escalated.paint_start(item), item.sha256[:16]
+                label = (
+                    "The model's region is tinted yellow: paint what it missed with the "
+                    "brush (the eraser takes strokes back)"
+                    if escalated.proposed_mask(item) is not None
+                    else "No region proposed: paint the defect with the brush (a good part "
+                    "needs none)"
+                )
+            except DefectkitError as exc:  # the detail's status line says it too
+                label = f"Cannot paint this part: {exc}"
+        editor = create_mask_editor(
+            value, label=label, elem_id="queue-editor", key=f"queue-editor-{index}-{key}"
+        )
+        shell = self.shell
+        self.confirm_btn.click(
+            self.on_confirm,
+            [shell.project_state, self.source_box, self.token_box, self.heavy_box, self.items,
+             self.selected, self.label_radio, self.keep_region, self.note_box, editor],
+            list(dict.fromkeys(
+                [shell.status, *self.outputs(), *shell.tabs["label"].changed_outputs()]
+            )),
+        )  # fmt: skip
 
     def wire(self) -> None:
         shell = self.shell
@@ -165,28 +209,26 @@ class ReviewQueueTab:
             return {self.selected: evt.index, **self.detail(project, item, heavy)}
 
         @shell.guard
-        def on_confirm(path, where, token, heavy, items, index, label, keep_mask, note):
+        def on_confirm(path, where, token, heavy, items, index, label, keep, note, edited):
             project = shell.open(path)
             if index is None:
                 refuse("select a part in the queue first")
             item = self._fetch(where, token, items, index)
-            record = escalated.confirm(project, item, label=label, keep_mask=keep_mask, note=note)
+            mask = escalated.corrected_mask(item, edited, keep_proposal=keep)
+            record = escalated.confirm(project, item, label=label, mask=mask, note=note)
             out = self.load(project, where, token, heavy)
             out[shell.status] = ok(
-                f"Added {record.name} as {record.label}; refit in the Fit tab to learn it"
+                f"Added {record.name} as {record.label}{_mask_words(record, mask)}; "
+                "refit in the Fit tab to learn it"
             )
             out.update(shell.tabs["label"].changed(project, "all"))
             return out
 
+        self.on_confirm = on_confirm
+
         inputs = [shell.project_state, self.source_box, self.token_box, self.heavy_box]
         self.load_btn.click(on_load, inputs, outputs)
         self.gallery.select(on_select, [*inputs, self.items], outputs)
-        confirm_outputs = list(dict.fromkeys([*outputs, *shell.tabs["label"].changed_outputs()]))
-        self.confirm_btn.click(
-            on_confirm,
-            [*inputs, self.items, self.selected, self.label_radio, self.keep_mask, self.note_box],
-            confirm_outputs,
-        )
 
     @staticmethod
     def _fetch(where, token, items, index):
@@ -201,3 +243,21 @@ class ReviewQueueTab:
 def _store(item: ReviewItem) -> str:
     """`` (via STORE)`` when the part's store is not named by its line already."""
     return f" (via {item.source})" if item.source and item.source != item.station else ""
+
+
+def _mask_words(record, painted) -> str:
+    """What became of the brush's region, for the status line."""
+    if record.mask:
+        return " with a mask"
+    if painted is not None:
+        return " (the painted region is dropped: good parts have no mask)"
+    return " without a mask" if record.label != GOOD else ""
+
+
+def _thumbnail(item: ReviewItem):
+    """The gallery's picture of a part; a grey square when its image cannot be read (the
+    part stays listed: selecting it says why)."""
+    try:
+        return escalated.picture(item)
+    except DefectkitError:
+        return np.full((64, 64, 3), 128, np.uint8)

@@ -2,6 +2,7 @@
 
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -154,3 +155,82 @@ def test_a_daemon_url_source_sends_the_token_and_fetches_image_and_mask():
         assert {auth for _, auth in seen} == {"Bearer s3cret-token"}
     finally:
         server.shutdown()
+
+
+def _scratch(n, *, size=40, model_verdict="defect", label="scratch"):
+    """A part whose model proposed the band rows 10..15, columns 5..30."""
+    mask = np.zeros((size, size), bool)
+    mask[10:15, 5:30] = True
+    part = item(n, score=0.55, model_verdict=model_verdict, label=label, mask=mask)
+    image = png_bytes(90 + n, size=size, tag=n)
+    return replace(part, image=image, sha256=sha256_bytes(image)), mask
+
+
+def test_the_brush_shows_the_proposed_region_and_stores_the_correction(project):
+    """Strokes painted (one taken back with the eraser) over the part in the queue's
+    brush: the project keeps the model's region plus the strokes left, at the part's own
+    pixels; with the region dropped, only the strokes."""
+    project.add_class("scratch")
+    part, proposed = _scratch(5)
+    value = escalated.paint_start(part)
+    shown = value["background"]
+    plain = escalated.part_image(part)
+    assert value["layers"] == []  # an empty layer for the strokes
+    assert (shown != plain).any(axis=-1)[proposed].all()  # the region is tinted in...
+    assert not (shown != plain).any(axis=-1)[~proposed].any()  # ...and nothing else
+    layer = np.zeros((40, 40, 4), np.uint8)
+    layer[30:34, 2:12] = (255, 48, 48, 255)  # a stroke where the model saw nothing
+    layer[20:24, 30:38] = (255, 48, 48, 255)  # a second one...
+    layer[20:24, 30:38] = 0  # ...taken back with the eraser
+    edited = {**value, "layers": [layer]}
+    record = escalated.confirm(
+        project, part, label="scratch", mask=escalated.corrected_mask(part, edited)
+    )
+    expected = proposed.copy()
+    expected[30:34, 2:12] = True
+    assert np.array_equal(project.load_mask(record.id), expected)
+
+    other, _ = _scratch(9)
+    dropped = escalated.corrected_mask(other, {**value, "layers": [layer]}, keep_proposal=False)
+    record = escalated.confirm(project, other, label="scratch", mask=dropped)
+    assert np.array_equal(project.load_mask(record.id), layer[..., 3] > 0)
+
+
+def test_no_proposed_region_opens_an_empty_layer_and_a_good_part_keeps_no_mask(project):
+    project.add_class("scratch")
+    called_good, _ = _scratch(6, model_verdict="good", label="good")
+    value = escalated.paint_start(called_good)
+    assert escalated.proposed_mask(called_good) is None  # its mask was no defect region
+    assert value["layers"] == []
+    assert np.array_equal(value["background"], escalated.part_image(called_good))
+    painted = np.zeros((40, 40, 4), np.uint8)
+    painted[5:9, 5:25] = (255, 48, 48, 255)  # the engineer paints what the model missed
+    mask = escalated.corrected_mask(called_good, {**value, "layers": [painted]})
+    record = escalated.confirm(project, called_good, label="scratch", mask=mask)
+    assert np.array_equal(project.load_mask(record.id), painted[..., 3] > 0)
+
+    dust, _ = _scratch(7)  # the model's region is dust: the engineer says good
+    value = escalated.paint_start(dust)
+    mask = escalated.corrected_mask(dust, value)
+    assert mask is not None  # the untouched proposal is still kept...
+    good = escalated.confirm(project, dust, label="good", mask=mask)
+    assert good.label == "good" and good.mask is None  # ...but a good part has none
+    assert project.load_mask(good.id) is None
+
+
+def test_an_unreadable_part_or_an_emptied_brush_says_why_and_adds_nothing(project):
+    project.add_class("scratch")
+    part, proposed = _scratch(8)
+    broken = replace(part, image=b"not an image at all")
+    with pytest.raises(ProjectError, match="p8.png from line3 cannot be read"):
+        escalated.paint_start(broken)
+    with pytest.raises(ProjectError, match="cannot be read"):
+        escalated.corrected_mask(broken, None)  # its brush showed nothing
+    with pytest.raises(ProjectError, match="cannot be read"):
+        escalated.confirm(project, broken, label="scratch", mask=None)
+    emptied = {"background": None, "layers": [], "composite": None}  # the trash icon
+    with pytest.raises(ProjectError, match="emptied"):
+        escalated.corrected_mask(part, emptied)
+    with pytest.raises(ProjectError, match="select the part again"):
+        escalated.confirm(project, part, label="scratch", mask=proposed[:20])
+    assert project.images == []
