@@ -42,7 +42,9 @@ def register(sub) -> None:
         description="The regression gate: the version and the one it would replace run on "
         "every labelled image; every verdict or class they answer differently is listed with "
         "overlays in REG/versions/ID/gate/index.html. A flip from right to wrong (by the "
-        "label) is a regression and blocks promotion.",
+        "label) is a regression and blocks promotion. Answers are kept in "
+        "REG/answers.sqlite by version and image pixels, so a version is run only on images "
+        "it has not answered before (the current one usually none).",
     )  # fmt: skip
     p.add_argument("registry", metavar="REG")
     p.add_argument("version", metavar="ID")
@@ -117,7 +119,12 @@ def cmd_gate(args) -> int:
     new = load_bundle(registry.bundle_path(entry.id), device=args.device)
     old = load_bundle(registry.bundle_path(against), device=args.device) if against else None
     started = time.perf_counter()
-    report = run_gate(new, samples, old=old, report_dir=registry.gate_dir(entry.id))
+    answers = registry.answers()
+    try:
+        report = run_gate(new, samples, old=old, report_dir=registry.gate_dir(entry.id),
+                          answers=answers)  # fmt: skip
+    finally:
+        answers.close()
     registry.record_gate(entry.id, report)
     print(report.summary())
     for flip in report.flips:

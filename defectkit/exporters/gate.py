@@ -17,6 +17,12 @@ Right means: the verdict matches the label (``good`` -> good, any defect class -
 defect) and, for a defect the bundle calls a defect, the class is the labelled one. A
 type-only bundle (no verdict) is judged on its class alone. Only the public runtime API
 is used (``bundle.inspect`` and the result's verdict, label, score and threshold).
+
+With an :class:`~defectkit.exporters.answers.AnswerStore` (a registry keeps one), every
+answer a bundle gives is kept, and a bundle is only asked about images it has not
+answered before in the same setting: the current bundle answered the labelled images
+when it was itself gated, so a gate runs the new bundle alone (and the new bundle's
+answers are ready for the gate after it).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from defectkit.core.labels import DEFECT, GOOD
 from defectkit.core.overlay import overlay
 from defectkit.datasets.base import Sample
 from defectkit.errors import ConfigError
+from defectkit.exporters.answers import AnswerStore, KeptAnswer, image_key, setting_key
 
 REPORT_JSON = "gate.json"
 REPORT_HTML = "index.html"
@@ -88,6 +95,9 @@ class GateReport:
     flips: list[Flip] = field(default_factory=list)
     seconds: float = 0.0
     created: float = field(default_factory=time.time)
+    #: Images each bundle was run on; the rest of ``images`` came from kept answers.
+    inspected_new: int = 0
+    inspected_old: int = 0
 
     @property
     def blockers(self) -> list[Flip]:
@@ -104,9 +114,11 @@ class GateReport:
         shown = ", ".join(f"{n} {e}{'es' if e == 'fix' and n != 1 else 's' if n != 1 else ''}"
                           for e, n in counts.items() if n) or "no flips"  # fmt: skip
         verdict = "passed" if self.passed else f"BLOCKED by {len(self.blockers)}"
+        kept = self.images - self.inspected_old if self.old_bundle else 0
+        reused = f"; {kept} of the old bundle's answers kept from before" if kept else ""
         return (
             f"gate {verdict}: bundle {self.new_bundle} {against} on {self.images} labelled "
-            f"images: {shown} ({self.seconds:.1f} s)"
+            f"images: {shown} ({self.seconds:.1f} s{reused})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,7 +136,10 @@ class GateReport:
             for f in data["flips"]
         ]
         return cls(data["new_bundle"], data["old_bundle"], data["images"], flips,
-                   data["seconds"], data["created"])  # fmt: skip
+                   data["seconds"], data["created"],
+                   # reports written before answers were kept ran both bundles on every image
+                   data.get("inspected_new", data["images"]),
+                   data.get("inspected_old", data["images"] if data["old_bundle"] else 0))  # fmt: skip
 
     @classmethod
     def read(cls, folder: str | Path) -> GateReport:
@@ -162,6 +177,7 @@ def run_gate(
     old: Any | None = None,
     report_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    answers: AnswerStore | None = None,
 ) -> GateReport:
     """Run ``new`` (and ``old``) on every labelled sample; list the flips.
 
@@ -172,6 +188,8 @@ def run_gate(
         report_dir: when given, ``gate.json``, ``index.html`` and an overlay per flip
             are written there.
         progress: called with (done, total) after each batch.
+        answers: kept answers: each bundle is asked only about images it has not
+            answered in the same setting, and its new answers are kept.
     """
     if not samples:
         raise ConfigError("the gate needs labelled images; none were given")
@@ -182,8 +200,13 @@ def run_gate(
         chunk = list(samples[start : start + BATCH])
         images = [s.load_image() for s in chunk]
         names = [_name(s) for s in chunk]
-        new_results = new.inspect(images, paths=names)
-        old_results = old.inspect(images, paths=names) if old is not None else [None] * len(chunk)
+        keys = [image_key(im) for im in images] if answers is not None else []
+        new_results, asked = _ask(new, images, names, keys, answers)
+        report.inspected_new += asked
+        old_results: list[Any] = [None] * len(chunk)
+        if old is not None:
+            old_results, asked = _ask(old, images, names, keys, answers)
+            report.inspected_old += asked
         for sample, image, name, nr, orr in zip(chunk, images, names, new_results, old_results,
                                                  strict=True):  # fmt: skip
             new_answer, old_answer = Answer.of(nr), Answer.of(orr) if orr is not None else None
@@ -204,6 +227,24 @@ def run_gate(
     if out is not None:
         write_report(report, out)
     return report
+
+
+def _ask(
+    bundle: Any, images: list[np.ndarray], names: list[str], keys: list[str], answers: AnswerStore | None
+) -> tuple[list[Any], int]:
+    """The bundle's results for ``images`` (kept answers where the store has them), and
+    how many images the bundle was run on. New answers are kept."""
+    if answers is None:
+        return bundle.inspect(images, paths=names), len(images)
+    setting = setting_key(bundle)
+    kept: dict[str, Any] = answers.get(setting, keys)
+    missing = [i for i, key in enumerate(keys) if key not in kept]
+    if missing:
+        results = bundle.inspect([images[i] for i in missing], paths=[names[i] for i in missing])
+        fresh = {keys[i]: KeptAnswer.of(r) for i, r in zip(missing, results, strict=True)}
+        answers.put(setting, bundle.id, fresh)
+        kept.update({keys[i]: r for i, r in zip(missing, results, strict=True)})  # live maps draw sharper
+    return [kept[key] for key in keys], len(missing)
 
 
 def write_report(report: GateReport, folder: Path) -> None:
