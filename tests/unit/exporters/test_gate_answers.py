@@ -6,7 +6,14 @@ import pytest
 from PIL import Image
 
 from defectkit.datasets.base import Sample
-from defectkit.exporters.answers import AnswerStore, AnswerStoreError, KeptAnswer, image_key, setting_key
+from defectkit.errors import ConfigError
+from defectkit.exporters.answers import (
+    AnswerStore,
+    AnswerStoreError,
+    KeptAnswer,
+    image_key,
+    setting_key,
+)
 from defectkit.exporters.gate import GateReport, run_gate
 from defectkit.testing.daemon import load_fake_bundle, write_fake_bundle
 
@@ -105,3 +112,15 @@ def test_a_damaged_store_is_a_clear_error(tmp_path):
     (tmp_path / "answers.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(AnswerStoreError, match="delete the file"):
         AnswerStore(tmp_path / "answers.sqlite")
+
+
+def test_batches_in_parallel_give_the_same_report_in_order(tmp_path, store):
+    old, new = bundle(tmp_path, "old", 0.5), bundle(tmp_path, "new", 0.4)
+    many = [part(100 + 3 * i, "good" if i % 3 else "scratch", i) for i in range(40)]
+    one = run_gate(new, many, old=old)
+    seen = []
+    four = run_gate(new, many, old=old, workers=4, progress=lambda d, t: seen.append((d, t)))
+    assert [(f.image, f.effect) for f in four.flips] == [(f.image, f.effect) for f in one.flips]
+    assert len(four.flips) > 3 and seen[-1] == (40, 40) and seen == sorted(seen)
+    with pytest.raises(ConfigError, match="workers"):
+        run_gate(new, many, workers=0)
