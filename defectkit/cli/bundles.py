@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from datetime import datetime
 
@@ -42,7 +43,9 @@ def register(sub) -> None:
         description="The regression gate: the version and the one it would replace run on "
         "every labelled image; every verdict or class they answer differently is listed with "
         "overlays in REG/versions/ID/gate/index.html. A flip from right to wrong (by the "
-        "label) is a regression and blocks promotion.",
+        "label) is a regression and blocks promotion. Answers are kept in "
+        "REG/answers.sqlite by version and image pixels, so a version is run only on images "
+        "it has not answered before (the current one usually none).",
     )  # fmt: skip
     p.add_argument("registry", metavar="REG")
     p.add_argument("version", metavar="ID")
@@ -53,6 +56,12 @@ def register(sub) -> None:
     )  # fmt: skip
     p.add_argument("--against", metavar="ID", help="compare with this version (default: current)")
     p.add_argument("--device", default="CPU", help="runtime device (default: CPU)")
+    p.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+        help="batches inspected at once, each with its share of the cores (default: the "
+        "cores, at most 4). One thread per core does not wait on the others, so the gate "
+        "also keeps its pace on cores shared with other jobs",
+    )  # fmt: skip
     p.set_defaults(func=cmd_gate)
 
     p = commands.add_parser("promote", help="make a gated version current")
@@ -107,6 +116,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_gate(args) -> int:
+    from defectkit.errors import ConfigError
     from defectkit.exporters.gate import run_gate
     from defectkit.exporters.runtime import load_bundle
 
@@ -114,10 +124,19 @@ def cmd_gate(args) -> int:
     entry = registry.entry(args.version)
     against = registry.entry(args.against).id if args.against else registry.current_id()
     samples = [s for folder in args.images for s in _labelled(folder)]
-    new = load_bundle(registry.bundle_path(entry.id), device=args.device)
-    old = load_bundle(registry.bundle_path(against), device=args.device) if against else None
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    load = lambda version: load_bundle(registry.bundle_path(version), device=args.device,  # noqa: E731
+                                       streams=args.workers)  # fmt: skip
+    new = load(entry.id)
+    old = load(against) if against else None
     started = time.perf_counter()
-    report = run_gate(new, samples, old=old, report_dir=registry.gate_dir(entry.id))
+    answers = registry.answers()
+    try:
+        report = run_gate(new, samples, old=old, report_dir=registry.gate_dir(entry.id),
+                          answers=answers, workers=args.workers)  # fmt: skip
+    finally:
+        answers.close()
     registry.record_gate(entry.id, report)
     print(report.summary())
     for flip in report.flips:

@@ -133,7 +133,7 @@ def cmd_export(args) -> int:
     print(
         f"self-check on {check['images']} images ({check['engine']} {check['inference_precision']} "
         f"on {check['device']}): score max rel {check['score_max_rel']:.2g}, map max abs "
-        f"{check['map_max_abs']:.2g}, logits max rel {check['logit_max_rel']:.2g}, class "
+        f"{check['map_max_abs']:.2g}, class probabilities max abs {check.get('prob_max_abs', 0):.2g}, class "
         f"{check['argmax_agree']}/{check['argmax_checked']} -> passed"
     )
     if images is None:

@@ -8,6 +8,7 @@ Layout (one folder, copied or shared as a whole)::
       versions/<id>/entry.json                    parent, support-set hash, gate summary, acceptance
       versions/<id>/gate/                         the gate report (gate.json, index.html, overlays/)
       history.jsonl                               one line per promote / rollback
+      answers.sqlite                              every version's answers on gated images
 
 A version's id is the bundle's id (the first 12 hex digits of its manifest hash), the
 same id every daemon row names. ``promote`` needs a gate report of that version against
@@ -16,6 +17,10 @@ acceptance (``accept``, recorded with who and why). ``rollback`` returns to the 
 version's parent (or a named version) without a gate: it was served before. Switching
 is one atomic ``rename`` of the ``current`` link, so a daemon reloading at that moment
 sees the old or the new version, never a mix.
+
+Every answer a version gives in a gate is kept (:mod:`defectkit.exporters.answers`,
+keyed by version and image pixels), so the next gate asks only the new version: the
+current one answered the same labelled images when it was gated itself.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 from defectkit.core.files import write_atomic
 from defectkit.errors import DefectkitError
+from defectkit.exporters.answers import AnswerStore
 from defectkit.exporters.bundle import read_manifest
 from defectkit.exporters.gate import GateReport
 
@@ -39,6 +45,7 @@ CURRENT = "current"
 VERSIONS = "versions"
 HISTORY = "history.jsonl"
 ENTRY = "entry.json"
+ANSWERS = "answers.sqlite"
 
 
 class RegistryError(DefectkitError):
@@ -120,6 +127,10 @@ class Registry:
 
     def gate_dir(self, version: str) -> Path:
         return self.root / VERSIONS / self.entry(version).id / "gate"
+
+    def answers(self) -> AnswerStore:
+        """The versions' kept answers (opened, created on first use; close it when done)."""
+        return AnswerStore(self.root / ANSWERS)
 
     def history(self) -> list[dict[str, Any]]:
         path = self.root / HISTORY
