@@ -69,6 +69,8 @@ PATCH_REJECT_SHARE = 0.005
 #: The labelled model may judge at most this share of the unlabelled images defects;
 #: beyond it (line images are mostly good) they are judged by mutual scoring instead.
 SCREEN_MAX_REJECT = 0.5
+#: ... from this many unlabelled images on: "mostly good" says nothing about three images.
+SCREEN_MIN_IMAGES = 10
 #: Unlabelled images judged good that are scored left-out for the calibration (a draw).
 CALIBRATION_IMAGES = 30
 #: Of those, the top share of scores is left out of the threshold: the stated false-reject
@@ -352,9 +354,9 @@ def _add_unlabelled(
 
     With labelled good shots (``screen``: each image's score by the labelled model and
     its threshold), an image scoring above the threshold is a defect, unless that would
-    reject more than :data:`SCREEN_MAX_REJECT` of them: line images are mostly good, so
-    the labelled model's threshold is then wrong (two near-identical good shots set it),
-    and the images judge each other, the good shots among every image's references
+    reject more than :data:`SCREEN_MAX_REJECT` of at least :data:`SCREEN_MIN_IMAGES`:
+    line images are mostly good, so the labelled model's threshold is then wrong (two
+    near-identical good shots set it), and the images judge each other, the good shots among every image's references
     (``known``). Without good shots, mutual scoring among the images decides
     (:mod:`defectkit.fewshot.mutual`), and each accepted image's patches that are
     unusual even among the others stay out.
@@ -370,7 +372,7 @@ def _add_unlabelled(
         reject = np.asarray(scores) > threshold
         maps = None
         index = [image_coreset(g, seed=cfg.seed) for g in free.grids]
-        if reject.mean() > SCREEN_MAX_REJECT:
+        if len(reject) >= SCREEN_MIN_IMAGES and reject.mean() > SCREEN_MAX_REJECT:
             reject = None
     if reject is None:
         k = len(known)

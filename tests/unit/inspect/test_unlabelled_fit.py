@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from defectkit.datasets import make_synthetic
-from defectkit.inspect.fit import MAX_UNLABELLED_MP
+from defectkit.inspect.fit import MAX_UNLABELLED_MP, SCREEN_MIN_IMAGES
 from defectkit.inspect.inspector import Inspector, InspectorConfig
 
 
@@ -61,6 +61,7 @@ def test_a_threshold_that_would_reject_most_line_images_gives_way_to_mutual_scor
     # One good part labelled twice: nothing left out differs from it, so the labelled
     # model's threshold sits under every other good part.
     twin = [shots[0], shots[0]] + [s for s in shots if s.label != "good"]
-    unlabelled = [s.load_image() for s in goods] + [defects[0].load_image()]
+    unlabelled = [s.load_image() for s in goods] + [d.load_image() for d in defects[:2]]
+    assert len(unlabelled) >= SCREEN_MIN_IMAGES
     report = Inspector(InspectorConfig(bank_size=512, seed=0)).fit(twin, unlabelled=unlabelled)
     assert len(report.unlabelled_rejected) <= len(unlabelled) // 2, report.unlabelled_rejected
