@@ -86,12 +86,13 @@ def mask_image(image: np.ndarray, mask: np.ndarray | None, colour=(230, 40, 40))
 
 
 # --------------------------------------------------------------------------- mask editor
-#: The colour a proposed region is tinted in under the brush: not the brush's red, so the
-#: engineer's strokes stand apart from the model's region.
-PROPOSAL_TINT = (255, 200, 0)
+#: The colour a region the brush keeps (the model's proposal in the review queue, a
+#: shot's saved mask in the Label tab) is tinted in: not the brush's red, so the
+#: engineer's strokes stand apart from it.
+KEPT_TINT = (255, 200, 0)
 
 
-def tint(image: np.ndarray, mask: np.ndarray | None, colour=PROPOSAL_TINT) -> np.ndarray:
+def tint(image: np.ndarray, mask: np.ndarray | None, colour=KEPT_TINT) -> np.ndarray:
     """``image`` with ``mask`` (resized to it) half-blended with ``colour``; others unchanged."""
     if mask is None or not mask.any():
         return image
@@ -101,15 +102,26 @@ def tint(image: np.ndarray, mask: np.ndarray | None, colour=PROPOSAL_TINT) -> np
     return out
 
 
-def editor_value(image: np.ndarray, mask: np.ndarray | None) -> dict:
-    """ImageEditor value: the (display) image as background, a mask as a red layer on it."""
-    layers = []
-    if mask is not None:
-        mask = shrink_mask(mask, image.shape[:2])
-        layer = np.zeros((*mask.shape, 4), np.uint8)
-        layer[mask] = (255, 48, 48, 160)
-        layers.append(layer)
-    return {"background": image, "layers": layers, "composite": None}
+def editor_value(image: np.ndarray, kept: np.ndarray | None = None) -> dict:
+    """What the app's brush opens with: the (display) image, the region it keeps (``kept``,
+    any size) tinted in, and no paint layer (the strokes come back as one).
+
+    Why tinted into the picture, not sent as a paint layer: Gradio 6.31's ImageEditor
+    neither shows a layer it is sent nor keeps it once the engineer paints (the first
+    stroke replaces it; measured in the browser), so a mask sent that way vanished unseen
+    and the next Save stored the new stroke alone. The kept region is added back on the
+    server (:func:`mask_with_strokes`); a tick box beside the brush keeps or drops it whole.
+    """
+    return {"background": tint(image, kept), "layers": [], "composite": None}
+
+
+def mask_with_strokes(value, shape: tuple[int, int], kept: np.ndarray | None) -> np.ndarray | None:
+    """The kept region (H x W bool at ``shape``, or None to drop it) plus the strokes
+    painted in the brush (:func:`mask_from_editor`); None when neither has a pixel."""
+    strokes = mask_from_editor(value, shape)
+    if kept is None or not kept.any():
+        return strokes
+    return kept if strokes is None else kept | strokes
 
 
 def editor_was_cleared(value) -> bool:

@@ -18,9 +18,8 @@ import numpy as np
 from defectkit.apps.labelling.display import (
     editor_value,
     editor_was_cleared,
-    mask_from_editor,
+    mask_with_strokes,
     shrink,
-    tint,
 )
 from defectkit.apps.labelling.project import Project
 from defectkit.apps.labelling.records import ImageRecord, ProjectError
@@ -100,14 +99,10 @@ def proposed_mask(item: ReviewItem) -> np.ndarray | None:
 
 def paint_start(item: ReviewItem) -> dict:
     """What the queue's brush opens with: the part (display copy) with the model's region
-    tinted in and an empty paint layer.
-
-    Why tinted into the picture, not a paint layer: Gradio 6.31's ImageEditor neither
-    shows a layer it is sent nor keeps it once the engineer paints (the first stroke
-    replaces it; measured in the browser), so the region would vanish unseen. The
-    engineer keeps or drops the region with a tick box and paints what it missed.
+    tinted in (why tinted: :func:`.display.editor_value`) and no paint yet. The engineer
+    keeps or drops the region with a tick box and paints what it missed.
     """
-    return editor_value(tint(shrink(part_image(item)), proposed_mask(item)), None)
+    return editor_value(shrink(part_image(item)), proposed_mask(item))
 
 
 def corrected_mask(item: ReviewItem, edited, *, keep_proposal: bool = True) -> np.ndarray | None:
@@ -123,11 +118,7 @@ def corrected_mask(item: ReviewItem, edited, *, keep_proposal: bool = True) -> n
             "the brush's picture was emptied (trash icon); click the part in the queue again "
             "to paint on it"
         )
-    strokes = mask_from_editor(edited, shape)
-    proposed = proposed_mask(item) if keep_proposal else None
-    if proposed is None or strokes is None:
-        return strokes if proposed is None else proposed
-    return proposed | strokes
+    return mask_with_strokes(edited, shape, proposed_mask(item) if keep_proposal else None)
 
 
 def confirm(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from defectkit.apps.labelling import importing, views
-from defectkit.apps.labelling.display import editor_value, editor_was_cleared, mask_from_editor
+from defectkit.apps.labelling import importing, shot_mask, views
 from defectkit.apps.labelling.mask_editor import RENDER_PROGRESS, create_mask_editor
 from defectkit.apps.labelling.project import KEEP
 from defectkit.apps.labelling.status import ask, ok, partly, problem, refuse
@@ -32,6 +31,8 @@ class LabelTab:
         shell = self.shell
         self.gallery_ids = gr.State([])
         self.selected = gr.State(None)
+        # Bumped by each Save: the brush is made afresh to show the mask as now stored.
+        self.saves = gr.State(0)
         self.pending_delete = gr.State(None)  # the class whose deletion awaits a second click
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
@@ -71,15 +72,21 @@ class LabelTab:
                     "Select an image in the gallery.", elem_id="selected-image"
                 )
 
-                # A fresh editor per selected image (see mask_editor's module doc).
+                # A fresh editor per selected image and Save (see mask_editor's module doc).
                 @gr.render(
-                    inputs=[shell.project_state, self.selected], show_progress=RENDER_PROGRESS
-                )
-                def editor_area(path, image_id):
-                    self.render_editor(path, image_id)
+                    inputs=[shell.project_state, self.selected, self.saves],
+                    show_progress=RENDER_PROGRESS,
+                )  # fmt: skip
+                def editor_area(path, image_id, saves):
+                    self.render_editor(path, image_id, saves)
 
                 # interactive=True: their only reader is the Save listener made inside
                 # the render block, which Gradio does not see at build time.
+                self.keep_mask = gr.Checkbox(
+                    value=True, interactive=True, visible=False, elem_id="keep-mask",
+                    label="Keep the saved mask (tinted yellow); your strokes are added to it. "
+                    "Untick and save to remove it",
+                )  # fmt: skip
                 self.label_radio = gr.Radio(
                     [views.UNLABELLED, GOOD], value=None, label="Label", interactive=True,
                     elem_id="label-choice",
@@ -119,7 +126,7 @@ class LabelTab:
         }
 
     def selection_outputs(self) -> list:
-        return [self.selected, self.selected_md, self.label_radio, self.note_box]
+        return [self.selected, self.selected_md, self.label_radio, self.note_box, self.keep_mask]
 
     def selection(self, project, image_id) -> dict:
         if image_id is None:
@@ -128,6 +135,7 @@ class LabelTab:
                 self.selected_md: "Select an image in the gallery.",
                 self.label_radio: self.radio(project, None),
                 self.note_box: "",
+                self.keep_mask: gr.update(value=True, visible=False),
             }
         record = project.get(image_id)
         mask = " · mask painted" if record.mask else ""
@@ -137,6 +145,8 @@ class LabelTab:
             f"{record.label or views.UNLABELLED}{mask}",
             self.label_radio: self.radio(project, record.label or views.UNLABELLED),
             self.note_box: record.note,
+            # Ticked afresh for each image: dropping a mask is asked for, never inherited.
+            self.keep_mask: gr.update(value=True, visible=record.mask is not None),
         }
 
     def outputs(self) -> list:
@@ -169,31 +179,31 @@ class LabelTab:
         return out
 
     # ------------------------------------------------------------------ the mask editor
-    def render_editor(self, path, image_id) -> None:
+    def render_editor(self, path, image_id, saves=0) -> None:
         shell = self.shell
-        value, name = None, None
+        value, label = None, "Paint the defect region (optional)"
         if image_id is not None:
             try:
                 project = shell.open(path)
                 record = project.get(image_id)
                 # The display copy: a 6000 x 4000 photograph would take the browser
                 # seconds to load and paint on; the paint is scaled back on Save.
-                value = editor_value(project.display_image(image_id), project.load_mask(image_id))
-                name = record.name
+                value = shot_mask.paint_start(project, image_id)
+                label = f"Paint the defect region of {record.name} (optional)"
+                if record.mask:
+                    label += ": its saved mask is tinted yellow, strokes add to it"
             except Exception:  # noqa: BLE001 - the status line already says what is wrong
                 value = None
-        label = (
-            f"Paint the defect region of {name} (optional)"
-            if name
-            else "Paint the defect region (optional)"
-        )
         editor = create_mask_editor(
-            value, label=label, elem_id="mask-editor", key=f"mask-editor-{image_id}"
+            value, label=label, elem_id="mask-editor", key=f"mask-editor-{image_id}-{saves}"
         )
         self.save_btn.click(
             self.on_save,
-            [shell.project_state, self.selected, self.label_radio, self.note_box, editor, self.show_filter],
-            list(dict.fromkeys([shell.status, *self.changed_outputs(), *self.selection_outputs()])),
+            [shell.project_state, self.selected, self.label_radio, self.note_box, editor,
+             self.keep_mask, self.show_filter, self.saves],
+            list(dict.fromkeys(
+                [shell.status, *self.changed_outputs(), *self.selection_outputs(), self.saves]
+            )),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ events
@@ -307,33 +317,21 @@ class LabelTab:
         )
         self.class_pick.change(lambda: None, None, self.pending_delete)  # another class: ask again
 
-    def _save(self, path, image_id, label, note, edited, show_value):
+    def _save(self, path, image_id, label, note, edited, keep, show_value, saves):
         shell = self.shell
         project = shell.open(path)
         if image_id is None:
             refuse("select an image in the gallery first")
-        record = project.get(image_id)
         label = None if label in (None, views.UNLABELLED) else label
-        notes = []
-        if editor_was_cleared(edited):
-            # The trash icon wiped the photograph: nothing painted can be read, and an
-            # existing mask must not be dropped for that.
-            mask = KEEP
-            notes.append(
-                "the editor was emptied, so the mask was left as it was (click the image in "
-                "the gallery to paint again)"
-            )
-        else:
-            mask = mask_from_editor(edited, (record.height, record.width))
-            if mask is None and record.mask:
-                notes.append("the painted region was erased, so the mask is removed")
-            if mask is not None and label in (None, GOOD):
-                notes.append("the painted region is kept, but only defect shots use masks")
-        record = project.annotate(image_id, label=label, note=note, mask=mask)
+        saved = shot_mask.save(
+            project, image_id, label=label, note=note, edited=edited, keep=bool(keep)
+        )
+        record = saved.record
         shell.reviewer(project).forget(image_id)
-        saved = f"Saved {record.name}: {record.label or views.UNLABELLED}"
-        saved += " with a mask" if record.mask else ""
-        out = {shell.status: ok(saved + "".join(f"; {n}" for n in notes))}
+        words = f"Saved {record.name}: {record.label or views.UNLABELLED}"
+        words += " with a mask" if record.mask else ""
+        out = {shell.status: ok(words + "".join(f"; {n}" for n in saved.notes))}
         out.update(self.changed(project, show_value))
         out.update(self.selection(project, image_id))
+        out[self.saves] = (saves or 0) + 1
         return out

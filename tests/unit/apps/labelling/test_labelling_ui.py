@@ -11,6 +11,7 @@ from defectkit.apps.labelling.display import (  # noqa: E402
     editor_value,
     editor_was_cleared,
     mask_from_editor,
+    shrink_mask,
 )
 from defectkit.apps.labelling.ui import create_app  # noqa: E402
 from defectkit.apps.labelling.workspace import Workspace  # noqa: E402
@@ -75,23 +76,26 @@ def test_nothing_painted_is_no_mask():
     assert mask_from_editor(None, (20, 30)) is None
 
 
-def test_editor_value_shows_an_existing_mask_as_a_layer():
-    image = np.zeros((20, 30, 3), np.uint8)
+def test_editor_value_tints_the_kept_region_in_and_sends_no_layer():
+    """Gradio 6.31 drops a layer it is sent at the first stroke: the region is tinted in."""
+    image = np.full((20, 30, 3), 100, np.uint8)
     mask = np.zeros((20, 30), bool)
     mask[2:4, 3:6] = True
     value = editor_value(image, mask)
-    assert value["background"] is image and len(value["layers"]) == 1
-    assert np.array_equal(mask_from_editor(value, (20, 30)), mask)
-    assert editor_value(image, None)["layers"] == []
+    assert value["layers"] == []
+    changed = (value["background"] != image).any(axis=-1)
+    assert np.array_equal(changed, mask)
+    assert mask_from_editor(value, (20, 30)) is None  # a tint is not a stroke
+    assert editor_value(image)["background"] is image
 
 
 def test_the_editor_paints_on_a_display_copy_and_the_mask_comes_back_full_size():
     full = np.zeros((4000, 6000), bool)
     full[1000:1600, 2400:3000] = True  # a 600 px square
     shown = np.zeros((853, 1280, 3), np.uint8)  # the display copy of a 6000 x 4000 image
-    value = editor_value(shown, full)
-    assert value["layers"][0].shape == (853, 1280, 4)
-    back = mask_from_editor(value, (4000, 6000))
+    stroke = np.zeros((853, 1280, 4), np.uint8)
+    stroke[shrink_mask(full, (853, 1280))] = (255, 48, 48, 255)  # painted over the square
+    back = mask_from_editor({"background": shown, "layers": [stroke]}, (4000, 6000))
     assert back.shape == (4000, 6000)
     overlap = (back & full).sum() / (back | full).sum()
     assert overlap > 0.97  # the same region, to a display pixel
