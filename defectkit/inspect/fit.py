@@ -369,11 +369,12 @@ def _add_unlabelled(
     reject = None
     if screen is not None:
         scores, threshold = screen
-        reject = np.asarray(scores) > threshold
-        maps = None
-        index = [image_coreset(g, seed=cfg.seed) for g in free.grids]
-        if len(reject) >= SCREEN_MIN_IMAGES and reject.mean() > SCREEN_MAX_REJECT:
-            reject = None
+        judged = np.asarray(scores) > threshold
+        if len(judged) < SCREEN_MIN_IMAGES or judged.mean() <= SCREEN_MAX_REJECT:
+            # The labelled model's judgement stands; each image offers its coreset (the
+            # fallback below computes the same coresets inside mutual scoring).
+            reject, maps = judged, None
+            index = [image_coreset(g, seed=cfg.seed) for g in free.grids]
     if reject is None:
         k = len(known)
         mutual = mutual_scores([*known, *free.grids], references=range(k), seed=cfg.seed)
