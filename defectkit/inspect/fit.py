@@ -267,7 +267,10 @@ def _state(good: _Grids, defects: _Grids, defect_shots, defect_masks, n_goods: i
     shot left out: good shots against the bank without their own patches (a lone good
     shot against its augmented copies), defect shots against the defect bank without theirs."""
     bank, bank_owner = _good_bank(good, cfg)
-    defect_bank, defect_owner = _defect_bank(defects, defect_masks, bank, spec, model, cfg)
+    # Each defect shot's distance to the good bank, once: it picks an unpainted shot's
+    # defect patches and is the shot's own evidence.
+    to_good = [nearest_distance(patch_rows(g)[None], bank)[0] if len(bank) else None for g in defects.grids]
+    defect_bank, defect_owner = _defect_bank(defects, defect_masks, to_good, spec, cfg)
     originals = [good.owner.index(i) for i in range(n_goods)]
     good_shots = []
     for i, row in enumerate(originals):
@@ -275,7 +278,7 @@ def _state(good: _Grids, defects: _Grids, defect_shots, defect_masks, n_goods: i
         others = others if len(others) else _own_augments(bank, bank_owner, good, i, row)
         good_shots.append(_shot(good.grids[row], GOOD, None, others, defect_bank, None))
     defect_list = [
-        _shot(grid, shot.label, _mask_cells(mask, spec), bank if len(bank) else None, defect_bank, defect_owner != j)
+        _shot(grid, shot.label, _mask_cells(mask, spec), None, defect_bank, defect_owner != j, distance=to_good[j])
         for j, (grid, shot, mask) in enumerate(zip(defects.grids, defect_shots, defect_masks, strict=True))
     ]  # fmt: skip
     return _State(bank, bank_owner, defect_bank, good_shots, defect_list)
@@ -414,12 +417,13 @@ def _good_bank(good: _Grids, cfg: InspectorConfig) -> tuple[torch.Tensor, torch.
 
 
 def _defect_bank(
-    defects: _Grids, masks: Sequence[np.ndarray | None], bank: torch.Tensor, spec: TileSpec,
-    model: InspectorModel, cfg: InspectorConfig,
+    defects: _Grids, masks: Sequence[np.ndarray | None], to_good: Sequence[torch.Tensor | None],
+    spec: TileSpec, cfg: InspectorConfig,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """Patches of the labelled defects (inside painted masks; else each shot's most
-    anomalous share) and each entry's shot; None without a good bank to contrast."""
-    if not defects.grids or not len(bank):
+    anomalous share, by ``to_good``: each shot's patch distances to the good bank) and
+    each entry's shot; None without a good bank to contrast."""
+    if not defects.grids or any(d is None for d in to_good):
         return None, torch.zeros(0, dtype=torch.long)
     chosen, owners = [], []
     for j, (grid, mask) in enumerate(zip(defects.grids, masks, strict=True)):
@@ -429,7 +433,7 @@ def _defect_bank(
         if cells is not None and cells.any():
             picked = patches[torch.from_numpy(cells.reshape(-1))]
         if picked is None:
-            d = nearest_distance(patches[None], bank)[0]
+            d = to_good[j]
             k = max(1, int(round(len(d) * UNPAINTED_SHARE)))
             picked = patches[d.topk(k).indices]
         chosen.append(picked)
@@ -455,12 +459,15 @@ def _own_augments(bank, bank_owner, good: _Grids, shot: int, row: int) -> torch.
     return torch.cat([patch_rows(g) for g in copies])
 
 
-def _shot(grid, label, mask, bank, defect_bank, defect_keep) -> Shot:
+def _shot(grid, label, mask, bank, defect_bank, defect_keep, *, distance=None) -> Shot:
     """A shot's leave-one-out evidence: distances to the good bank (``bank``, without
-    it) and to the defect bank (without its own entries where ``defect_keep`` says)."""
+    it; or ``distance``, its flat patch distances already computed) and to the defect
+    bank (without its own entries where ``defect_keep`` says)."""
     patches = patch_rows(grid)[None]
     h, w = grid.shape[1:]
-    distance = None if bank is None or not len(bank) else nearest_distance(patches, bank)[0].reshape(h, w)
+    if distance is None and bank is not None and len(bank):
+        distance = nearest_distance(patches, bank)[0]
+    distance = None if distance is None else distance.reshape(h, w)
     defect = None
     if defect_bank is not None and len(defect_bank):
         others = defect_bank if defect_keep is None else defect_bank[defect_keep]
