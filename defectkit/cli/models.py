@@ -32,8 +32,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="model pixels per image pixel (default: 1 = native resolution, nothing squashed; "
                    "0.5 for images much larger than their defects: a quarter of the time)")
     g.add_argument("--tile-size", nargs=2, type=int, metavar=("H", "W"),
-                   help="tiles the model runs (default: fitted to the shots, at most 512 x 512); "
-                   "larger images are cut into overlapping tiles")
+                   help="tiles the model runs (default: the shots' size as one tile up to a megapixel, else at most "
+                   "512 x 512); larger images are cut into overlapping tiles")
     g.add_argument("--roi", nargs=4, type=int, metavar=("X0", "Y0", "X1", "Y1"),
                    help="region of interest in image pixels (default: the whole image); background, "
                    "fixtures and frames outside it are neither learned nor scored")

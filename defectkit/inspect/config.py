@@ -19,8 +19,9 @@ class InspectorConfig:
             small defects keep their pixels. Lower it for images far larger than their
             defects (0.5 halves each side and quarters the time).
         tile_size: (H, W) of the fixed-size tiles the exported graph runs; None = chosen
-            at fit from the shots (their largest scaled side, rounded up to 32 pixels,
-            at most 512). Larger images are tiled, never squashed.
+            at fit from the shots (their largest scaled side, rounded up to 32 pixels;
+            one tile up to a megapixel, else at most 512 a side). Larger images are
+            tiled, never squashed.
         tile_margin: overlap between tiles, pixels kept clear of a tile's edges.
         roi: (x0, y0, x1, y1) region of interest in image pixels; None = the whole image.
             What lies outside (background, fixture, frame) is neither learned nor scored.

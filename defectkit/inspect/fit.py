@@ -287,7 +287,8 @@ def _state(good: _Grids, defects: _Grids, defect_shots, defect_masks, n_goods: i
 # ---------------------------------------------------------------------- features
 def _tile_spec(model: InspectorModel, cfg: InspectorConfig, images: Sequence[np.ndarray]) -> TileSpec:
     """The configured tiles, or ones that fit the shots (their size at the configured
-    scale, at most 512 px a side; fixed-size backbones keep theirs)."""
+    scale, as one tile up to a megapixel, else at most 512 px a side; fixed-size
+    backbones keep theirs)."""
     base = model.tiles
     if cfg.tile_size is not None or model.backbone.fixed_input_size:
         return base

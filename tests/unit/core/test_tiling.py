@@ -151,7 +151,10 @@ def test_gray_and_16_bit_images_become_three_channels_in_0_1():
 def test_choose_tile_size_fits_the_shots_up_to_a_limit():
     assert choose_tile_size([(128, 128)], 1.0, stride=8) == (128, 128)
     assert choose_tile_size([(100, 50), (90, 70)], 1.0, stride=8) == (128, 96)
-    assert choose_tile_size([(4096, 256)], 1.0, stride=8) == (512, 256)
+    assert choose_tile_size([(460, 1130)], 1.0, stride=8) == (480, 1152)  # one tile, no overlap
+    assert choose_tile_size([(4096, 256)], 1.0, stride=8) == (4096, 256)  # a megapixel: still one
+    assert choose_tile_size([(4096, 512)], 1.0, stride=8) == (512, 512)  # beyond it: tiled
+    assert choose_tile_size([(4096, 256)], 1.0, stride=8, whole=0) == (512, 256)
     assert choose_tile_size([(20, 20)], 1.0, stride=8) == (64, 64)  # at least two units
     assert choose_tile_size([(1000, 300)], 0.5, stride=8) == (512, 160)
     with pytest.raises(ConfigError, match="no images"):
