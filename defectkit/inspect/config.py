@@ -31,9 +31,7 @@ class InspectorConfig:
         detail: add the pixel-detail feature group (see defectkit.inspect.features).
         grid_stride: stride of the patch grid in model pixels; None = the finest map's.
         bank_size: memory-bank patches kept after the greedy coreset (more good shots
-            fill more of it; the distance computation grows with it). 1024 was as
-            accurate as 2048 and 4096 or better on every suite data set (development
-            seeds, benchmarks/results/fewshot_suite.md) and a quarter of the distances.
+            fill more of it; the distance computation grows with it).
         defect_bank_size: patches of the labelled defects kept for the contrast evidence.
         evidence: ``"distance"`` or ``"contrast"`` forces the anomaly evidence; None (the
             default) lets the fit keep the one that best separates the labelled defects
@@ -63,7 +61,7 @@ class InspectorConfig:
     pool_size: int = 3
     grid_stride: int | None = 8
     detail: bool = True
-    bank_size: int = 1024
+    bank_size: int = 4096
     defect_bank_size: int = 1024
     evidence: str | None = None
     augmentations: int = 0
