@@ -88,21 +88,24 @@ def picture(item: ReviewItem) -> np.ndarray:
     return opinion_picture(part_image(item), item.mask_png)
 
 
-def proposed_mask(item: ReviewItem) -> np.ndarray | None:
-    """The model's defect region at the part's pixels; None where it called the part good,
-    proposed no region, or sent a mask of another size (no proposal for this image)."""
+def proposed_mask(item: ReviewItem, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The model's defect region at the part's pixels (``shape``: the part's H, W when the
+    caller has decoded it already); None where it called the part good, proposed no
+    region, or sent a mask of another size (no proposal for this image)."""
     mask = item.mask() if item.model_verdict != GOOD else None
-    if mask is None or mask.shape != part_image(item).shape[:2]:
+    if mask is None or mask.shape != (shape or part_image(item).shape[:2]):
         return None
     return mask
 
 
-def paint_start(item: ReviewItem) -> dict:
-    """What the queue's brush opens with: the part (display copy) with the model's region
-    tinted in (why tinted: :func:`.display.editor_value`) and no paint yet. The engineer
-    keeps or drops the region with a tick box and paints what it missed.
+def paint_start(item: ReviewItem, image: np.ndarray | None = None) -> dict:
+    """What the queue's brush opens with: the part (display copy; ``image``: its pixels
+    when the caller has decoded them already) with the model's region tinted in (why
+    tinted: :func:`.display.editor_value`) and no paint yet. The engineer keeps or drops
+    the region with a tick box and paints what it missed.
     """
-    return editor_value(shrink(part_image(item)), proposed_mask(item))
+    image = part_image(item) if image is None else image
+    return editor_value(shrink(image), proposed_mask(item, image.shape[:2]))
 
 
 def corrected_mask(item: ReviewItem, edited, *, keep_proposal: bool = True) -> np.ndarray | None:
@@ -118,7 +121,7 @@ def corrected_mask(item: ReviewItem, edited, *, keep_proposal: bool = True) -> n
             "the brush's picture was emptied (trash icon); click the part in the queue again "
             "to paint on it"
         )
-    return mask_with_strokes(edited, shape, proposed_mask(item) if keep_proposal else None)
+    return mask_with_strokes(edited, shape, proposed_mask(item, shape) if keep_proposal else None)
 
 
 def confirm(

@@ -169,11 +169,12 @@ class ReviewQueueTab:
         if index is not None:
             try:
                 item = self._fetch(where, token, items, index)
-                value, key = escalated.paint_start(item), item.sha256[:16]
+                image = escalated.part_image(item)  # decoded once for the brush and the label
+                value, key = escalated.paint_start(item, image), item.sha256[:16]
                 label = (
                     "The model's region is tinted yellow: paint what it missed with the "
                     "brush (the eraser takes strokes back)"
-                    if escalated.proposed_mask(item) is not None
+                    if escalated.proposed_mask(item, image.shape[:2]) is not None
                     else "No region proposed: paint the defect with the brush (a good part "
                     "needs none)"
                 )
