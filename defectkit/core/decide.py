@@ -137,9 +137,10 @@ def nearest_defect(probabilities: Sequence[float], classes: Sequence[str]) -> st
 def names_type(probabilities: Mapping[str, float], label: str) -> bool:
     """Whether the class head backs ``label`` as a defect's type: it ranks it above ``good``.
 
-    The one rule the label (:func:`decide_label`), the caption's type phrase
-    (:func:`defectkit.core.caption.evidence.type_evidence`) and the app's class line
-    follow, so the three never contradict each other.
+    A defect verdict is named after the nearest labelled type either way
+    (:func:`decide_label`); where the head does not back it, the result says so
+    (``nearer_good`` in the caption's evidence, the caption's words and the app's class
+    line all read it from here).
     """
     if label not in probabilities or label == GOOD:
         return False
@@ -152,19 +153,17 @@ def decide_label(
     """(verdict, label) from the image score and the class probabilities.
 
     The verdict comes from the calibrated anomaly score alone (a line moves one
-    threshold). The class head then names the defect's type only where it backs it
-    (:func:`names_type`): a defect the head finds nearer the good shots is an
-    unclassified ``ANOMALY``, never a class the head gave a few per cent (its caption
-    still names the nearest defect class). With no defect class labelled, it is
-    ``ANOMALY`` too.
+    threshold). A defect is then named after the defect class the class head ranks
+    first, the nearest labelled type, even where the head ranks ``good`` higher still:
+    the score has already said it is no good part, and the engineer labelled the types
+    to have defects sorted into them. How sure the head is travels with the result (the
+    probabilities; ``nearer_good`` and a hedged caption where :func:`names_type` does
+    not back the type). With no defect class labelled, a defect is ``ANOMALY``.
     """
     if score < threshold:
         return GOOD, GOOD
     nearest = nearest_defect(probabilities, classes)
-    by_class = {c: float(p) for c, p in zip(classes, probabilities, strict=True)}
-    if nearest is None or not names_type(by_class, nearest):
-        return DEFECT, ANOMALY
-    return DEFECT, nearest
+    return DEFECT, ANOMALY if nearest is None else nearest
 
 
 def decide(

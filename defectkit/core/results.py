@@ -262,9 +262,9 @@ class DefectRecord:
 
     The type evidence (``type`` to ``vocabulary``) is about the first region only,
     because the class head pools the most anomalous patches; further regions carry
-    ``note``/``vocabulary`` None and ``classified`` False. ``type`` is the result's label,
-    except for an unclassified anomaly (``nearer_good``: the class head found the region
-    nearer the good shots), where it is the nearest defect class the caption names.
+    ``note``/``vocabulary`` None and ``classified`` False. ``type`` is the result's label;
+    ``nearer_good`` says the class head found the region nearer the good shots than to
+    that type (the nearest labelled one), so the caption hedges it.
     """
 
     type: str
@@ -323,7 +323,7 @@ class InspectionResult:
 
     score: float  # nan for a type-only model
     verdict: str | None  # GOOD or DEFECT; None for a type-only model (no verdict exists)
-    label: str  # GOOD, a defect class the class head backs, or ANOMALY (see decide_label)
+    label: str  # GOOD, the nearest defect class, or ANOMALY without one (see decide_label)
     probabilities: dict[str, float]
     threshold: float
     anomaly_map: np.ndarray = field(repr=False)

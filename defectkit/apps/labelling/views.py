@@ -218,9 +218,9 @@ def progress_markdown(progress: ReviewProgress) -> str:
 
 
 def class_line(result: InspectionResult) -> str:
-    """The class and the class head's probabilities, in words that follow the one rule
-    (:func:`defectkit.core.decide.names_type`): the score decides the verdict, the class
-    head only names a defect's type, and only a type it ranks above good."""
+    """The class and the class head's probabilities: the score decides the verdict, the
+    class head names a defect's type (the nearest labelled one), and the line says when
+    the head does not back it (:func:`defectkit.core.decide.names_type`)."""
     shares = ", ".join(
         f"{c} {p:.0%}" for c, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1])
     )
@@ -231,14 +231,14 @@ def class_line(result: InspectionResult) -> str:
             f"Class: **good** (the score is below the threshold). Class head, which only "
             f"names a defect's type: {shares}"
         )
-    if result.label != ANOMALY:
-        return f"Class: **{result.label}**. Class head: {shares}"
+    if result.label == ANOMALY:
+        return "Class: **anomaly** (no defect class is labelled)"
     if result.defects and result.defects[0].nearer_good:
         return (
-            "Class: **anomaly, unclassified**: the class head finds it nearer the good shots "
-            f"than any defect class ({shares})"
+            f"Class: **{result.label}**, the nearest labelled type; the class head finds it "
+            f"nearer the good shots ({shares})"
         )
-    return "Class: **anomaly** (no defect class is labelled)"
+    return f"Class: **{result.label}**. Class head: {shares}"
 
 
 def describe(item: Reviewed, learned=()) -> str:

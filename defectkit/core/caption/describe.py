@@ -6,9 +6,9 @@ Every statement is read off the :class:`~defectkit.core.decide.Decision` and the
 outputs (the nearest-shot similarities and vocabulary scores the graph returned);
 nothing is stated that the result does not support:
 
-- the type comes from the class head, hedged ("Possibly ...") below ``uncertain_below``,
-  and called an "unclassified anomaly" when the head finds ``good`` more likely than
-  any defect class (the verdict came from the anomaly score alone); it is evidence
+- the type comes from the class head, hedged ("Possibly ...") below ``uncertain_below``
+  and when the head finds ``good`` more likely than any defect class (the verdict came
+  from the anomaly score alone; the type is then the nearest labelled one); it is evidence
   about the first (most severe) region only, because the head pools the most anomalous
   patches, so further regions are only "possibly" of that type;
 - geometry is measured on the region's own pixels (:mod:`.geometry`); millimetres only

@@ -35,11 +35,10 @@ def type_evidence(
 ) -> TypeEvidence:
     """The class head's evidence for the decided ``label``.
 
-    A type the head backs (:func:`~defectkit.core.decide.names_type`) is stated with its
-    probability. An ``ANOMALY`` label with defect classes present is the head finding
-    the region nearer the good shots: the evidence names the nearest defect class with
-    ``nearer_good`` set, so the caption says "unclassified" and names it. An ``ANOMALY``
-    without defect classes has no confidence.
+    The type is stated with its probability, and ``nearer_good`` set where the head does
+    not back it (:func:`~defectkit.core.decide.names_type`), so the caption hedges it.
+    An ``ANOMALY`` label (a result decided before defects were always named) is read as
+    its nearest defect class; without defect classes it has no confidence.
     """
     if label == ANOMALY:
         classes = list(probabilities)

@@ -28,7 +28,10 @@ EN: dict[str, Any] = {
     "type_unclassified": "{Type}",  # "anomaly": no defect class was labelled
     # The anomaly score says defect, but the class head finds the region closer to the
     # good shots than to any labelled defect: the type is only the nearest defect class.
-    "type_near_good": "Unclassified anomaly (nearest defect class: {type}, {confidence:.0f} %)",
+    "type_near_good": (
+        "Possibly {type} (the nearest labelled type, {confidence:.0f} %; "
+        "the class head finds it nearer the good shots)"
+    ),
     # Regions after the first: the class head pooled the most anomalous patches, so
     # its class is evidence about the first region only.
     "type_secondary": "Another region, possibly {type}",

@@ -50,7 +50,8 @@ CLASS_CASES = [  # (score, probabilities of good, pitting, dent)
 
 @pytest.mark.parametrize(("score", "probs"), CLASS_CASES)
 def test_label_caption_and_probabilities_tell_one_story(score, probs):
-    """A named type is the class head's first choice; otherwise the defect is unclassified."""
+    """A defect is named after the head's first defect class; where the head ranks good
+    above it, the result and the caption say so (the type is only the nearest one)."""
     classes = ("good", "pitting", "dent")
     amap = np.zeros((8, 8), np.float32)
     amap[2:5, 2:5] = score
@@ -61,12 +62,11 @@ def test_label_caption_and_probabilities_tell_one_story(score, probs):
     first = max(result.probabilities, key=result.probabilities.get)
     if not result.is_defective:
         assert result.label == "good" and result.caption.startswith("No defect found")
-    elif result.label == "anomaly":
-        assert first == "good"  # unclassified because the head finds it nearer the good shots
+    elif first == "good":  # the head finds it nearer the good shots: the nearest type, hedged
         record = result.defects[0]
         nearest = max(classes[1:], key=result.probabilities.get)
-        assert record.nearer_good and record.type == nearest
-        assert result.caption.startswith(f"Unclassified anomaly (nearest defect class: {nearest},")
+        assert result.label == record.type == nearest and record.nearer_good
+        assert result.caption.startswith(f"Possibly {nearest} (the nearest labelled type,")
     else:
         assert result.label == first != "good"  # a named type is the head's first choice
         assert not result.defects[0].nearer_good

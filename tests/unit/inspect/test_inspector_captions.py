@@ -91,8 +91,8 @@ def test_captions_state_only_what_the_result_supports(captioned):
             assert records == [] and sentence.startswith("No defect found (score ")
             continue
         first = records[0]
-        # the class prediction, nothing else; an unclassified anomaly names its nearest class
-        assert result.label == ("anomaly" if first["nearer_good"] else first["type"])
+        # the class prediction, nothing else: the nearest type, hedged when nearer good
+        assert result.label == first["type"]
         if first["nearer_good"]:  # no likeness to a defect shot is claimed
             assert first["note"] is None and "labelled example" not in sentence
         else:
@@ -100,7 +100,7 @@ def test_captions_state_only_what_the_result_supports(captioned):
         hedged = first["confidence"] < 0.6
         assert first["uncertain"] == hedged
         if first["nearer_good"]:
-            expected = f"Unclassified anomaly (nearest defect class: {first['type']},"
+            expected = f"Possibly {first['type']} (the nearest labelled type,"
         elif hedged:
             expected = f"Possibly {result.label} (uncertain,"
         else:

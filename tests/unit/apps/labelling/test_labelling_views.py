@@ -120,8 +120,8 @@ def _decided(score, probs, classes=("good", "pitting")) -> InspectionResult:
         (
             3.0,
             (0.999, 0.001),
-            "anomaly, unclassified**: the class head finds it nearer the good",
-            "**pitting**",
+            "Class: **pitting**, the nearest labelled type; the class head finds it nearer the good",
+            "anomaly",
         ),
         (
             0.5,
@@ -129,7 +129,7 @@ def _decided(score, probs, classes=("good", "pitting")) -> InspectionResult:
             "Class: **good** (the score is below the threshold)",
             "Class: **pitting",
         ),
-        (3.0, (0.2, 0.8), "Class: **pitting**. Class head: pitting 80%, good 20%", "unclassified"),
+        (3.0, (0.2, 0.8), "Class: **pitting**. Class head: pitting 80%, good 20%", "nearest"),
     ],
 )
 def test_the_class_line_follows_the_one_rule(score, probs, words, not_words):
@@ -139,5 +139,5 @@ def test_the_class_line_follows_the_one_rule(score, probs, words, not_words):
     text = views.describe(item)
     assert words in text and not_words not in text
     row = views.review_rows([item])[0]
-    if result.is_defective and "unclassified" in words:
-        assert row[2] == "anomaly" and row[4].startswith("Unclassified anomaly")
+    if result.is_defective and "nearest" in words:
+        assert row[2] == "pitting" and row[4].startswith("Possibly pitting (the nearest labelled")

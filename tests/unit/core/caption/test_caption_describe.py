@@ -152,7 +152,7 @@ def test_low_confidence_is_uncertain():
     assert not rec["uncertain"] and sentence.startswith("Hole, 45 % confidence")
 
 
-def test_region_nearer_the_good_shots_is_unclassified():
+def test_region_nearer_the_good_shots_is_the_nearest_type_hedged():
     mask = np.zeros((64, 64), bool)
     mask[10:20, 10:20] = True
     classes = ("good", "hole", "spot")
@@ -160,8 +160,11 @@ def test_region_nearer_the_good_shots_is_unclassified():
     r = decided(2.0, mask * 3.0, np.log(probs), classes=classes,
                     thresholds=Thresholds(1.3, 1.0), image_size=(64, 64))  # fmt: skip
     (rec,), sentence = caption(r)
-    assert rec["type"] == "hole" and rec["nearer_good"] and rec["uncertain"]
-    assert sentence.startswith("Unclassified anomaly (nearest defect class: hole, 2 %), upper left")
+    assert r.label == rec["type"] == "hole" and rec["nearer_good"] and rec["uncertain"]
+    assert sentence.startswith(
+        "Possibly hole (the nearest labelled type, 2 %; the class head finds it nearer the "
+        "good shots), upper left"
+    )
 
 
 def test_good_part():
