@@ -19,6 +19,7 @@ std, |log variance ratio| 0.47) than with ImageNet's (0.46 and 1.05).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,7 +130,14 @@ class EfficientNetFeatures(FeatureExtractor):
         stages = {f"s{info['reduction']}": (i, info) for i, info in enumerate(model.feature_info)}
         indices = sorted({stages[name][0] for name in layers})
         model.prune_intermediate_layers(indices, prune_head=True)
-        self.model = model
+        # Inference-only speed, most of a fit's time with many images (a 480 x 1152
+        # tile's patch grid on 2 cores: 304 ms -> 190 ms channels-last -> 145 ms folded):
+        # each BatchNorm folded into the convolution before it (the frozen statistics
+        # become the convolution's scale and bias, as OpenVINO and ONNX Runtime do when
+        # they load the graph), and channels-last memory, on which PyTorch's CPU kernels
+        # for depthwise and 1 x 1 convolutions are faster. Outputs move by ~1e-6 relative.
+        fold_batch_norms(model)
+        self.model = model.to(memory_format=torch.channels_last)
         self.name = NAME
         self.preprocessing = PREPROCESSING
         self.weights_id = weights_id
@@ -146,9 +154,35 @@ class EfficientNetFeatures(FeatureExtractor):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """N x 3 x H x W normalised -> ``{"s4": N x 24 x H/4 x W/4, ...}``."""
         feats = self.model.forward_intermediates(
-            x, indices=self._indices, intermediates_only=True, stop_early=True
-        )
+            x.contiguous(memory_format=torch.channels_last),
+            indices=self._indices, intermediates_only=True, stop_early=True,
+        )  # fmt: skip
         return {name: feats[pos] for name, pos in self._take}
+
+
+def fold_batch_norms(model: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm into the convolution before it, in place.
+
+    timm's EfficientNet blocks hold each convolution next to its ``BatchNormAct2d``
+    (``conv_pw``, ``bn1``, ...): the pair becomes one convolution with the batch norm's
+    scale and shift, followed by the norm's activation alone. Returns the pairs folded.
+    """
+    from timm.layers import BatchNormAct2d
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for module in list(model.modules()):
+        names = list(module._modules)
+        for conv_name, norm_name in itertools.pairwise(names):
+            conv, norm = module._modules[conv_name], module._modules[norm_name]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(norm, BatchNormAct2d)):
+                continue
+            if conv.out_channels != norm.num_features:
+                raise BackboneError(f"{conv_name} -> {norm_name}: channel counts differ")
+            module._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), norm.eval())
+            module._modules[norm_name] = nn.Sequential(norm.drop, norm.act)
+            folded += 1
+    return folded
 
 
 def create(

@@ -134,6 +134,28 @@ def test_effnet_default_maps_match_feature_info(effnet):
     assert effnet.preprocessing == bb.Preprocessing((224, 224), (0.5,) * 3, (0.5,) * 3, "bilinear")
 
 
+def test_effnet_batch_norms_are_folded_without_changing_the_maps(effnet):
+    """Every BatchNorm of the feature extractor is folded into its convolution (faster
+    on the CPU); the folded network computes the same maps as the network as loaded."""
+    import copy
+
+    from defectkit.inspect.backbones.effnet import create_classifier, fold_batch_norms
+
+    assert not [m for m in effnet.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    loaded = create_classifier().eval()
+    folded = copy.deepcopy(loaded)
+    assert fold_batch_norms(folded) == sum(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in loaded.modules()
+    )
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 96, 160) * 2 - 1
+    with torch.no_grad():
+        want = loaded.forward_intermediates(x, indices=[1, 2, 3], intermediates_only=True)
+        got = folded.forward_intermediates(x, indices=[1, 2, 3], intermediates_only=True)
+    for a, b in zip(want, got, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
 def test_effnet_s2_and_s32_are_selectable():
     backbone = create_backbone("efficientnet_lite0", layers=["s32", "s2"])
     assert [(i.name, i.channels, i.stride) for i in backbone.feature_info] == [
