@@ -20,18 +20,12 @@ NO_DEFECT_MARGIN = 0.15
 def calibrate_threshold(good: Sequence[float], defect: Sequence[float] = ()) -> float:
     """Image threshold separating leave-one-out good scores from defect scores.
 
-    * The typical defect shot above every good one (the defect scores' median above the
-      highest good score): the midpoint between the highest good score and that median.
-      Few good shots under-estimate how high a new good part scores (two near-twin shots
-      score each other low), and the weakest defect shot is often a borderline one; a
-      cut halfway to the *weakest* defect then rejects good parts. Halfway to the median
-      defect balances the two errors (development seeds of every suite data set: the gap
-      to the best threshold's accuracy 0.115 -> 0.063, no data set worse).
-    * Otherwise (the shots overlap): the cut that maximises balanced accuracy on the
-      shots; of equally good cuts the highest: when the shots cannot tell good from
-      defect, a line that is mostly good loses less by passing a doubtful part than by
-      rejecting every good one (with the lowest, two defect shots scoring among the good
-      ones put the threshold under every good part).
+    * Separable: the midpoint between the highest good and the lowest defect score.
+    * Overlapping: the cut that maximises balanced accuracy on the shots; of equally
+      good cuts the highest: when the shots cannot tell good from defect, a line that is
+      mostly good loses less by passing a doubtful part than by rejecting every good one
+      (with the lowest, two defect shots scoring among the good ones put the threshold
+      under every good part).
     * No defect shots: the highest good score plus :data:`NO_DEFECT_MARGIN`.
     """
     g = np.asarray(good, dtype=np.float64)
@@ -40,9 +34,8 @@ def calibrate_threshold(good: Sequence[float], defect: Sequence[float] = ()) -> 
         raise ValueError("calibration needs at least one good score")
     if d.size == 0:
         return float(g.max() * (1.0 + NO_DEFECT_MARGIN))
-    typical = float(np.median(d))
-    if typical > g.max():
-        return float((g.max() + typical) / 2.0)
+    if d.min() > g.max():
+        return float((g.max() + d.min()) / 2.0)
     values = np.unique(np.concatenate([g, d]))
     cuts = np.concatenate([[values[0] - 1e-6], (values[:-1] + values[1:]) / 2.0, [values[-1] + 1e-6]])
     best, best_cut = -1.0, float(cuts[0])

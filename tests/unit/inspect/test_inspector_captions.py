@@ -116,7 +116,7 @@ def test_captions_state_only_what_the_result_supports(captioned):
             assert (
                 angle_difference(first["orientation_deg"], sample.meta["orientation_deg"]) <= 30.0
             )
-    assert detected >= 7  # most of the 8 held-out defects are found, so the checks above bite
+    assert detected >= 8  # most held-out defects are found, so the checks above bite
 
 
 def test_good_parts_read_no_defect(captioned):
