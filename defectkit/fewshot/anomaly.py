@@ -31,12 +31,13 @@ def nearest_distance(patches: torch.Tensor, bank: torch.Tensor, bank_sqnorm: tor
     """
     if bank_sqnorm is None:
         bank_sqnorm = (bank * bank).sum(dim=1)
-    # min_m |p - b_m|^2 = |p|^2 + min_m (|b_m|^2 - 2 p.b_m): one fused multiply-add
-    # (addmm writes the P x M matrix once; a matmul, a scale and a subtraction wrote it
-    # three times, twice as slow on the CPU), no cdist.
-    n, count, dim = patches.shape
-    nearest = torch.addmm(bank_sqnorm, patches.reshape(n * count, dim), bank.t(), alpha=-2.0)
-    nearest = nearest.amin(dim=-1).reshape(n, count)
+    # min_m |p - b_m|^2 = |p|^2 + min_m (|b_m|^2 - 2 p.b_m), no cdist. The -2 goes on
+    # the M x D bank (exact: a power of two), the norms are added in place: the P x M
+    # matrix is written once and updated once instead of three times (twice as fast on
+    # the CPU, bit for bit the same). A fused addmm is as fast here but exports as a
+    # Gemm whose rounding OpenVINO varies with its thread count.
+    cross = torch.matmul(patches, (-2.0 * bank).t())
+    nearest = cross.add_(bank_sqnorm).amin(dim=-1)
     sq = (patches * patches).sum(dim=-1) + nearest
     return torch.sqrt(torch.clamp(sq, min=0.0))
 
