@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from defectkit.core.caption.vocabulary import ATTRIBUTE, TERM, Vocabulary
-from defectkit.core.decide import names_type, nearest_defect
+from defectkit.core.decide import names_type
 from defectkit.core.labels import ANOMALY
 from defectkit.core.results import NoteMatch, VocabularyMatch
 
@@ -37,16 +37,9 @@ def type_evidence(
 
     The type is stated with its probability, and ``nearer_good`` set where the head does
     not back it (:func:`~defectkit.core.decide.names_type`), so the caption hedges it.
-    An ``ANOMALY`` label (a result decided before defects were always named) is read as
-    its nearest defect class; without defect classes it has no confidence.
+    An ``ANOMALY`` label (no defect class was labelled) has no confidence.
     """
-    if label == ANOMALY:
-        classes = list(probabilities)
-        nearest = nearest_defect([probabilities[c] for c in classes], classes)
-        if nearest is None:
-            return TypeEvidence(label, None, False, False)
-        label = nearest
-    if label not in probabilities:
+    if label == ANOMALY or label not in probabilities:
         return TypeEvidence(label, None, False, False)
     p = float(probabilities[label])
     return TypeEvidence(
