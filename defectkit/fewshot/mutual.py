@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from defectkit.fewshot.anomaly import greedy_coreset, nearest_distance
+from defectkit.fewshot.anomaly import greedy_coresets, nearest_distance
 
 #: Coreset patches kept per image as what it can offer the others (and the bank).
 PATCHES_PER_IMAGE = 256
@@ -47,9 +47,9 @@ def patch_rows(grid: torch.Tensor) -> torch.Tensor:
     return grid.flatten(1).t()
 
 
-def image_coreset(grid: torch.Tensor, per_image: int = PATCHES_PER_IMAGE, *, seed: int = 0) -> torch.Tensor:
-    """Flat indices of a greedy coreset of one grid's patches: what it offers the others."""
-    return greedy_coreset(patch_rows(grid), per_image, seed=seed)
+def image_coresets(grids: Sequence[torch.Tensor], per_image: int = PATCHES_PER_IMAGE, *, seed: int = 0) -> list[torch.Tensor]:
+    """Flat indices of a greedy coreset of each grid's patches: what it offers the others."""
+    return greedy_coresets([patch_rows(grid) for grid in grids], per_image, seed=seed)
 
 
 def mutual_map(grid: torch.Tensor, references: Sequence[torch.Tensor], quantile: float = QUANTILE) -> np.ndarray:
@@ -84,7 +84,7 @@ def mutual_scores(
         quantile: share of the closest references averaged per patch.
         seed: draws the coresets' first centres and the references.
     """
-    index = [image_coreset(grid, per_image, seed=seed) for grid in grids]
+    index = image_coresets(grids, per_image, seed=seed)
     coresets = [patch_rows(grid)[keep].contiguous() for grid, keep in zip(grids, index, strict=True)]
     rng = np.random.default_rng(seed)
     known = [int(r) for r in references]

@@ -38,7 +38,7 @@ from defectkit.errors import SupportSetError
 from defectkit.fewshot.anomaly import greedy_coreset, nearest_distance
 from defectkit.fewshot.augment import augment_shots
 from defectkit.fewshot.caption_head import embed_vocabulary, text_aligned
-from defectkit.fewshot.mutual import image_coreset, mutual_scores, outliers, patch_rows
+from defectkit.fewshot.mutual import image_coresets, mutual_scores, outliers, patch_rows
 from defectkit.fewshot.support import SupportSet
 from defectkit.inspect.calibrate import Shot, build_class_head, build_scoring
 from defectkit.inspect.config import InspectorConfig
@@ -378,7 +378,7 @@ def _add_unlabelled(
             # The labelled model's judgement stands; each image offers its coreset (the
             # fallback below computes the same coresets inside mutual scoring).
             reject, maps = judged, None
-            index = [image_coreset(g, seed=cfg.seed) for g in free.grids]
+            index = image_coresets(free.grids, seed=cfg.seed)
     if reject is None:
         k = len(known)
         mutual = mutual_scores([*known, *free.grids], references=range(k), seed=cfg.seed)

@@ -24,7 +24,7 @@ from defectkit.core.predictor import inspection_result
 from defectkit.core.results import InspectionResult
 from defectkit.core.tiling import grid_to_image
 from defectkit.errors import ConfigError
-from defectkit.fewshot.mutual import REFERENCES, image_coreset, mutual_map, patch_rows
+from defectkit.fewshot.mutual import REFERENCES, image_coresets, mutual_map, patch_rows
 
 #: Images whose features go through the model together in each pass.
 CHUNK = 16
@@ -61,9 +61,8 @@ def inspect_transductive(
     paths = list(paths) if paths is not None else [None] * count
     coresets: list[torch.Tensor] = []
     for start in range(0, count, CHUNK):
-        for grids, _ in predictor.grids([load(i) for i in range(start, min(count, start + CHUNK))]):
-            grid = torch.from_numpy(grids.features)
-            coresets.append(patch_rows(grid)[image_coreset(grid, seed=seed)].contiguous())
+        chunk = [torch.from_numpy(g.features) for g, _ in predictor.grids([load(i) for i in range(start, min(count, start + CHUNK))])]
+        coresets += [patch_rows(g)[keep].contiguous() for g, keep in zip(chunk, image_coresets(chunk, seed=seed), strict=True)]
         if progress:
             progress(min(count, start + CHUNK) - start)
     rng = np.random.default_rng(seed)

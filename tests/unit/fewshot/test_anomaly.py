@@ -2,7 +2,7 @@
 
 import torch
 
-from defectkit.fewshot.anomaly import greedy_coreset, nearest_distance
+from defectkit.fewshot.anomaly import greedy_coreset, greedy_coresets, nearest_distance
 
 
 def test_nearest_distance_matches_cdist():
@@ -55,6 +55,22 @@ def test_greedy_coreset_loops_on_one_thread_and_restores_the_count(monkeypatch):
         torch.set_num_threads(before)
     assert len(set(chosen.tolist())) == 20
     assert seen and set(seen) == {1}
+
+
+def test_many_coresets_side_by_side_are_the_coresets_one_by_one_and_restore_the_count():
+    g = torch.Generator().manual_seed(1)
+    sets = [torch.randn(300 + 40 * i, 8, generator=g) for i in range(5)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = greedy_coresets(sets, 16, seed=3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(together) == len(sets)
+    for features, chosen in zip(sets, together, strict=True):
+        assert torch.equal(chosen, greedy_coreset(features, 16, seed=3))
+    assert greedy_coresets([], 16) == []
 
 
 def test_greedy_coreset_picks_the_farthest_point_each_step():
