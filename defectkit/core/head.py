@@ -18,6 +18,7 @@ plain JSON in a model folder and a bundle manifest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,10 +49,68 @@ def top_mean(values: np.ndarray, fraction: float) -> float:
     return float(np.partition(flat, flat.size - k)[flat.size - k :].mean())
 
 
+#: Rings of patches along each side of a map that get their own distance scale (see
+#: :func:`edge_factors`): about the reach of the backbone's zero padding into the map.
+EDGE_RINGS = 2
+
+
+def edge_cells(shape: tuple[int, int], rings: int = EDGE_RINGS) -> np.ndarray:
+    """Each cell's ring (h x w ints): how many cells lie between it and the map's nearest
+    side (0 on the side), ``rings`` for the cells further inside."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    ring = np.minimum(np.minimum(ys, h - 1 - ys), np.minimum(xs, w - 1 - xs))
+    return np.minimum(ring, rings)
+
+
+def edge_factors(maps: Sequence[np.ndarray], rings: int = EDGE_RINGS) -> tuple[float, ...]:
+    """How much larger good patches' distances run along the sides of a map than inside
+    it: per ring of :func:`edge_cells` (``rings`` values, the outermost first), the
+    median distance of the good maps' cells there over the median of the cells inside.
+
+    A patch at the edge of an image sees the backbone's zero padding, and in a memory
+    bank of a few shots only other edge patches resemble it, so its distance to the
+    nearest one is larger than an inner patch's even on a good part: an image frame, a
+    fixture's border or the plain image edge then sets every good image's score.
+    Dividing each ring by its factor, learned on the left-out good shots, makes an edge
+    patch as unusual as an inner one that lies as far from the bank. The four sides
+    share a ring's factor: a handful of shots gives a few dozen cells per side, too few
+    for a median to hold on a small map. A ring without cells (or with a zero median)
+    gets 1.0; no inner cells: no factors.
+    """
+    values: list[list[np.ndarray]] = [[] for _ in range(rings + 1)]
+    for m in maps:
+        cells = edge_cells(m.shape, rings)
+        for k in range(rings + 1):
+            values[k].append(np.asarray(m, dtype=np.float64)[cells == k])
+    pooled = [np.concatenate(v) if v else np.zeros(0) for v in values]
+    inner = float(np.median(pooled[rings])) if pooled[rings].size else 0.0
+    if inner <= _EPS:
+        return ()
+    return tuple(
+        float(np.median(v)) / inner if v.size and float(np.median(v)) > _EPS else 1.0 for v in pooled[:rings]
+    )
+
+
+def edge_scaled(grid: np.ndarray | None, factors: Sequence[float]) -> np.ndarray | None:
+    """A distance map with each ring divided by its factor (see :func:`edge_factors`; no
+    factors: the map as it is)."""
+    if grid is None or not len(factors):
+        return grid
+    scale = np.append(np.asarray(factors, dtype=np.float32), np.float32(1.0))
+    return (grid / scale[edge_cells(grid.shape, len(factors))]).astype(np.float32)
+
+
 def evidence_map(
-    kind: str, distance: np.ndarray, defect_distance: np.ndarray | None, sigma: float
+    kind: str,
+    distance: np.ndarray,
+    defect_distance: np.ndarray | None,
+    sigma: float,
+    edges: Sequence[float] = (),
+    defect_edges: Sequence[float] = (),
 ) -> np.ndarray:
-    """Uncalibrated, smoothed evidence of one image (h x w).
+    """Uncalibrated, smoothed evidence of one image (h x w); ``edges`` and
+    ``defect_edges``: the distance maps' edge factors (:func:`edge_factors`).
 
     ``distance``: how far each patch lies from every good patch (PatchCore). ``contrast``:
     the share of that distance in the distances to the good *and* the labelled-defect
@@ -60,6 +119,8 @@ def evidence_map(
     unlike both. It ignores good variation the shots did not show (soiling, lighting)
     as long as it is no more like a defect than like a good part.
     """
+    distance = edge_scaled(distance, edges)
+    defect_distance = edge_scaled(defect_distance, defect_edges)
     if kind == DISTANCE or defect_distance is None:
         raw = distance
     elif kind == CONTRAST:
@@ -87,6 +148,9 @@ class AnomalyScoring:
             With it, the score is the larger of the two statistics, each divided by its
             reference: a local defect raises the top of the map, a defect spread over
             the whole part (a wrong texture, noise, a colour shift) raises its mean.
+        edges, defect_edges: the good and defect distance maps' edge factors, learned on
+            the left-out good shots (:func:`edge_factors`); empty: none (a model saved
+            before they existed scores as it did).
     """
 
     evidence: str = DISTANCE
@@ -95,6 +159,12 @@ class AnomalyScoring:
     pixel_ref: float = 1.0
     image_ref: float = 1.0
     global_ref: float | None = None
+    edges: tuple[float, ...] = ()
+    defect_edges: tuple[float, ...] = ()
+
+    def evidence_map(self, distance: np.ndarray, defect_distance: np.ndarray | None) -> np.ndarray:
+        """Uncalibrated evidence of one image with this scoring's settings (h x w)."""
+        return evidence_map(self.evidence, distance, defect_distance, self.sigma, self.edges, self.defect_edges)
 
     def statistic(self, emap: np.ndarray, inside: np.ndarray | None = None) -> float:
         """Calibrated image score of an evidence map (cells ``inside`` only)."""
@@ -108,7 +178,7 @@ class AnomalyScoring:
         self, distance: np.ndarray, defect_distance: np.ndarray | None, inside: np.ndarray | None = None
     ) -> tuple[np.ndarray, float]:
         """One image's grids -> (calibrated map h x w, calibrated score)."""
-        emap = evidence_map(self.evidence, distance, defect_distance, self.sigma)
+        emap = self.evidence_map(distance, defect_distance)
         score = self.statistic(emap, inside)
         amap = emap / self.pixel_ref
         if inside is not None:
@@ -119,6 +189,7 @@ class AnomalyScoring:
         return {
             "evidence": self.evidence, "sigma": self.sigma, "top_fraction": self.top_fraction,
             "pixel_ref": self.pixel_ref, "image_ref": self.image_ref, "global_ref": self.global_ref,
+            "edges": list(self.edges), "defect_edges": list(self.defect_edges),
         }  # fmt: skip
 
     @classmethod
@@ -130,7 +201,17 @@ class AnomalyScoring:
             evidence=evidence, sigma=float(data["sigma"]), top_fraction=float(data["top_fraction"]),
             pixel_ref=float(data["pixel_ref"]), image_ref=float(data["image_ref"]),
             global_ref=None if data.get("global_ref") is None else float(data["global_ref"]),
+            edges=_edge_factors(data.get("edges"), "edges"),
+            defect_edges=_edge_factors(data.get("defect_edges"), "defect_edges"),
         )  # fmt: skip
+
+
+def _edge_factors(values: Any, name: str) -> tuple[float, ...]:
+    """Stored edge factors, checked: one positive number per ring, or none."""
+    factors = tuple(float(v) for v in (values or ()))
+    if any(not np.isfinite(f) or f <= 0 for f in factors):
+        raise ValueError(f"{name} must be positive numbers, one per ring, got {list(factors)}")
+    return factors
 
 
 #: Smallest spread of a calibrated map that region pooling standardises by: a nearly

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -22,6 +22,7 @@ from defectkit.core.head import (
     AnomalyScoring,
     ClassHead,
     describe_image,
+    edge_factors,
     evidence_map,
     region_weights,
     top_mean,
@@ -90,15 +91,35 @@ def _candidates(goods: Sequence[Shot], defects: Sequence[Shot], forced: str | No
     return [(kind, use_global) for use_global in (False, True) for kind in kinds]
 
 
-def _scoring(kind: str, use_global: bool, goods: Sequence[Shot], cfg: InspectorConfig) -> AnomalyScoring:
-    """The scoring of one candidate, its references set on the left-out good shots."""
-    gmaps = [evidence_map(kind, s.distance, s.defect_distance, cfg.sigma) for s in goods]
-    return AnomalyScoring(
+def _scoring(
+    kind: str, use_global: bool, goods: Sequence[Shot], cfg: InspectorConfig
+) -> tuple[AnomalyScoring, list[AnomalyScoring]]:
+    """The scoring of one candidate, its edge factors and references set on the left-out
+    good shots; and each good shot's own scoring, the same but with edge factors learned
+    without it (a new part's edges are discounted by what other images taught, so a good
+    shot's reference and threshold score must be too: its own factors would flatter it)."""
+    full = (
+        edge_factors([s.distance for s in goods]),
+        edge_factors([s.defect_distance for s in goods if s.defect_distance is not None]),
+    )
+    own = [full] * len(goods)
+    if len(goods) > 1:  # a lone good shot has no other to learn from: the fit's own factors
+        own = [
+            (
+                edge_factors([o.distance for j, o in enumerate(goods) if j != i]),
+                edge_factors([o.defect_distance for j, o in enumerate(goods) if j != i and o.defect_distance is not None]),
+            )
+            for i in range(len(goods))
+        ]
+    gmaps = [evidence_map(kind, s.distance, s.defect_distance, cfg.sigma, *f) for s, f in zip(goods, own, strict=True)]
+    scoring = AnomalyScoring(
         evidence=kind, sigma=cfg.sigma, top_fraction=cfg.top_fraction,
         pixel_ref=max(float(m.max()) for m in gmaps) or 1.0,
         image_ref=max(top_mean(m, cfg.top_fraction) for m in gmaps) or 1.0,
         global_ref=(max(float(m.mean()) for m in gmaps) or 1.0) if use_global else None,
+        edges=full[0], defect_edges=full[1],
     )  # fmt: skip
+    return scoring, [replace(scoring, edges=e, defect_edges=d) for e, d in own]
 
 
 def _trim(shots: Sequence[Shot], scoring: AnomalyScoring, share: float) -> list[Shot]:
@@ -140,9 +161,9 @@ def build_scoring(
     everyone = [*goods, *unlabelled]
     candidates = [choice] if choice is not None else _candidates(everyone, defects, cfg.evidence)
     for kind, use_global in candidates:
-        kept = [*goods, *_trim(unlabelled, _scoring(kind, use_global, everyone, cfg), false_reject)]
-        scoring = _scoring(kind, use_global, kept, cfg)
-        good_scores = [scoring.apply(s.distance, s.defect_distance)[1] for s in kept]
+        kept = [*goods, *_trim(unlabelled, _scoring(kind, use_global, everyone, cfg)[0], false_reject)]
+        scoring, own = _scoring(kind, use_global, kept, cfg)
+        good_scores = [o.apply(s.distance, s.defect_distance)[1] for o, s in zip(own, kept, strict=True)]
         defect_scores: dict[str, list[float]] = {}
         for s in defects:
             if kind == CONTRAST and s.defect_distance is None:

@@ -3,11 +3,13 @@
 A line bundle fitted on four good images and three scratches (no spots yet), exported
 to ONNX with an uncertainty band, registered and promoted; a daemon following the
 registry's ``current`` link, with a token, keeping uncertain parts in its review store.
-With the embedded backbone that bundle scores ``spot_003`` within a few per cent of its
-threshold (inside the band: escalated; it calls it good, 2 % below), and ``spot_002``
-good, 14 % below (escalated too, but less uncertain); ``scratch_003`` and ``good_004``
-are clear. (Before stop 23's calibration changes it called ``spot_003`` a scratch, 3 %
-above; the browser test accepts either guess, the loop corrects both.)
+With the embedded backbone that bundle scores ``spot_003`` 8 % below its threshold
+(inside the band: escalated; it calls it good) and ``spot_002`` good, 16 % below
+(escalated too, but less uncertain); ``scratch_003`` (27 % above) and ``good_004`` are
+clear. (Before stop 23's calibration changes it called ``spot_003`` a scratch, 3 %
+above; the browser test accepts either guess, the loop corrects both. Both spots lie at
+the image's edge, and since the fit discounts edge patches by how far the good shots'
+edges run - stop 26 - the threshold sits further above them: the band is 20 %, not 15 %.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ LINE_SHOTS = {"good": 4, "scratch": 3}
 #: Parts the line sends, in this order; the first two fall in the band.
 PARTS = ("spot_002", "scratch_003", "good_004", "spot_003")
 #: The band around the threshold (a fraction of it) that escalates the spots.
-BAND = 0.15
+BAND = 0.2
 TOKEN = "loop-token-0123456789abcdef"
 
 

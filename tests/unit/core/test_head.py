@@ -15,6 +15,9 @@ from defectkit.core.head import (
     ClassHead,
     Head,
     describe_image,
+    edge_cells,
+    edge_factors,
+    edge_scaled,
     evidence_map,
     region_weights,
     top_mean,
@@ -72,6 +75,54 @@ def test_a_uniformly_raised_map_scores_above_one_only_with_the_global_statistic(
     assert raised.max() < 3.0
     assert local.statistic(raised) < 1.0, "no single patch is odder than the good reference"
     assert both.statistic(raised) > 1.0, "but the whole part is"
+
+
+def test_edge_cells_count_the_rings_in_from_the_nearest_side():
+    cells = edge_cells((6, 7), rings=2)
+    assert cells[0, 3] == cells[5, 3] == cells[3, 0] == cells[3, 6] == cells[0, 0] == 0
+    assert cells[1, 3] == cells[4, 3] == cells[3, 1] == cells[3, 5] == cells[1, 1] == 1
+    assert cells[2, 2] == cells[3, 4] == 2  # inside
+    assert (edge_cells((3, 3), rings=2) < 2).all()  # a tiny map has no inside
+
+
+def _edged(rng: np.random.Generator, shape=(16, 20)) -> np.ndarray:
+    """A good map whose outer ring runs 1.8 x as far from the bank, the next 1.3 x."""
+    m = rng.uniform(0.9, 1.1, shape).astype(np.float32)
+    return m * np.array([1.8, 1.3, 1.0], np.float32)[edge_cells(shape, rings=2)]
+
+
+def test_edge_factors_learn_how_far_good_edges_run_and_scaling_flattens_them():
+    rng = np.random.default_rng(2)
+    goods = [_edged(rng) for _ in range(2)]
+    inner = goods[0][2:-2, 2:-2]
+    assert 0.85 < inner.min() and inner.max() < 1.15
+    factors = edge_factors(goods, rings=2)
+    assert len(factors) == 2
+    assert factors[0] == pytest.approx(1.8, rel=0.05) and factors[1] == pytest.approx(1.3, rel=0.05)
+    new = _edged(rng)
+    new[8, 10] = 1.6  # a defect inside the part, not as far as the edge runs
+    scaled = edge_scaled(new, factors)
+    assert np.unravel_index(np.argmax(new), new.shape)[0] in (0, 15)  # unscaled: an edge is highest
+    assert np.unravel_index(np.argmax(scaled), scaled.shape) == (8, 10)  # scaled: the defect
+    assert scaled[8, 10] == pytest.approx(1.6) and np.delete(scaled.ravel(), 8 * 20 + 10).max() < 1.25
+    assert edge_scaled(new, ()) is new and edge_scaled(None, factors) is None
+    # nothing to learn from: no inner cells, or maps of zeros (a shot against itself)
+    assert edge_factors([np.ones((3, 3))], rings=2) == ()
+    assert edge_factors([np.zeros((16, 16))], rings=2) == ()
+    # the scoring applies them, before its statistics
+    scoring = AnomalyScoring(sigma=0, top_fraction=0.001, edges=factors)  # the top patch
+    assert scoring.apply(new, None)[1] == pytest.approx(1.6)
+    assert AnomalyScoring(sigma=0, top_fraction=0.001).apply(new, None)[1] == pytest.approx(float(new.max()))
+
+
+def test_edge_factors_round_trip_and_are_checked():
+    scoring = AnomalyScoring(edges=(1.5, 1.2), defect_edges=(0.8, 0.9))
+    assert AnomalyScoring.from_dict(json.loads(json.dumps(scoring.to_dict()))) == scoring
+    old = {k: v for k, v in scoring.to_dict().items() if k not in ("edges", "defect_edges")}
+    assert AnomalyScoring.from_dict(old).edges == ()  # a model saved before: scored as it was
+    for bad in ([1.0, 0.0], [1.0, float("nan")], [-1.0]):
+        with pytest.raises(ValueError, match="edges must be positive numbers, one per ring"):
+            AnomalyScoring.from_dict({**scoring.to_dict(), "edges": bad})
 
 
 def test_region_weights_concentrate_on_anomalous_patches_and_respect_the_region():

@@ -86,7 +86,10 @@ def test_many_tiles_judge_a_large_image_as_one_big_tile_does(large):
     assert [r.label for r in tiled] == [r.label for r in whole]
     for a, b in zip(tiled, whole, strict=True):
         assert a.score == pytest.approx(b.score, rel=0.1), (a.score, b.score)
-        assert np.corrcoef(a.anomaly_map.ravel(), b.anomaly_map.ravel())[0, 1] > 0.9
+        # the maps agree cell by cell (a good part's map is flat noise: no shape to compare) ...
+        assert np.abs(a.anomaly_map - b.anomaly_map).mean() < 0.1 * b.anomaly_map.mean()
+    # ... and the defect's map has the same shape
+    assert np.corrcoef(tiled[1].anomaly_map.ravel(), whole[1].anomaly_map.ravel())[0, 1] > 0.9
 
 
 # ------------------------------------------------------------------ a border every image has
