@@ -78,18 +78,29 @@ def edge_factors(maps: Sequence[np.ndarray], rings: int = EDGE_RINGS) -> tuple[f
     for a median to hold on a small map. A ring without cells (or with a zero median)
     gets 1.0; no inner cells: no factors.
     """
-    values: list[list[np.ndarray]] = [[] for _ in range(rings + 1)]
-    for m in maps:
-        cells = edge_cells(m.shape, rings)
-        for k in range(rings + 1):
-            values[k].append(np.asarray(m, dtype=np.float64)[cells == k])
-    pooled = [np.concatenate(v) if v else np.zeros(0) for v in values]
+    return _factors([_ring_values(m, rings) for m in maps], rings)
+
+
+def edge_factors_left_out(maps: Sequence[np.ndarray], rings: int = EDGE_RINGS) -> list[tuple[float, ...]]:
+    """Per map, :func:`edge_factors` of the *other* maps (each map's cells split once)."""
+    split = [_ring_values(m, rings) for m in maps]
+    return [_factors(split[:i] + split[i + 1 :], rings) for i in range(len(split))]
+
+
+def _ring_values(grid: np.ndarray, rings: int) -> list[np.ndarray]:
+    """One map's cell values per ring (``rings + 1`` arrays, the inside last)."""
+    cells = edge_cells(grid.shape, rings).ravel()
+    flat = np.asarray(grid, dtype=np.float64).ravel()
+    return [flat[cells == k] for k in range(rings + 1)]
+
+
+def _factors(split: Sequence[list[np.ndarray]], rings: int) -> tuple[float, ...]:
+    pooled = [np.concatenate([v[k] for v in split]) if split else np.zeros(0) for k in range(rings + 1)]
     inner = float(np.median(pooled[rings])) if pooled[rings].size else 0.0
     if inner <= _EPS:
         return ()
-    return tuple(
-        float(np.median(v)) / inner if v.size and float(np.median(v)) > _EPS else 1.0 for v in pooled[:rings]
-    )
+    medians = [float(np.median(v)) if v.size else 0.0 for v in pooled[:rings]]
+    return tuple(m / inner if m > _EPS else 1.0 for m in medians)
 
 
 def edge_scaled(grid: np.ndarray | None, factors: Sequence[float]) -> np.ndarray | None:

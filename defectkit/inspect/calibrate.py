@@ -23,6 +23,7 @@ from defectkit.core.head import (
     ClassHead,
     describe_image,
     edge_factors,
+    edge_factors_left_out,
     evidence_map,
     region_weights,
     top_mean,
@@ -98,19 +99,13 @@ def _scoring(
     good shots; and each good shot's own scoring, the same but with edge factors learned
     without it (a new part's edges are discounted by what other images taught, so a good
     shot's reference and threshold score must be too: its own factors would flatter it)."""
-    full = (
-        edge_factors([s.distance for s in goods]),
-        edge_factors([s.defect_distance for s in goods if s.defect_distance is not None]),
-    )
+    defect_maps = [s.defect_distance for s in goods if s.defect_distance is not None]
+    full = (edge_factors([s.distance for s in goods]), edge_factors(defect_maps))
     own = [full] * len(goods)
     if len(goods) > 1:  # a lone good shot has no other to learn from: the fit's own factors
-        own = [
-            (
-                edge_factors([o.distance for j, o in enumerate(goods) if j != i]),
-                edge_factors([o.defect_distance for j, o in enumerate(goods) if j != i and o.defect_distance is not None]),
-            )
-            for i in range(len(goods))
-        ]
+        # (defect distances exist for every good shot or for none: one defect bank)
+        defect_own = edge_factors_left_out(defect_maps) if len(defect_maps) == len(goods) else [()] * len(goods)
+        own = list(zip(edge_factors_left_out([s.distance for s in goods]), defect_own, strict=True))
     gmaps = [evidence_map(kind, s.distance, s.defect_distance, cfg.sigma, *f) for s, f in zip(goods, own, strict=True)]
     scoring = AnomalyScoring(
         evidence=kind, sigma=cfg.sigma, top_fraction=cfg.top_fraction,

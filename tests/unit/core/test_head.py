@@ -17,6 +17,7 @@ from defectkit.core.head import (
     describe_image,
     edge_cells,
     edge_factors,
+    edge_factors_left_out,
     edge_scaled,
     evidence_map,
     region_weights,
@@ -106,6 +107,10 @@ def test_edge_factors_learn_how_far_good_edges_run_and_scaling_flattens_them():
     assert np.unravel_index(np.argmax(scaled), scaled.shape) == (8, 10)  # scaled: the defect
     assert scaled[8, 10] == pytest.approx(1.6) and np.delete(scaled.ravel(), 8 * 20 + 10).max() < 1.25
     assert edge_scaled(new, ()) is new and edge_scaled(None, factors) is None
+    # each map's factors learned from the others, as edge_factors of the others
+    third = _edged(rng) * 1.1
+    left_out = edge_factors_left_out([*goods, third], rings=2)
+    assert left_out == [edge_factors([goods[1], third], rings=2), edge_factors([goods[0], third], rings=2), factors]
     # nothing to learn from: no inner cells, or maps of zeros (a shot against itself)
     assert edge_factors([np.ones((3, 3))], rings=2) == ()
     assert edge_factors([np.zeros((16, 16))], rings=2) == ()
