@@ -173,10 +173,6 @@ class AnomalyScoring:
     edges: tuple[float, ...] = ()
     defect_edges: tuple[float, ...] = ()
 
-    def evidence_map(self, distance: np.ndarray, defect_distance: np.ndarray | None) -> np.ndarray:
-        """Uncalibrated evidence of one image with this scoring's settings (h x w)."""
-        return evidence_map(self.evidence, distance, defect_distance, self.sigma, self.edges, self.defect_edges)
-
     def statistic(self, emap: np.ndarray, inside: np.ndarray | None = None) -> float:
         """Calibrated image score of an evidence map (cells ``inside`` only)."""
         values = emap if inside is None else emap[inside]
@@ -189,7 +185,7 @@ class AnomalyScoring:
         self, distance: np.ndarray, defect_distance: np.ndarray | None, inside: np.ndarray | None = None
     ) -> tuple[np.ndarray, float]:
         """One image's grids -> (calibrated map h x w, calibrated score)."""
-        emap = self.evidence_map(distance, defect_distance)
+        emap = evidence_map(self.evidence, distance, defect_distance, self.sigma, self.edges, self.defect_edges)
         score = self.statistic(emap, inside)
         amap = emap / self.pixel_ref
         if inside is not None:
