@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from defectkit.core.head import edge_factors, edge_scaled
 from defectkit.fewshot.anomaly import greedy_coresets, nearest_distance
 
 #: Coreset patches kept per image as what it can offer the others (and the bank).
@@ -73,7 +74,14 @@ def mutual_scores(
     quantile: float = QUANTILE,
     seed: int = 0,
 ) -> MutualScores:
-    """Mutual patch scores of standardised grids (D x h x w each).
+    """Mutual patch scores of standardised grids (D x h x w each), edges discounted.
+
+    A patch on an image's outer rings sees the backbone's padding and few look-alikes,
+    so it lies farther from the others' coresets than an inner patch even on a good
+    image; the images are mostly good, so their own maps say how much farther: each
+    ring is divided by its factor over all the maps (:func:`defectkit.core.head.edge_factors`),
+    as the fitted scoring does with the good shots' factors. Otherwise the image edges
+    set every image's score and a defect inside stands out less.
 
     Args:
         grids: the images' patch grids.
@@ -96,7 +104,8 @@ def mutual_scores(
         drawn = list(rng.choice(pool, size=min(extra, len(pool)), replace=False)) if pool else []
         others = fixed + [int(j) for j in drawn]
         maps.append(mutual_map(grid, [coresets[j] for j in others], quantile))
-    return MutualScores(maps=maps, coresets=coresets, coreset_index=index)
+    edges = edge_factors(maps)
+    return MutualScores(maps=[edge_scaled(m, edges) for m in maps], coresets=coresets, coreset_index=index)
 
 
 def outliers(scores: Sequence[float], *, spread: float) -> np.ndarray:
