@@ -63,11 +63,13 @@ MAX_UNLABELLED_MP = 5.0
 #: An unlabelled image is judged a defect (kept out of the bank) when its mutual score
 #: lies this many robust standard deviations above the set's median, in log units.
 REJECT_SPREAD = 3.0
-#: Of the unlabelled images judged good, the patches whose mutual score is in the top
-#: share of all of theirs stay out of the bank (a small defect in an image that passed).
+#: Of the unlabelled images judged good, the patches whose score (on the labelled model's
+#: map, or the mutual score when the images judged each other) is in the top share of
+#: all of theirs stay out of the bank (a small defect in an image that passed).
 PATCH_REJECT_SHARE = 0.005
 #: The labelled model may judge at most this share of the unlabelled images defects;
-#: beyond it (line images are mostly good) they are judged by mutual scoring instead.
+#: beyond it (line images are mostly good) they are judged by mutual scoring instead,
+#: and this share of them that it ranks the most unusual stays out all the same.
 SCREEN_MAX_REJECT = 0.5
 #: ... from this many unlabelled images on: "mostly good" says nothing about three images.
 SCREEN_MIN_IMAGES = 10
@@ -193,7 +195,8 @@ def fit(
         screen = None
         if first is not None:  # each line image judged as a new part by the labelled model
             line = [_shot(g, GOOD, None, state.bank, state.defect_bank, None) for g in free.grids]
-            screen = ([first[0].apply(s.distance, s.defect_distance)[1] for s in line], first[1].threshold)
+            judged = [first[0].apply(s.distance, s.defect_distance) for s in line]
+            screen = ([score for _, score in judged], [amap for amap, _ in judged], first[1].threshold)
         known = [good.grids[good.owner.index(i)] for i in range(len(goods))]
         good, rejected, calibration_rows = _add_unlabelled(good, free, len(goods), cfg, screen, known)
         state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
@@ -351,19 +354,25 @@ def _load_unlabelled(images: Sequence[np.ndarray | str], seed: int) -> tuple[lis
 
 
 def _add_unlabelled(
-    good: _Grids, free: _Grids, n_goods: int, cfg: InspectorConfig, screen: tuple[list[float], float] | None,
+    good: _Grids, free: _Grids, n_goods: int, cfg: InspectorConfig,
+    screen: tuple[list[float], list[np.ndarray], float] | None,
     known: Sequence[torch.Tensor] = (),
 ) -> tuple[_Grids, list[int], list[int]]:
     """Judge unlabelled grids and add the good-looking ones' patches.
 
-    With labelled good shots (``screen``: each image's score by the labelled model and
-    its threshold), an image scoring above the threshold is a defect, unless that would
-    reject more than :data:`SCREEN_MAX_REJECT` of at least :data:`SCREEN_MIN_IMAGES`:
-    line images are mostly good, so the labelled model's threshold is then wrong (two
-    near-identical good shots set it), and the images judge each other, the good shots among every image's references
-    (``known``). Without good shots, mutual scoring among the images decides
-    (:mod:`defectkit.fewshot.mutual`), and each accepted image's patches that are
-    unusual even among the others stay out.
+    With labelled good shots (``screen``: each image's score and map by the labelled
+    model, and its threshold), an image scoring above the threshold is a defect, unless
+    that would reject more than :data:`SCREEN_MAX_REJECT` of at least
+    :data:`SCREEN_MIN_IMAGES`: line images are mostly good, so the labelled model's
+    threshold is then wrong (two near-identical good shots set it), and the images judge
+    each other, the good shots among every image's references (``known``); its ranking
+    still counts: an image it puts among the most unusual :data:`SCREEN_MAX_REJECT`
+    stays out whatever the others say (a defect many line images share, a changed
+    texture, looks normal to them). Without good shots, mutual scoring among the images
+    decides (:mod:`defectkit.fewshot.mutual`). Either way the accepted images' most
+    unusual patches (:data:`PATCH_REJECT_SHARE`, on the map that judged them: the
+    labelled model's or the mutual scores) stay out: a small defect the image score
+    missed must not become normal.
 
     Returns the good grids with one entry per accepted image (its coreset patches; owners
     after the labelled shots'), the rejected images' indices, and the rows of the
@@ -372,18 +381,20 @@ def _add_unlabelled(
     n = len(free.grids)
     reject = None
     if screen is not None:
-        scores, threshold = screen
+        scores, screen_maps, threshold = screen
         judged = np.asarray(scores) > threshold
         if len(judged) < SCREEN_MIN_IMAGES or judged.mean() <= SCREEN_MAX_REJECT:
             # The labelled model's judgement stands; each image offers its coreset (the
             # fallback below computes the same coresets inside mutual scoring).
-            reject, maps = judged, None
+            reject, maps = judged, screen_maps
             index = image_coresets(free.grids, seed=cfg.seed)
     if reject is None:
         k = len(known)
         mutual = mutual_scores([*known, *free.grids], references=range(k), seed=cfg.seed)
         stats = [top_mean(smooth(m, cfg.sigma), cfg.top_fraction) for m in mutual.maps[k:]]
         reject = outliers(stats, spread=REJECT_SPREAD)
+        if screen is not None:
+            reject |= np.asarray(scores) > np.quantile(scores, 1.0 - SCREEN_MAX_REJECT)
         maps, index = mutual.maps[k:], mutual.coreset_index[k:]
     accepted = [i for i in range(n) if not reject[i]]
     cut = np.inf

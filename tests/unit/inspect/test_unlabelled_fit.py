@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from defectkit.datasets import make_synthetic
-from defectkit.inspect.fit import MAX_UNLABELLED_MP, SCREEN_MIN_IMAGES
-from defectkit.inspect.inspector import Inspector, InspectorConfig
+from defectkit.inspect.config import InspectorConfig
+from defectkit.inspect.fit import MAX_UNLABELLED_MP, SCREEN_MIN_IMAGES, _add_unlabelled, _Grids
+from defectkit.inspect.inspector import Inspector
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,37 @@ def test_a_threshold_that_would_reject_most_line_images_gives_way_to_mutual_scor
     assert len(unlabelled) >= SCREEN_MIN_IMAGES
     report = Inspector(InspectorConfig(bank_size=512, seed=0)).fit(twin, unlabelled=unlabelled)
     assert len(report.unlabelled_rejected) <= len(unlabelled) // 2, report.unlabelled_rejected
+
+
+def test_the_most_unusual_patches_of_images_the_labelled_model_passes_stay_out_of_the_bank():
+    # Twelve line images the labelled model passes (every score under its threshold); on
+    # its map one patch of image 0 stands far above everything else: a small defect the
+    # image score missed. It must not join the bank; the images' other patches do.
+    rng = np.random.default_rng(0)
+    labelled = _Grids(grids=[torch.from_numpy(rng.normal(size=(4, 8, 8)).astype(np.float32))], owner=[0])
+    line = _Grids(grids=[torch.from_numpy(rng.normal(size=(4, 8, 8)).astype(np.float32)) for _ in range(12)], owner=list(range(12)))
+    maps = [rng.uniform(0.0, 1.0, size=(8, 8)).astype(np.float32) for _ in range(12)]
+    maps[0][3, 4] = 10.0
+    screen = ([0.5] * 12, maps, 1.0)
+    out, rejected, _ = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen)
+    assert rejected == [] and len(out.grids) == 13 and out.owner[1:] == list(range(1, 13))
+    kept = {row: set(out.keep[row].tolist()) for row in range(1, 13)}
+    assert 3 * 8 + 4 not in kept[1]
+    total = sum(len(k) for k in kept.values())
+    assert total >= 0.99 * 12 * 64 - 1  # only the top half-percent of the line's patches stay out
+
+
+def test_when_the_labelled_threshold_gives_way_its_most_unusual_half_still_stays_out():
+    # The labelled model would reject all twelve line images (its threshold is wrong), so
+    # the images judge each other; alike, none stands out among them, yet the half the
+    # labelled model ranks most unusual stays out (a defect many images share looks
+    # normal to the others).
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(4, 8, 8)).astype(np.float32)
+    labelled = _Grids(grids=[torch.from_numpy(base)], owner=[0])
+    line = _Grids(grids=[torch.from_numpy(base + 0.05 * rng.normal(size=base.shape).astype(np.float32)) for _ in range(12)], owner=list(range(12)))
+    scores = [2.0 + 0.1 * i for i in range(12)]
+    screen = (scores, [np.ones((8, 8), np.float32)] * 12, 1.0)
+    out, rejected, _ = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen, [labelled.grids[0]])
+    assert rejected == list(range(6, 12))
+    assert out.owner[1:] == list(range(1, 7))
