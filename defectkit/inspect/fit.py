@@ -92,6 +92,12 @@ class FitReport:
     unlabelled: int = 0
     unlabelled_rejected: list[int] = field(default_factory=list)  # positions in the input
     unlabelled_skipped: int = 0
+    #: Who judged the unlabelled images: ``"labelled"`` (the model of the labelled shots),
+    #: ``"mutual"`` (each other: no good shots), ``"mutual_fallback"`` (each other, because
+    #: the labelled model would have rejected more than :data:`SCREEN_MAX_REJECT` of
+    #: them: its threshold is too strict, usually two near-identical good shots); None
+    #: without unlabelled images.
+    unlabelled_judged_by: str | None = None
     evidence: str | None = None
     tile_size: tuple[int, int] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -191,6 +197,7 @@ def fit(
     first = build_scoring(state.good_shots, state.defect_list, cfg) if goods else None
     rejected: list[int] = []
     calibration_rows: list[int] = []
+    judged_by = None
     if free.grids:
         screen = None
         if first is not None:  # each line image judged as a new part by the labelled model
@@ -198,7 +205,7 @@ def fit(
             judged = [first[0].apply(s.distance, s.defect_distance) for s in line]
             screen = ([score for _, score in judged], [amap for amap, _ in judged], first[1].threshold)
         known = [good.grids[good.owner.index(i)] for i in range(len(goods))]
-        good, rejected, calibration_rows = _add_unlabelled(good, free, len(goods), cfg, screen, known)
+        good, rejected, calibration_rows, judged_by = _add_unlabelled(good, free, len(goods), cfg, screen, known)
         state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
     bank, defect_bank = state.bank, state.defect_bank
     model.set_banks(bank, defect_bank)
@@ -243,6 +250,7 @@ def fit(
         unlabelled=len(unlabelled_images),
         unlabelled_rejected=[positions[i] for i in rejected],
         unlabelled_skipped=skipped,
+        unlabelled_judged_by=judged_by,
         evidence=None if scoring is None else scoring.evidence + ("+global" if scoring.global_ref else ""),
         tile_size=tuple(spec.size),
         features_extracted=source.extracted,
@@ -357,7 +365,7 @@ def _add_unlabelled(
     good: _Grids, free: _Grids, n_goods: int, cfg: InspectorConfig,
     screen: tuple[list[float], list[np.ndarray], float] | None,
     known: Sequence[torch.Tensor] = (),
-) -> tuple[_Grids, list[int], list[int]]:
+) -> tuple[_Grids, list[int], list[int], str]:
     """Judge unlabelled grids and add the good-looking ones' patches.
 
     With labelled good shots (``screen``: each image's score and map by the labelled
@@ -375,18 +383,20 @@ def _add_unlabelled(
     missed must not become normal.
 
     Returns the good grids with one entry per accepted image (its coreset patches; owners
-    after the labelled shots'), the rejected images' indices, and the rows of the
-    accepted images chosen for the calibration.
+    after the labelled shots'), the rejected images' indices, the rows of the accepted
+    images chosen for the calibration, and who judged them (see
+    :attr:`FitReport.unlabelled_judged_by`).
     """
     n = len(free.grids)
     reject = None
+    judged_by = "mutual" if screen is None else "mutual_fallback"
     if screen is not None:
         scores, screen_maps, threshold = screen
         judged = np.asarray(scores) > threshold
         if len(judged) < SCREEN_MIN_IMAGES or judged.mean() <= SCREEN_MAX_REJECT:
             # The labelled model's judgement stands; each image offers its coreset (the
             # fallback below computes the same coresets inside mutual scoring).
-            reject, maps = judged, screen_maps
+            reject, maps, judged_by = judged, screen_maps, "labelled"
             index = image_coresets(free.grids, seed=cfg.seed)
     if reject is None:
         k = len(known)
@@ -413,7 +423,7 @@ def _add_unlabelled(
         out.keep[rows[-1]] = index[i][keep]
     rng = np.random.default_rng(cfg.seed)
     chosen = sorted(rng.choice(rows, size=min(CALIBRATION_IMAGES, len(rows)), replace=False).tolist()) if rows else []
-    return out, [int(i) for i in np.flatnonzero(reject)], chosen
+    return out, [int(i) for i in np.flatnonzero(reject)], chosen, judged_by
 
 
 # ---------------------------------------------------------------------- banks

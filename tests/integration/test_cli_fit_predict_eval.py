@@ -81,3 +81,27 @@ def test_user_errors_are_one_line_exit_2(dataset, model, tmp_path, capsys):
     (tmp_path / "empty_model").mkdir()
     assert "not a model folder" in _one_line_error(capsys, ["predict", str(tmp_path / "empty_model"), str(bad)])
     assert "--bank-size" in _one_line_error(capsys, ["fit", str(dataset), "-o", out, "--bank-size", "1"])
+
+
+def test_fit_says_when_the_labelled_threshold_is_too_strict_for_the_unlabelled_images(tmp_path, capsys):
+    # One good part labelled twice: nothing left out differs from it, so the labelled
+    # threshold would reject nearly every line image; the images then judge each other
+    # and the fit says why (the same situation as the unlabelled-fit unit test).
+    from PIL import Image
+
+    samples = make_synthetic(n_good=12, defects={"scratch": 3, "spot": 3}, size=(96, 96), seed=5, texture="metal")
+    goods = [s for s in samples if s.label == "good"]
+    defects = [s for s in samples if s.label != "good"]
+    data, line = tmp_path / "data", tmp_path / "line"
+    for name, sample in [("good/a.png", goods[0]), ("good/b.png", goods[0])] + [
+        (f"{s.label}/{s.key}.png", s) for s in defects if s.key.endswith(("_000", "_001"))
+    ]:
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(sample.load_image()).save(data / name)
+    line.mkdir()
+    for s in goods[2:] + [d for d in defects if d.key.endswith("_002")]:
+        Image.fromarray(s.load_image()).save(line / f"{s.key}.png")
+    capsys.readouterr()
+    assert main(["fit", str(data), "-o", str(tmp_path / "m"), "--unlabelled", str(line), "--bank-size", "512"]) == 0
+    out = capsys.readouterr().out
+    assert "12 unlabelled" in out and "too strict" in out and "near-identical" in out, out

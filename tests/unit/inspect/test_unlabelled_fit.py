@@ -29,7 +29,7 @@ def test_planted_defects_in_unlabelled_images_stay_out_and_stay_detected(data):
     unlabelled = [s.load_image() for s in goods] + [s.load_image() for s in planted]
     inspector = Inspector(InspectorConfig(bank_size=512, seed=0))
     report = inspector.fit(shots, unlabelled=unlabelled)
-    assert report.unlabelled == len(unlabelled)
+    assert report.unlabelled == len(unlabelled) and report.unlabelled_judged_by == "labelled"
     kept_out = set(report.unlabelled_rejected)
     planted_at = set(range(len(goods), len(unlabelled)))
     assert planted_at & kept_out, (sorted(kept_out), sorted(planted_at))
@@ -52,8 +52,9 @@ def test_zero_labelled_and_unlabelled_images_give_a_verdict_model(data):
     _, goods, defects = data
     unlabelled = [s.load_image() for s in goods] + [defects[0].load_image()]
     inspector = Inspector(InspectorConfig(bank_size=512, seed=0))
-    inspector.fit([], unlabelled=unlabelled)
+    report = inspector.fit([], unlabelled=unlabelled)
     assert inspector.model.has_verdict and inspector.classes == ("good",)
+    assert report.unlabelled_judged_by == "mutual"
     (result,) = inspector.inspect([defects[1].load_image()])
     assert result.verdict in ("good", "defect") and np.isfinite(result.score)
 
@@ -66,6 +67,7 @@ def test_a_threshold_that_would_reject_most_line_images_gives_way_to_mutual_scor
     unlabelled = [s.load_image() for s in goods] + [d.load_image() for d in defects[:2]]
     assert len(unlabelled) >= SCREEN_MIN_IMAGES
     report = Inspector(InspectorConfig(bank_size=512, seed=0)).fit(twin, unlabelled=unlabelled)
+    assert report.unlabelled_judged_by == "mutual_fallback"
     assert len(report.unlabelled_rejected) <= len(unlabelled) // 2, report.unlabelled_rejected
 
 
@@ -79,8 +81,8 @@ def test_the_most_unusual_patches_of_images_the_labelled_model_passes_stay_out_o
     maps = [rng.uniform(0.0, 1.0, size=(8, 8)).astype(np.float32) for _ in range(12)]
     maps[0][3, 4] = 10.0
     screen = ([0.5] * 12, maps, 1.0)
-    out, rejected, _ = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen)
-    assert rejected == [] and len(out.grids) == 13 and out.owner[1:] == list(range(1, 13))
+    out, rejected, _, judged_by = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen)
+    assert judged_by == "labelled" and rejected == [] and len(out.grids) == 13 and out.owner[1:] == list(range(1, 13))
     kept = {row: set(out.keep[row].tolist()) for row in range(1, 13)}
     assert 3 * 8 + 4 not in kept[1]
     total = sum(len(k) for k in kept.values())
@@ -98,6 +100,6 @@ def test_when_the_labelled_threshold_gives_way_its_most_unusual_half_still_stays
     line = _Grids(grids=[torch.from_numpy(base + 0.05 * rng.normal(size=base.shape).astype(np.float32)) for _ in range(12)], owner=list(range(12)))
     scores = [2.0 + 0.1 * i for i in range(12)]
     screen = (scores, [np.ones((8, 8), np.float32)] * 12, 1.0)
-    out, rejected, _ = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen, [labelled.grids[0]])
-    assert rejected == list(range(6, 12))
+    out, rejected, _, judged_by = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen, [labelled.grids[0]])
+    assert judged_by == "mutual_fallback" and rejected == list(range(6, 12))
     assert out.owner[1:] == list(range(1, 7))
