@@ -158,10 +158,9 @@ def cmd_fit(args) -> int:
     if report.unlabelled:
         counts += f"; {report.unlabelled} unlabelled, {len(report.unlabelled_rejected)} of them judged defects"
         if report.unlabelled_judged_by == "mutual_fallback":
-            counts += (
-                " by comparing them with each other: the labelled shots' threshold would have rejected more than "
-                "half of them, so it is too strict (are the good shots near-identical? label a few more varied ones)"
-            )
+            from defectkit.inspect.fit import TOO_STRICT
+
+            counts += f" by comparing them with each other: {TOO_STRICT}"
     if report.unlabelled_skipped:
         counts += f"; {report.unlabelled_skipped} unlabelled images over 5 MP skipped"
     # Without good shots there is no score to cut: say what the model does instead.

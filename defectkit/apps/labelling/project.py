@@ -532,6 +532,7 @@ class Project:
                 mode="inspect" if inspector.model.has_verdict else TYPE_ONLY,
                 unlabelled_used=[r.id for r in free],
                 unlabelled_rejected=[free[i].id for i in report.unlabelled_rejected],
+                unlabelled_judged_by=report.unlabelled_judged_by,
                 features_extracted=report.features_extracted,
                 features_cached=report.features_cached,
             )  # fmt: skip

@@ -117,6 +117,8 @@ class FitRecord:
         unlabelled_used: ids of the unlabelled images the fit learned from.
         unlabelled_rejected: of those, the ones the fit judged defects and kept out of
             its memory bank (the others widened "good" and calibrated the threshold).
+        unlabelled_judged_by: who judged them (``FitReport.unlabelled_judged_by``:
+            ``"labelled"``, ``"mutual"`` or ``"mutual_fallback"``; None without any).
         features_extracted: images (augmented copies included) the backbone ran on.
         features_cached: images whose features came from the project's feature cache
             (an incremental refit: only new images are extracted).
@@ -137,6 +139,7 @@ class FitRecord:
     mode: str = "inspect"
     unlabelled_used: list[str] = field(default_factory=list)
     unlabelled_rejected: list[str] = field(default_factory=list)
+    unlabelled_judged_by: str | None = None
     features_extracted: int = 0
     features_cached: int = 0
 

@@ -121,6 +121,10 @@ def fit_status(record) -> str:
             f"; learned from {used - out} of {used} unlabelled images, {out} judged "
             f"defect{'s' if out != 1 else ''} and kept out"
         )
+        if record.unlabelled_judged_by == "mutual_fallback":
+            from defectkit.inspect.fit import TOO_STRICT
+
+            text += f" by comparing them with each other: {TOO_STRICT}"
     if not record.has_verdict:
         text += f"; {NO_VERDICT} (no good shots: the model only names types)"
     return text

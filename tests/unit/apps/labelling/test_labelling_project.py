@@ -420,6 +420,7 @@ def test_the_fit_learns_from_the_unlabelled_images_and_says_how_many(project, fi
         record.unlabelled_rejected,
     )
     assert record.has_verdict and again.has_verdict
+    assert record.unlabelled_judged_by == again.unlabelled_judged_by == "labelled"
     used, out = 3, len(record.unlabelled_rejected)
     status = views.fit_status(record)
     assert f"learned from {used - out} of {used} unlabelled images, {out} judged defect" in status
@@ -604,3 +605,20 @@ def test_write_dataset_round_trips_through_load_folder(project, files, tmp_path)
     assert sum(s.mask_path is not None for s in samples) == 1
     with pytest.raises(ProjectError, match="nothing is labelled"):
         Project.open(tmp_path / "empty").write_dataset(tmp_path / "d2")
+
+
+def test_the_fit_status_says_when_the_labelled_threshold_was_too_strict_for_the_unlabelled_images():
+    from defectkit.apps.labelling import views
+    from defectkit.apps.labelling.records import FitRecord
+
+    record = FitRecord(
+        id="f", created="now", backbone="efficientnet_lite0", fingerprint="x", classes=["good", "scratch"],
+        shots={"good": 2, "scratch": 2}, good_scores=[1.0, 0.9], defect_scores={"scratch": [2.0]},
+        fitted_thresholds={"image": 1.5, "pixel": 1.0, "min_defect_area": 0},
+        unlabelled_used=["a", "b", "c"], unlabelled_rejected=["c"], unlabelled_judged_by="mutual_fallback",
+    )  # fmt: skip
+    status = views.fit_status(record)
+    assert "learned from 2 of 3 unlabelled images" in status and "too strict" in status
+    assert "too strict" not in views.fit_status(FitRecord.from_dict({**record.to_dict(), "unlabelled_judged_by": "labelled"}))
+    old = {k: v for k, v in record.to_dict().items() if k != "unlabelled_judged_by"}  # a record from before
+    assert FitRecord.from_dict(old).unlabelled_judged_by is None
