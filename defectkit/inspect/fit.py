@@ -71,13 +71,13 @@ PATCH_REJECT_SHARE = 0.005
 #: beyond it (line images are mostly good) they are judged by mutual scoring instead,
 #: and this share of them that it ranks the most unusual stays out all the same.
 SCREEN_MAX_REJECT = 0.5
+#: ... from this many unlabelled images on: "mostly good" says nothing about three images.
+SCREEN_MIN_IMAGES = 10
 #: What a fit whose labelled threshold gave way says of it (the CLI and the app).
 TOO_STRICT = (
     "the labelled shots' threshold would have rejected more than half of them, so it is too strict "
     "(are the good shots near-identical? label a few more varied ones)"
 )
-#: ... from this many unlabelled images on: "mostly good" says nothing about three images.
-SCREEN_MIN_IMAGES = 10
 #: Unlabelled images judged good that are scored left-out for the calibration (a draw).
 CALIBRATION_IMAGES = 30
 #: Of those, the top share of scores is left out of the threshold: the stated false-reject
