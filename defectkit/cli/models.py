@@ -160,7 +160,7 @@ def cmd_fit(args) -> int:
         if report.unlabelled_judged_by == "mutual_fallback":
             from defectkit.inspect.fit import TOO_STRICT
 
-            counts += f" by comparing them with each other: {TOO_STRICT}"
+            counts += f" {TOO_STRICT}"
     if report.unlabelled_skipped:
         counts += f"; {report.unlabelled_skipped} unlabelled images over 5 MP skipped"
     # Without good shots there is no score to cut: say what the model does instead.

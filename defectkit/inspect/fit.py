@@ -73,9 +73,11 @@ PATCH_REJECT_SHARE = 0.005
 SCREEN_MAX_REJECT = 0.5
 #: ... from this many unlabelled images on: "mostly good" says nothing about three images.
 SCREEN_MIN_IMAGES = 10
-#: What a fit whose labelled threshold gave way says of it (the CLI and the app).
+#: What a fit whose labelled threshold gave way says of it, after how many unlabelled
+#: images it judged defects (the CLI and the app).
 TOO_STRICT = (
-    "the labelled shots' threshold would have rejected more than half of them, so it is too strict "
+    "by comparing them with each other: the labelled shots' threshold would have rejected more than half "
+    "of them, so it is too strict "
     "(are the good shots near-identical? label a few more varied ones)"
 )
 #: Unlabelled images judged good that are scored left-out for the calibration (a draw).

@@ -27,7 +27,7 @@ from defectkit.testing.opinions import samples
 
 #: The line bundle's shots: the first four good images and the first three scratches.
 LINE_SHOTS = {"good": 4, "scratch": 3}
-#: Parts the line sends, in this order; the first two fall in the band.
+#: Parts the line sends, in this order; the two spots (the first and the last) fall in the band.
 PARTS = ("spot_002", "scratch_003", "good_004", "spot_003")
 #: The band around the threshold (a fraction of it) that escalates the spots.
 BAND = 0.2

@@ -124,7 +124,7 @@ def fit_status(record) -> str:
         if record.unlabelled_judged_by == "mutual_fallback":
             from defectkit.inspect.fit import TOO_STRICT
 
-            text += f" by comparing them with each other: {TOO_STRICT}"
+            text += f" {TOO_STRICT}"
     if not record.has_verdict:
         text += f"; {NO_VERDICT} (no good shots: the model only names types)"
     return text
