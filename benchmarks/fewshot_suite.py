@@ -180,6 +180,7 @@ def run_ours(shots, test, config: InspectorConfig, unlabelled=()) -> dict:
         "fit_s": fit_s, "ms_per_image": 1e3 * seconds / len(test), "mp_per_s": pixels / 1e6 / seconds,
         "evidence": report.evidence, "tile": list(report.tile_size or ()),
         "unlabelled_rejected": len(report.unlabelled_rejected),
+        "frame": report.frame.describe() if report.frame else None,
     }  # fmt: skip
     return out
 

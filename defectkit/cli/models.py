@@ -163,6 +163,10 @@ def cmd_fit(args) -> int:
             counts += f" {TOO_STRICT}"
     if report.unlabelled_skipped:
         counts += f"; {report.unlabelled_skipped} unlabelled images over 5 MP skipped"
+    if report.frame:
+        from defectkit.core.frame import LEFT_OUT
+
+        counts += f"; {LEFT_OUT.format(report.frame.describe())}: --roi sets the region yourself"
     # Without good shots there is no score to cut: say what the model does instead.
     judged = (f"threshold {report.thresholds.image:.4f}" if inspector.model.has_verdict else
               "type-only: no good shots, so it sorts defects into types and gives no verdict")

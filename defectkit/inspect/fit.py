@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from defectkit.core.caption import CaptionContext
 from defectkit.core.caption.vocabulary import load_vocabulary
+from defectkit.core.frame import Frame, frame_roi
 from defectkit.core.head import Head, smooth, top_mean
 from defectkit.core.labels import GOOD
 from defectkit.core.results import Thresholds
@@ -107,6 +108,9 @@ class FitReport:
     unlabelled_judged_by: str | None = None
     evidence: str | None = None
     tile_size: tuple[int, int] | None = None
+    #: The frame every image shared, left out of the inspection (lines per edge; empty
+    #: when there was none or a region of interest was configured).
+    frame: Frame = field(default_factory=Frame)
     seconds: dict[str, float] = field(default_factory=dict)
     #: Images (augmented copies included) the backbone ran on, and those whose raw grids
     #: came from the feature cache instead.
@@ -175,7 +179,7 @@ def fit(
     defect_masks = [s.load_mask() for s in defect_shots]
     t_load = time.perf_counter()
 
-    spec = _tile_spec(model, cfg, good_images + defect_images + unlabelled_images[:50])
+    spec, frame = _tile_spec(model, cfg, good_images + defect_images + unlabelled_images[:50])
     model.set_tiles(spec)
     model.norm.reset()
     # One good shot has nobody to be left out against but its own augmented copies.
@@ -260,6 +264,7 @@ def fit(
         unlabelled_judged_by=judged_by,
         evidence=None if scoring is None else scoring.evidence + ("+global" if scoring.global_ref else ""),
         tile_size=tuple(spec.size),
+        frame=frame,
         features_extracted=source.extracted,
         features_cached=source.cached,
         seconds={
@@ -303,14 +308,15 @@ def _state(good: _Grids, defects: _Grids, defect_shots, defect_masks, n_goods: i
 
 
 # ---------------------------------------------------------------------- features
-def _tile_spec(model: InspectorModel, cfg: InspectorConfig, images: Sequence[np.ndarray]) -> TileSpec:
+def _tile_spec(model: InspectorModel, cfg: InspectorConfig, images: Sequence[np.ndarray]) -> tuple[TileSpec, Frame]:
     """The configured tiles, or ones that fit the shots (their size at the configured
     scale, as one tile up to a megapixel, else at most 512 px a side; fixed-size
-    backbones keep theirs)."""
+    backbones keep theirs); without a configured region of interest, one that leaves out
+    a frame all the images share (:mod:`defectkit.core.frame`), and that frame."""
     base = model.tiles
+    roi, frame = (cfg.roi, Frame()) if cfg.roi is not None else frame_roi(images)
     if cfg.tile_size is not None or model.backbone.fixed_input_size:
-        return base
-    roi = cfg.roi
+        return replace(base, roi=roi), frame
     sizes = []
     for image in images:
         h, w = image.shape[:2]
@@ -319,7 +325,7 @@ def _tile_spec(model: InspectorModel, cfg: InspectorConfig, images: Sequence[np.
         sizes.append((h, w))
     size = choose_tile_size(sizes, cfg.scale, stride=base.stride)
     margin = min(base.margin, (min(size) // 2 - base.stride) // base.stride * base.stride)
-    return TileSpec(size=size, stride=base.stride, margin=max(0, margin), scale=cfg.scale, roi=roi)
+    return TileSpec(size=size, stride=base.stride, margin=max(0, margin), scale=cfg.scale, roi=roi), frame
 
 
 def _raw_grids(source: GridSource, images: Sequence[np.ndarray], owner: list[int], bar) -> _Grids:

@@ -105,3 +105,21 @@ def test_fit_says_when_the_labelled_threshold_is_too_strict_for_the_unlabelled_i
     assert main(["fit", str(data), "-o", str(tmp_path / "m"), "--unlabelled", str(line), "--bank-size", "512"]) == 0
     out = capsys.readouterr().out
     assert "12 unlabelled" in out and "too strict" in out and "near-identical" in out, out
+
+
+def test_fit_leaves_out_a_frame_every_image_has_and_says_so(tmp_path, capsys):
+    # A scanner's 1-px white frame on the bottom and right edges of every image (as the
+    # packaged textile set has): not the part, so it is left out and the fit says so.
+    from PIL import Image
+
+    samples = make_synthetic(n_good=2, defects={"spot": 2}, size=(96, 128), seed=6, texture="fabric")
+    for s in samples:
+        image = s.load_image().copy()
+        image[-1, :] = image[:, -1] = 252
+        (tmp_path / "data" / s.label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "data" / s.label / f"{s.key}.png")
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "data"), "-o", str(tmp_path / "m"), "--bank-size", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "left out the frame every image has (1 px on the right and bottom edges)" in out, out
+    assert "--roi sets the region yourself" in out

@@ -119,6 +119,8 @@ class FitRecord:
             its memory bank (the others widened "good" and calibrated the threshold).
         unlabelled_judged_by: who judged them (``FitReport.unlabelled_judged_by``:
             ``"labelled"``, ``"mutual"`` or ``"mutual_fallback"``; None without any).
+        frame: the frame every image had and the fit left out (``Frame.describe()``:
+            "1 px on the right and bottom edges"); None when there was none.
         features_extracted: images (augmented copies included) the backbone ran on.
         features_cached: images whose features came from the project's feature cache
             (an incremental refit: only new images are extracted).
@@ -140,6 +142,7 @@ class FitRecord:
     unlabelled_used: list[str] = field(default_factory=list)
     unlabelled_rejected: list[str] = field(default_factory=list)
     unlabelled_judged_by: str | None = None
+    frame: str | None = None
     features_extracted: int = 0
     features_cached: int = 0
 

@@ -19,6 +19,7 @@ from defectkit.apps.labelling.records import SHOTS_WANTED, ImportReport
 from defectkit.apps.labelling.review import Reviewed, teaching
 from defectkit.apps.labelling.reviewer import ReviewProgress
 from defectkit.apps.labelling.roi import roi_markdown
+from defectkit.core.frame import LEFT_OUT
 from defectkit.core.labels import ANOMALY, GOOD
 from defectkit.core.results import InspectionResult
 
@@ -125,6 +126,8 @@ def fit_status(record) -> str:
             from defectkit.inspect.fit import TOO_STRICT
 
             text += f" {TOO_STRICT}"
+    if record.frame:
+        text += f"; {LEFT_OUT.format(record.frame)} (draw a region of interest to choose it yourself)"
     if not record.has_verdict:
         text += f"; {NO_VERDICT} (no good shots: the model only names types)"
     return text

@@ -104,15 +104,24 @@ def test_a_frame_in_every_image_and_shot_does_not_raise_good_scores():
     samples = make_synthetic(n_good=6, defects={"spot": 2}, size=(160, 256), seed=23, texture="fabric")
     framed = [replace(s, image_array=_framed(s.load_image())) for s in samples]
     shots = framed[:2] + framed[6:]
-    inspector = _fit(shots, tile_size=(128, 128))
+    inspector = Inspector(InspectorConfig(bank_size=1024, defect_bank_size=256, seed=0, tile_size=(128, 128)))
+    report = inspector.fit(shots)
+    # Found and left out: the region of interest starts past it
+    assert report.frame.describe() == "1 px on the top and left edges"
+    assert inspector.model.tiles.roi[:2] == (1, 1)
     goods = [s.load_image() for s in framed[2:6]]
     results = inspector.inspect(goods)
     threshold = inspector.thresholds.image
     assert all(r.verdict == "good" for r in results), [(r.score, threshold) for r in results]
     assert max(r.score for r in results) < threshold
-    # The frame itself is not where a good image's map is highest.
+    # The frame itself is not inspected: nothing is mapped on it.
     for r in results:
-        assert r.anomaly_map[:2].max() <= r.anomaly_map.max() and r.anomaly_map[:2].max() < 1.0
+        assert not r.anomaly_map[0].any() and not r.anomaly_map[:, 0].any()
+        assert r.anomaly_map[1:, 1:].max() > 0
+    # A region of interest the user sets is theirs: no frame is looked for inside it.
+    roi = (0, 0, 256, 160)
+    mine = Inspector(InspectorConfig(bank_size=1024, defect_bank_size=256, seed=0, tile_size=(128, 128), roi=roi))
+    assert not mine.fit(shots).frame and mine.model.tiles.roi == roi
 
 
 # ------------------------------------------------------------------ region of interest

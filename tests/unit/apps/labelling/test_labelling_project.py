@@ -622,3 +622,18 @@ def test_the_fit_status_says_when_the_labelled_threshold_was_too_strict_for_the_
     assert "too strict" not in views.fit_status(FitRecord.from_dict({**record.to_dict(), "unlabelled_judged_by": "labelled"}))
     old = {k: v for k, v in record.to_dict().items() if k != "unlabelled_judged_by"}  # a record from before
     assert FitRecord.from_dict(old).unlabelled_judged_by is None
+
+
+def test_the_fit_status_names_a_frame_the_fit_left_out():
+    from defectkit.apps.labelling import views
+    from defectkit.apps.labelling.records import FitRecord
+
+    record = FitRecord(
+        id="f", created="now", backbone="efficientnet_lite0", fingerprint="x", classes=["good", "scratch"],
+        shots={"good": 2, "scratch": 2}, good_scores=[1.0, 0.9], defect_scores={"scratch": [2.0]},
+        fitted_thresholds={"image": 1.5, "pixel": 1.0, "min_defect_area": 0},
+        frame="1 px on the right and bottom edges",
+    )  # fmt: skip
+    assert "left out the frame every image has (1 px on the right and bottom edges)" in views.fit_status(record)
+    old = {k: v for k, v in record.to_dict().items() if k != "frame"}  # a record from before
+    assert FitRecord.from_dict(old).frame is None and "frame" not in views.fit_status(FitRecord.from_dict(old))
