@@ -20,6 +20,20 @@ from contextlib import contextmanager
 import torch
 
 
+def tracing() -> bool:
+    """Whether the code runs to be exported (``torch.export``/dynamo or TorchScript
+    tracing), where only the plain graph is wanted: eager-only speed-ups step aside."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+#: Patches whose distances are computed at once: their P x M block of cross terms (8 MB
+#: for a 2048-entry bank, 16 MB for 4096) stays in the processor's cache while it is
+#: written, offset and reduced, instead of one 140 MB matrix for a 1130 x 460 image's
+#: 8640 patches going through memory three times (PyTorch on 2 cores: 90 -> 47 ms
+#: against a 4096-entry bank). Each row's numbers are the same either way.
+ROWS = 1024
+
+
 def nearest_distance(patches: torch.Tensor, bank: torch.Tensor, bank_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
     """Euclidean distance of each patch to its nearest bank entry.
 
@@ -33,6 +47,11 @@ def nearest_distance(patches: torch.Tensor, bank: torch.Tensor, bank_sqnorm: tor
     """
     if bank_sqnorm is None:
         bank_sqnorm = (bank * bank).sum(dim=1)
+    # Row blocks: the same numbers, bit for bit, twice as fast in PyTorch. Not in an
+    # exported graph: OpenVINO runs the one matmul as fast as the blocks.
+    if not tracing() and patches.shape[-2] > ROWS:
+        blocks = torch.split(patches, ROWS, dim=-2)
+        return torch.cat([nearest_distance(b, bank, bank_sqnorm) for b in blocks], dim=-1)
     # min_m |p - b_m|^2 = |p|^2 + min_m (|b_m|^2 - 2 p.b_m), no cdist. The -2 goes on
     # the M x D bank (exact: a power of two), the norms are added in place: the P x M
     # matrix is written once and updated once instead of three times (twice as fast on

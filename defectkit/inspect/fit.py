@@ -23,7 +23,7 @@ import torch
 from defectkit.core.caption import CaptionContext
 from defectkit.core.caption.vocabulary import load_vocabulary
 from defectkit.core.frame import Frame, frame_roi
-from defectkit.core.head import Head, smooth, top_mean
+from defectkit.core.head import CONTRAST, Head, smooth, top_mean
 from defectkit.core.labels import GOOD
 from defectkit.core.results import Thresholds
 from defectkit.core.tiling import (
@@ -212,7 +212,9 @@ def fit(
     if free.grids:
         screen = None
         if first is not None:  # each line image judged as a new part by the labelled model
-            line = [_shot(g, GOOD, None, state.bank, state.defect_bank, None) for g in free.grids]
+            # (distances to the defect bank only when its evidence uses them: a fifth of the time)
+            contrast = state.defect_bank if first[0].evidence == CONTRAST else None
+            line = [_shot(g, GOOD, None, state.bank, contrast, None) for g in free.grids]
             judged = [first[0].apply(s.distance, s.defect_distance) for s in line]
             screen = ([score for _, score in judged], [amap for amap, _ in judged], first[1].threshold)
         known = [good.grids[good.owner.index(i)] for i in range(len(goods))]
@@ -407,10 +409,11 @@ def _add_unlabelled(
         scores, screen_maps, threshold = screen
         judged = np.asarray(scores) > threshold
         if len(judged) < SCREEN_MIN_IMAGES or judged.mean() <= SCREEN_MAX_REJECT:
-            # The labelled model's judgement stands; each image offers its coreset (the
-            # fallback below computes the same coresets inside mutual scoring).
+            # The labelled model's judgement stands; each image it passes offers its
+            # coreset (the same as the fallback's: each image's is its own).
             reject, maps, judged_by = judged, screen_maps, "labelled"
-            index = image_coresets(free.grids, seed=cfg.seed)
+            passed = np.flatnonzero(~judged)
+            index = dict(zip(passed.tolist(), image_coresets([free.grids[i] for i in passed], seed=cfg.seed), strict=True))
     if reject is None:
         k = len(known)
         mutual = mutual_scores([*known, *free.grids], references=range(k), seed=cfg.seed)

@@ -84,3 +84,16 @@ def test_greedy_coreset_picks_the_farthest_point_each_step():
         expected.append(int(torch.argmax(dist)))
         dist = torch.minimum(dist, torch.linalg.vector_norm(feats - feats[expected[-1]], dim=1))
     assert chosen.tolist() == expected
+
+
+def test_nearest_distance_in_row_blocks_is_the_whole_computation_bit_for_bit(monkeypatch):
+    from defectkit.fewshot import anomaly
+
+    torch.manual_seed(3)
+    patches, bank = torch.randn(2, 700, 19), torch.randn(300, 19)
+    monkeypatch.setattr(anomaly, "ROWS", 10_000)
+    whole = nearest_distance(patches, bank)
+    monkeypatch.setattr(anomaly, "ROWS", 128)  # 700 rows: five full blocks and a short one
+    blocks = nearest_distance(patches, bank)
+    assert blocks.shape == (2, 700) and torch.equal(blocks, whole)
+    torch.testing.assert_close(blocks, torch.cdist(patches, bank[None]).amin(dim=-1), rtol=1e-4, atol=1e-4)

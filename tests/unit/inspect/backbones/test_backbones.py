@@ -413,3 +413,30 @@ def test_feature_maps_export_to_onnx_and_match(name):
     expected = backbone(x)
     for key, value in zip(names, got, strict=True):
         np.testing.assert_allclose(value, expected[key].numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(64, 96), (63, 96), (65, 65)])
+@pytest.mark.parametrize(("kernel", "stride", "groups"), [(3, 2, 1), (3, 2, 8), (5, 2, 8), (3, 1, 8)])
+def test_same_padded_convolutions_give_conv2d_same_sums_without_the_copy(size, kernel, stride, groups):
+    # Even sizes pad one more after than before (a zero tap instead), odd sizes and
+    # stride 1 pad symmetrically; each gives timm's Conv2dSame numbers, bit for bit.
+    from timm.layers.conv2d_same import Conv2dSame
+
+    from defectkit.inspect.backbones.effnet import SamePaddedConv
+
+    torch.manual_seed(0)
+    conv = Conv2dSame(8, 16 if groups == 1 else 8, kernel, stride=stride, groups=groups).eval()
+    x = torch.randn(1, 8, *size).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(SamePaddedConv(conv)(x), conv(x))
+
+
+def test_every_same_convolution_of_lite0_pads_inside_the_convolution():
+    from timm.layers.conv2d_same import Conv2dSame
+
+    from defectkit.inspect.backbones.effnet import SamePaddedConv
+
+    backbone = create_backbone("efficientnet_lite0")
+    wrapped = [m.conv for m in backbone.model.modules() if isinstance(m, SamePaddedConv)]
+    bare = [m for m in backbone.model.modules() if isinstance(m, Conv2dSame)]
+    assert wrapped and all(any(m is w for w in wrapped) for m in bare)  # the stem and the 3 strided stages
