@@ -242,6 +242,10 @@ def fit(
     head_classes = build_class_head(prototypes + defect_list, classes, scoring, cfg)
     vocab = _fit_vocabulary(model, cfg)
     model.head = Head(classes=head_classes, scoring=scoring, vocabulary=vocab)
+    if scoring is None or scoring.evidence != CONTRAST:
+        # Nothing reads distances to the defect patches but the contrast evidence: the
+        # graph leaves them out (a fifth of a 1130 x 460 image's distance work).
+        model.set_banks(bank, None)
     model.caption_context = CaptionContext(
         shot_labels=tuple(s.label for s in [*goods, *defect_shots]),
         shot_notes=tuple(s.note or None for s in [*goods, *defect_shots]),

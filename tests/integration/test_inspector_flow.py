@@ -107,10 +107,13 @@ def test_forward_runs_tiles_in_batches(fitted):
     with torch.inference_mode():
         out = inspector.model(x)
         single = inspector.model(x[:1])
-    assert out.names == inspector.output_names == ("features", "distance", "defect_distance")
+    # Distances to the defect patches only where the evidence reads them (contrast).
+    contrast = inspector.model.head.scoring.evidence == "contrast"
+    assert out.names == inspector.output_names == ("features", "distance") + (("defect_distance",) if contrast else ())
     assert out.embed is None  # no text tower, no text-space embeddings
     assert out.features.shape == (3, inspector.model.features.dim, h, w)
-    assert out.distance.shape == out.defect_distance.shape == (3, h, w)
+    assert out.distance.shape == (3, h, w)
+    assert out.defect_distance is None if not contrast else out.defect_distance.shape == (3, h, w)
     assert float(out.distance.min()) >= 0
     torch.testing.assert_close(single.distance, out.distance[:1], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(single.features, out.features[:1], rtol=1e-4, atol=1e-4)

@@ -29,7 +29,10 @@ def fitted():
 
     samples = make_synthetic(n_good=2, defects={"scratch": 2, "spot": 2}, size=(128, 128), seed=0)
     samples = [s if s.label == "good" else replace(s, note=f"note on {s.key}") for s in samples]
-    inspector = Inspector(InspectorConfig(augmentations=1, bank_size=256, tile_size=TILE_SIZE))
+    # Contrast evidence: the graph then has every output (the distances to the defect
+    # patches too, which a fit with distance evidence leaves out).
+    config = InspectorConfig(augmentations=1, bank_size=256, tile_size=TILE_SIZE, evidence="contrast")
+    inspector = Inspector(config)
     inspector.fit(samples)
     return inspector, [s.load_image() for s in samples]
 

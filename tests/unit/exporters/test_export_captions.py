@@ -59,7 +59,7 @@ def clip_fitted():
             support.append(replace(s, note=note))
         else:
             test.append(s)
-    config = InspectorConfig(backbone="ViT-B-16", augmentations=1, bank_size=64, vocabulary=EXTRA)
+    config = InspectorConfig(backbone="ViT-B-16", augmentations=1, bank_size=64, vocabulary=EXTRA, evidence="contrast")
     inspector = Inspector(config, backbone=_tiny_clip())
     inspector.fit(support)
     return inspector, [s.load_image() for s in support], [s.load_image() for s in test]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from defectkit.core.caption.geometry import cells_of
-from defectkit.core.head import describe_image, region_weights
+from defectkit.core.head import CONTRAST, describe_image, region_weights
 from defectkit.core.labels import GOOD
 from defectkit.core.tiling import cut_tiles, stitch
 from defectkit.datasets import angle_difference, make_synthetic
@@ -56,7 +56,9 @@ def test_shots_are_recorded_in_prototype_order(fitted):
     assert context.shot_labels == tuple(s.label for s in shots)
     assert context.shot_notes == tuple(s.note for s in shots)
     assert context.vocabulary == ()  # efficientnet_lite0 has no text tower
-    assert inspector.output_names == ("features", "distance", "defect_distance")
+    # Distances to the defect patches only where the evidence reads them (contrast).
+    contrast = inspector.model.head.scoring.evidence == CONTRAST
+    assert inspector.output_names == ("features", "distance") + (("defect_distance",) if contrast else ())
 
 
 def test_the_prototype_similarity_is_of_the_pooled_region_of_the_stitched_grids(fitted):
@@ -68,7 +70,7 @@ def test_the_prototype_similarity_is_of_the_pooled_region_of_the_stitched_grids(
         out = model(torch.from_numpy(tiles)).map(lambda t: t.numpy())
     feats = stitch(out.features, model.tiles, plan)
     distance = stitch(out.distance[:, None], model.tiles, plan)[0]
-    defect = stitch(out.defect_distance[:, None], model.tiles, plan)[0]
+    defect = None if out.defect_distance is None else stitch(out.defect_distance[:, None], model.tiles, plan)[0]
     amap, score = head.scoring.apply(distance, defect)
     expected = head.classes.similarity(describe_image(feats, region_weights(amap, amap.shape, head.classes.sharpness)))
     raw = inspector.raw([image])
