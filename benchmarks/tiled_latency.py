@@ -4,7 +4,7 @@ For each real data set found (bsdata: 1130 x 460 spindles; aitex: 4096 x 256 fab
 scans): fit from 2 labelled shots per class (the user's path: a folder, the public API),
 export an OpenVINO fp32 bundle (self-checked), then time ``bundle.inspect`` one image at a
 time on held-out images - read from disk, tiles, model, head, regions, caption - and the
-raw model throughput in megapixels per second at the bundle's batch size. The timing runs
+model's throughput in megapixels per second (the compiled graph alone on the images' tiles). The timing runs
 in a fresh process that never imports PyTorch, as on the line (``inspect serve``): in the
 fitting process PyTorch's idle OpenMP threads would compete with the engine's.
 
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, header, table  # noqa: E402
 from defectkit.core.images import read_image  # noqa: E402
 from defectkit.core.labels import GOOD  # noqa: E402
+from defectkit.core.tiling import cut_tiles  # noqa: E402
 from defectkit.datasets import load_dataset  # noqa: E402
 
 DATA = Path(os.environ.get("DEFECTKIT_DATA", Path.home() / ".cache" / "defectkit-data"))
@@ -75,7 +76,7 @@ def measure(name: str, n_images: int, seed: int = 0) -> list | None:
     return [
         name, timed["size"], f"{report.tile_size[0]} x {report.tile_size[1]}", len(test), round(fit_s, 2),
         round(1e3 * float(np.median(times)), 1), round(1e3 * float(np.percentile(times, 90)), 1),
-        TARGETS.get(name), round(timed["pixels"] / 1e6 / sum(times), 2), round(timed["raw_mp_s"], 2),
+        TARGETS.get(name), round(timed["pixels"] / 1e6 / sum(times), 2), round(timed["model_mp_s"], 2),
     ]  # fmt: skip
 
 
@@ -93,12 +94,16 @@ def time_bundle(path: str, files: list[str]) -> dict:
         bundle.inspect([image], [f])
         times.append(time.perf_counter() - t)
         pixels += image.shape[0] * image.shape[1]
+    # The model alone: the compiled graph on the images' tiles, nothing before or after.
     images = [read_image(f) for f in files[:8]]
-    t = time.perf_counter()
-    bundle.raw_each(images)
-    raw_s = time.perf_counter() - t
+    tiles = [cut_tiles(image, bundle.predictor.info.tiles)[0] for image in images]
+    engine_s = 0.0
+    for batch in tiles:
+        t = time.perf_counter()
+        bundle.engine.run(batch)
+        engine_s += time.perf_counter() - t
     mp = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
-    return {"seconds": times, "pixels": pixels, "raw_mp_s": mp / raw_s,
+    return {"seconds": times, "pixels": pixels, "model_mp_s": mp / engine_s,
             "size": f"{images[0].shape[1]} x {images[0].shape[0]}"}  # fmt: skip
 
 
@@ -118,7 +123,7 @@ def main() -> None:
         f"Fit: 2 labelled shots per class ({GOOD} and each defect), default configuration.",
         "",
         table(["data", "image", "tile", "images", "fit s", "ms/image median (read..caption)", "p90 ms",
-               "target ms", "MP/s end to end", "MP/s model (raw, 8 images)"], rows),  # fmt: skip
+               "target ms", "MP/s end to end", "MP/s model (the graph alone, 8 images)"], rows),  # fmt: skip
     ]
     (RESULTS / "tiled_latency.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
