@@ -102,8 +102,9 @@ def blas_on_calling_thread() -> None:
     OpenBLAS (numpy's and scipy's) keeps its worker threads spinning for a while after
     each multi-threaded product. The head's small products after each inference woke
     them, and on a 2-core line PC they then held a core through the engine's next
-    inference: a 1130 x 460 image took 190 ms end to end instead of 143 (OpenVINO, the
-    same outputs). The products are small; one thread loses nothing on them.
+    inference: a 1130 x 460 image took 190-210 ms end to end instead of 150 (OpenVINO,
+    the same outputs). The products are small; one thread loses nothing on them. Set
+    once per process, when a bundle's engine is made.
     """
     try:
         from threadpoolctl import threadpool_limits
