@@ -161,6 +161,10 @@ def cmd_fit(args) -> int:
             from defectkit.inspect.fit import TOO_STRICT
 
             counts += f" {TOO_STRICT}"
+        elif report.unlabelled_judged_by == "unused":
+            from defectkit.inspect.fit import NOT_USED
+
+            counts += f", {NOT_USED}"
     if report.unlabelled_skipped:
         counts += f"; {report.unlabelled_skipped} unlabelled images over 5 MP skipped"
     if report.frame:

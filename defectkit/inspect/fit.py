@@ -41,7 +41,7 @@ from defectkit.fewshot.augment import augment_shots
 from defectkit.fewshot.caption_head import embed_vocabulary, text_aligned
 from defectkit.fewshot.mutual import image_coresets, mutual_scores, outliers, patch_rows
 from defectkit.fewshot.support import SupportSet
-from defectkit.inspect.calibrate import Shot, build_class_head, build_scoring
+from defectkit.inspect.calibrate import Calibration, Shot, build_class_head, build_scoring
 from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.feature_cache import FeatureCache, GridSource, features_fingerprint
 from defectkit.inspect.model import InspectorModel
@@ -81,6 +81,17 @@ TOO_STRICT = (
     "of them, so it is too strict "
     "(are the good shots near-identical? label a few more varied ones)"
 )
+#: The line images stay in the fit only if, with them in the bank, at least this share of
+#: the labelled defect shots that stood above every good shot without them still do (each
+#: scored left out). Fewer means they taught the bank a defect the line shares: a line far
+#: from mostly good (textile's mix is half defects: with 100 of its images, 4 of 4 defect
+#: shots that stood out became 1). Then the fit uses the labelled shots alone.
+LINE_MUST_KEEP = 0.5
+#: What a fit that did not use them says of them (the CLI and the app).
+NOT_USED = (
+    "but not used: with them in the memory bank, most labelled defects no longer stood out "
+    "from the good shots (is the line far from mostly good?)"
+)
 #: Unlabelled images judged good that are scored left-out for the calibration (a draw).
 CALIBRATION_IMAGES = 30
 #: Of those, the top share of scores is left out of the threshold: the stated false-reject
@@ -103,8 +114,10 @@ class FitReport:
     #: Who judged the unlabelled images: ``"labelled"`` (the model of the labelled shots),
     #: ``"mutual"`` (each other: no good shots), ``"mutual_fallback"`` (each other, because
     #: the labelled model would have rejected more than :data:`SCREEN_MAX_REJECT` of
-    #: them: its threshold is too strict, usually two near-identical good shots); None
-    #: without unlabelled images.
+    #: them: its threshold is too strict, usually two near-identical good shots),
+    #: ``"unused"`` (judged, then left out altogether: with them in the bank the labelled
+    #: defects no longer stood out, see :data:`LINE_MUST_KEEP`); None without unlabelled
+    #: images.
     unlabelled_judged_by: str | None = None
     evidence: str | None = None
     tile_size: tuple[int, int] | None = None
@@ -209,6 +222,7 @@ def fit(
     rejected: list[int] = []
     calibration_rows: list[int] = []
     judged_by = None
+    labelled_state, labelled_good = state, good
     if free.grids:
         screen = None
         if first is not None:  # each line image judged as a new part by the labelled model
@@ -236,6 +250,13 @@ def fit(
         build_scoring(good_shots, defect_list, cfg, unlabelled=from_line, false_reject=FALSE_REJECT, choice=choice)
         if has_verdict else (None, None)
     )  # fmt: skip
+    if first is not None and free.grids and not _line_keeps_defects(first[1], calibration, len(goods)):
+        # The line images made the labelled defects look normal: the labelled shots alone.
+        judged_by, state, (scoring, calibration), from_line = "unused", labelled_state, first, []
+        good = labelled_good
+        bank, defect_bank = state.bank, state.defect_bank
+        model.set_banks(bank, defect_bank)
+        good_shots, defect_list = state.good_shots, state.defect_list
     # Line images stand in for good prototypes only when nobody labelled a good one.
     prototypes = good_shots if good_shots else from_line
     classes = support.classes if good_shots or not from_line else (GOOD, *support.classes)
@@ -278,6 +299,18 @@ def fit(
             "heads": t_end - t_bank, "total": t_end - t0,
         },
     )  # fmt: skip
+
+
+def _line_keeps_defects(labelled: Calibration, with_line: Calibration, n_goods: int) -> bool:
+    """Whether, with the line images in the bank, at least :data:`LINE_MUST_KEEP` of the
+    labelled defect shots that stood above every labelled good shot still do (the good
+    shots' scores first in ``with_line``'s, the line images' after them)."""
+    flat = [[v for vals in c.defect_scores.values() for v in vals] for c in (labelled, with_line)]
+    if not flat[0]:
+        return True
+    before = sum(d > max(labelled.good_scores) for d in flat[0])
+    after = sum(d > max(with_line.good_scores[:n_goods]) for d in flat[1])
+    return after >= LINE_MUST_KEEP * before
 
 
 @dataclass

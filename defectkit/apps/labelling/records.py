@@ -118,7 +118,8 @@ class FitRecord:
         unlabelled_rejected: of those, the ones the fit judged defects and kept out of
             its memory bank (the others widened "good" and calibrated the threshold).
         unlabelled_judged_by: who judged them (``FitReport.unlabelled_judged_by``:
-            ``"labelled"``, ``"mutual"`` or ``"mutual_fallback"``; None without any).
+            ``"labelled"``, ``"mutual"``, ``"mutual_fallback"`` or ``"unused"``; None
+            without any).
         frame: the frame every image had and the fit left out (``Frame.describe()``:
             "1 px on the right and bottom edges"); None when there was none.
         features_extracted: images (augmented copies included) the backbone ran on.
@@ -154,7 +155,10 @@ class FitRecord:
     @property
     def learned_as_good(self) -> set[str]:
         """Unlabelled images whose patches entered the bank: their own review scores
-        are low by construction (each is compared with itself)."""
+        are low by construction (each is compared with itself). None when the fit left
+        them all out (``unlabelled_judged_by == "unused"``)."""
+        if self.unlabelled_judged_by == "unused":
+            return set()
         return set(self.unlabelled_used) - set(self.unlabelled_rejected)
 
     @property

@@ -126,6 +126,10 @@ def fit_status(record) -> str:
             from defectkit.inspect.fit import TOO_STRICT
 
             text += f" {TOO_STRICT}"
+        elif record.unlabelled_judged_by == "unused":
+            from defectkit.inspect.fit import NOT_USED
+
+            text += f", {NOT_USED}"
     if record.frame:
         text += f"; {LEFT_OUT.format(record.frame)} (draw a region of interest to choose it yourself)"
     if not record.has_verdict:

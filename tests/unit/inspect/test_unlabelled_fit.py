@@ -103,3 +103,37 @@ def test_when_the_labelled_threshold_gives_way_its_most_unusual_half_still_stays
     out, rejected, _, judged_by = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen, [labelled.grids[0]])
     assert judged_by == "mutual_fallback" and rejected == list(range(6, 12))
     assert out.owner[1:] == list(range(1, 7))
+
+
+def test_line_images_that_make_the_labelled_defects_look_normal_are_not_used():
+    from defectkit.inspect.calibrate import Calibration
+    from defectkit.inspect.fit import _line_keeps_defects
+
+    labelled = Calibration(1.5, [1.0, 0.9], {"spot": [2.0, 3.0], "scratch": [1.8, 0.8]})  # 3 stand out
+    kept = Calibration(1.5, [1.0, 0.9, 5.0], {"spot": [2.0, 1.2], "scratch": [0.9, 0.8]})  # 2 of 3 (line scores after)
+    lost = Calibration(1.5, [1.1, 0.9, 0.5], {"spot": [1.05, 1.2], "scratch": [0.9, 0.8]})  # 1 of 3
+    assert _line_keeps_defects(labelled, kept, 2) and not _line_keeps_defects(labelled, lost, 2)
+    # No labelled defect stood out to begin with: nothing to lose.
+    assert _line_keeps_defects(Calibration(1.5, [1.0], {"spot": [0.5]}), lost, 1)
+
+
+def test_a_line_of_nothing_but_a_changed_surface_is_not_learned_as_normal():
+    # The labelled defect is a whole surface of another kind (a changed weave), and every
+    # line image has it: learned, it would make the labelled ones normal, so the fit
+    # uses the labelled shots alone and says so.
+    from dataclasses import replace
+
+    good = make_synthetic(n_good=2, defects={}, size=(96, 96), seed=8, texture="metal")
+    weave = [replace(s, label="weave") for s in make_synthetic(n_good=14, defects={}, size=(96, 96), seed=9, texture="fabric")]
+    shots = good + weave[:2]
+    line = [s.load_image() for s in weave[2:]]
+    config = InspectorConfig(bank_size=512, seed=0, evidence="distance")  # how far from good
+    alone = Inspector(config)
+    alone.fit(shots)
+    inspector = Inspector(config)
+    report = inspector.fit(shots, unlabelled=line)
+    assert report.unlabelled == len(line) and report.unlabelled_judged_by == "unused"
+    assert torch.equal(inspector.model.bank, alone.model.bank)
+    assert inspector.thresholds.image == pytest.approx(alone.thresholds.image)
+    results = inspector.inspect(line[:3])
+    assert all(r.verdict == "defect" for r in results), [r.score for r in results]

@@ -622,6 +622,11 @@ def test_the_fit_status_says_when_the_labelled_threshold_was_too_strict_for_the_
     assert "too strict" not in views.fit_status(FitRecord.from_dict({**record.to_dict(), "unlabelled_judged_by": "labelled"}))
     old = {k: v for k, v in record.to_dict().items() if k != "unlabelled_judged_by"}  # a record from before
     assert FitRecord.from_dict(old).unlabelled_judged_by is None
+    # Judged, then not used at all (they made the labelled defects look normal): none
+    # of them was learned as good, and the status says why.
+    unused = FitRecord.from_dict({**record.to_dict(), "unlabelled_judged_by": "unused"})
+    assert unused.learned_as_good == set() and record.learned_as_good == {"a", "b"}
+    assert "not used" in views.fit_status(unused) and "far from mostly good" in views.fit_status(unused)
 
 
 def test_the_fit_status_names_a_frame_the_fit_left_out():
