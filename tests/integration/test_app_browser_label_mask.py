@@ -80,6 +80,9 @@ def test_a_stroke_on_a_reopened_shot_adds_to_its_saved_mask(page, artefacts, tmp
         _wait_for_note(root, "second scratch below the first")
         assert np.array_equal(_stored(root), union)
 
+        # The save's outputs (the brush made afresh) land after the file: on a busy
+        # machine a click before they do raced them and Gradio showed "Error".
+        app.idle(SLOW_MS, "#mask-editor")
         keep.uncheck()
         page.locator("#save-label").click()
         app.status("the saved mask is dropped", timeout=SLOW_MS)
