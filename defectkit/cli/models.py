@@ -157,14 +157,9 @@ def cmd_fit(args) -> int:
     counts = ", ".join(f"{c}: {n}" for c, n in support.summary()["shots_per_class"].items())
     if report.unlabelled:
         counts += f"; {report.unlabelled} unlabelled, {len(report.unlabelled_rejected)} of them judged defects"
-        if report.unlabelled_judged_by == "mutual_fallback":
-            from defectkit.inspect.fit import TOO_STRICT
+        from defectkit.inspect.fit import judged_words
 
-            counts += f" {TOO_STRICT}"
-        elif report.unlabelled_judged_by == "unused":
-            from defectkit.inspect.fit import NOT_USED
-
-            counts += f", {NOT_USED}"
+        counts += judged_words(report.unlabelled_judged_by)
     if report.unlabelled_skipped:
         counts += f"; {report.unlabelled_skipped} unlabelled images over 5 MP skipped"
     if report.frame:

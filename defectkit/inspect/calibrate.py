@@ -69,6 +69,11 @@ class Calibration:
     defect_scores: dict[str, list[float]]
     separation: dict[str, float] = field(default_factory=dict)
 
+    def standing_out(self, goods: int | None = None) -> int:
+        """How many defect-shot scores lie above every good score (of the first ``goods``
+        good scores: the labelled shots, before any line images' scores)."""
+        return _separation(self.good_scores[:goods], [v for vals in self.defect_scores.values() for v in vals])[0]
+
 
 def _separation(good: Sequence[float], defect: Sequence[float]) -> tuple[int, float]:
     """How well calibrated defect-shot scores stand above the good ones: first how many

@@ -235,7 +235,6 @@ def fit(
         good, rejected, calibration_rows, judged_by = _add_unlabelled(good, free, len(goods), cfg, screen, known)
         state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
     bank, defect_bank = state.bank, state.defect_bank
-    model.set_banks(bank, defect_bank)
     t_bank = time.perf_counter()
 
     good_shots, defect_list = state.good_shots, state.defect_list
@@ -255,7 +254,6 @@ def fit(
         judged_by, state, (scoring, calibration), from_line = "unused", labelled_state, first, []
         good = labelled_good
         bank, defect_bank = state.bank, state.defect_bank
-        model.set_banks(bank, defect_bank)
         good_shots, defect_list = state.good_shots, state.defect_list
     # Line images stand in for good prototypes only when nobody labelled a good one.
     prototypes = good_shots if good_shots else from_line
@@ -263,10 +261,9 @@ def fit(
     head_classes = build_class_head(prototypes + defect_list, classes, scoring, cfg)
     vocab = _fit_vocabulary(model, cfg)
     model.head = Head(classes=head_classes, scoring=scoring, vocabulary=vocab)
-    if scoring is None or scoring.evidence != CONTRAST:
-        # Nothing reads distances to the defect patches but the contrast evidence: the
-        # graph leaves them out (a fifth of a 1130 x 460 image's distance work).
-        model.set_banks(bank, None)
+    # Nothing reads distances to the defect patches but the contrast evidence: without it
+    # the graph leaves them out (a fifth of a 1130 x 460 image's distance work).
+    model.set_banks(bank, defect_bank if scoring is not None and scoring.evidence == CONTRAST else None)
     model.caption_context = CaptionContext(
         shot_labels=tuple(s.label for s in [*goods, *defect_shots]),
         shot_notes=tuple(s.note or None for s in [*goods, *defect_shots]),
@@ -305,12 +302,13 @@ def _line_keeps_defects(labelled: Calibration, with_line: Calibration, n_goods: 
     """Whether, with the line images in the bank, at least :data:`LINE_MUST_KEEP` of the
     labelled defect shots that stood above every labelled good shot still do (the good
     shots' scores first in ``with_line``'s, the line images' after them)."""
-    flat = [[v for vals in c.defect_scores.values() for v in vals] for c in (labelled, with_line)]
-    if not flat[0]:
-        return True
-    before = sum(d > max(labelled.good_scores) for d in flat[0])
-    after = sum(d > max(with_line.good_scores[:n_goods]) for d in flat[1])
-    return after >= LINE_MUST_KEEP * before
+    return with_line.standing_out(n_goods) >= LINE_MUST_KEEP * labelled.standing_out()
+
+
+def judged_words(judged_by: str | None) -> str:
+    """What a fit's summary adds after how many unlabelled images it judged defects, for
+    :attr:`FitReport.unlabelled_judged_by` (the CLI and the app say the same)."""
+    return {"mutual_fallback": f" {TOO_STRICT}", "unused": f", {NOT_USED}"}.get(judged_by or "", "")
 
 
 @dataclass

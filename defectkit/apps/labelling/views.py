@@ -122,14 +122,9 @@ def fit_status(record) -> str:
             f"; learned from {used - out} of {used} unlabelled images, {out} judged "
             f"defect{'s' if out != 1 else ''} and kept out"
         )
-        if record.unlabelled_judged_by == "mutual_fallback":
-            from defectkit.inspect.fit import TOO_STRICT
+        from defectkit.inspect.fit import judged_words
 
-            text += f" {TOO_STRICT}"
-        elif record.unlabelled_judged_by == "unused":
-            from defectkit.inspect.fit import NOT_USED
-
-            text += f", {NOT_USED}"
+        text += judged_words(record.unlabelled_judged_by)
     if record.frame:
         text += f"; {LEFT_OUT.format(record.frame)} (draw a region of interest to choose it yourself)"
     if not record.has_verdict:
