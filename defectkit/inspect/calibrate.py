@@ -161,7 +161,9 @@ def build_scoring(
     everyone = [*goods, *unlabelled]
     candidates = [choice] if choice is not None else _candidates(everyone, defects, cfg.evidence)
     for kind, use_global in candidates:
-        kept = [*goods, *_trim(unlabelled, _scoring(kind, use_global, everyone, cfg)[0], false_reject)]
+        # (the line images' trim needs a scoring of everyone; without them, nothing to trim)
+        trimmed = _trim(unlabelled, _scoring(kind, use_global, everyone, cfg)[0], false_reject) if unlabelled else []
+        kept = [*goods, *trimmed]
         scoring, own = _scoring(kind, use_global, kept, cfg)
         good_scores = [o.apply(s.distance, s.defect_distance)[1] for o, s in zip(own, kept, strict=True)]
         defect_scores: dict[str, list[float]] = {}

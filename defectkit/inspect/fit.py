@@ -230,7 +230,7 @@ def fit(
             contrast = state.defect_bank if first[0].evidence == CONTRAST else None
             line = [_shot(g, GOOD, None, state.bank, contrast, None) for g in free.grids]
             judged = [first[0].apply(s.distance, s.defect_distance) for s in line]
-            screen = ([score for _, score in judged], [amap for amap, _ in judged], first[1].threshold)
+            screen = _Screen([score for _, score in judged], [amap for amap, _ in judged], first[1].threshold)
         known = [good.grids[good.owner.index(i)] for i in range(len(goods))]
         good, rejected, calibration_rows, judged_by = _add_unlabelled(good, free, len(goods), cfg, screen, known)
         state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
@@ -411,15 +411,23 @@ def _load_unlabelled(images: Sequence[np.ndarray | str], seed: int) -> tuple[lis
     return out, positions, skipped
 
 
+@dataclass
+class _Screen:
+    """The labelled model's judgement of the line images, each scored as a new part."""
+
+    scores: list[float]
+    maps: list[np.ndarray]  # calibrated grid maps
+    threshold: float
+
+
 def _add_unlabelled(
     good: _Grids, free: _Grids, n_goods: int, cfg: InspectorConfig,
-    screen: tuple[list[float], list[np.ndarray], float] | None,
+    screen: _Screen | None,
     known: Sequence[torch.Tensor] = (),
 ) -> tuple[_Grids, list[int], list[int], str]:
     """Judge unlabelled grids and add the good-looking ones' patches.
 
-    With labelled good shots (``screen``: each image's score and map by the labelled
-    model, and its threshold), an image scoring above the threshold is a defect, unless
+    With labelled good shots (``screen``), an image scoring above the threshold is a defect, unless
     that would reject more than :data:`SCREEN_MAX_REJECT` of at least
     :data:`SCREEN_MIN_IMAGES`: line images are mostly good, so the labelled model's
     threshold is then wrong (two near-identical good shots set it), and the images judge
@@ -441,12 +449,11 @@ def _add_unlabelled(
     reject = None
     judged_by = "mutual" if screen is None else "mutual_fallback"
     if screen is not None:
-        scores, screen_maps, threshold = screen
-        judged = np.asarray(scores) > threshold
+        judged = np.asarray(screen.scores) > screen.threshold
         if len(judged) < SCREEN_MIN_IMAGES or judged.mean() <= SCREEN_MAX_REJECT:
             # The labelled model's judgement stands; each image it passes offers its
             # coreset (the same as the fallback's: each image's is its own).
-            reject, maps, judged_by = judged, screen_maps, "labelled"
+            reject, maps, judged_by = judged, screen.maps, "labelled"
             passed = np.flatnonzero(~judged)
             index = dict(zip(passed.tolist(), image_coresets([free.grids[i] for i in passed], seed=cfg.seed), strict=True))
     if reject is None:
@@ -455,7 +462,7 @@ def _add_unlabelled(
         stats = [top_mean(smooth(m, cfg.sigma), cfg.top_fraction) for m in mutual.maps[k:]]
         reject = outliers(stats, spread=REJECT_SPREAD)
         if screen is not None:
-            reject |= np.asarray(scores) > np.quantile(scores, 1.0 - SCREEN_MAX_REJECT)
+            reject |= np.asarray(screen.scores) > np.quantile(screen.scores, 1.0 - SCREEN_MAX_REJECT)
         maps, index = mutual.maps[k:], mutual.coreset_index[k:]
     accepted = [i for i in range(n) if not reject[i]]
     cut = np.inf

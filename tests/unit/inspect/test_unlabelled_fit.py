@@ -8,7 +8,13 @@ import torch
 
 from defectkit.datasets import make_synthetic
 from defectkit.inspect.config import InspectorConfig
-from defectkit.inspect.fit import MAX_UNLABELLED_MP, SCREEN_MIN_IMAGES, _add_unlabelled, _Grids
+from defectkit.inspect.fit import (
+    MAX_UNLABELLED_MP,
+    SCREEN_MIN_IMAGES,
+    _add_unlabelled,
+    _Grids,
+    _Screen,
+)
 from defectkit.inspect.inspector import Inspector
 
 
@@ -80,7 +86,7 @@ def test_the_most_unusual_patches_of_images_the_labelled_model_passes_stay_out_o
     line = _Grids(grids=[torch.from_numpy(rng.normal(size=(4, 8, 8)).astype(np.float32)) for _ in range(12)], owner=list(range(12)))
     maps = [rng.uniform(0.0, 1.0, size=(8, 8)).astype(np.float32) for _ in range(12)]
     maps[0][3, 4] = 10.0
-    screen = ([0.5] * 12, maps, 1.0)
+    screen = _Screen([0.5] * 12, maps, 1.0)
     out, rejected, _, judged_by = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen)
     assert judged_by == "labelled" and rejected == [] and len(out.grids) == 13 and out.owner[1:] == list(range(1, 13))
     kept = {row: set(out.keep[row].tolist()) for row in range(1, 13)}
@@ -99,7 +105,7 @@ def test_when_the_labelled_threshold_gives_way_its_most_unusual_half_still_stays
     labelled = _Grids(grids=[torch.from_numpy(base)], owner=[0])
     line = _Grids(grids=[torch.from_numpy(base + 0.05 * rng.normal(size=base.shape).astype(np.float32)) for _ in range(12)], owner=list(range(12)))
     scores = [2.0 + 0.1 * i for i in range(12)]
-    screen = (scores, [np.ones((8, 8), np.float32)] * 12, 1.0)
+    screen = _Screen(scores, [np.ones((8, 8), np.float32)] * 12, 1.0)
     out, rejected, _, judged_by = _add_unlabelled(labelled, line, 1, InspectorConfig(seed=0), screen, [labelled.grids[0]])
     assert judged_by == "mutual_fallback" and rejected == list(range(6, 12))
     assert out.owner[1:] == list(range(1, 7))
