@@ -64,9 +64,16 @@ def _uniform_windows(size: int, out: int) -> tuple[int, int] | None:
 
 
 def detail_map(image: torch.Tensor) -> torch.Tensor:
-    """N x 3 x H x W in [0, 1] -> N x 3 x H x W high-pass energy |x - box3(x)|."""
-    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
-    return (image - F.avg_pool2d(padded, 3, stride=1)).abs()
+    """N x 3 x H x W in [0, 1] -> N x 3 x H x W high-pass energy |x - box3(x)|.
+
+    Each channel is filtered as a one-channel image (the channels folded into the batch):
+    the same numbers, and OpenVINO keeps one-channel maps in their plain layout instead
+    of copying the three-channel full-resolution image into 16-channel blocks and back
+    (a 4096 x 256 scan's graph 255-265 -> 238-252 ms on 2 cores)."""
+    n, c, h, w = image.shape
+    flat = image.reshape(n * c, 1, h, w)
+    padded = F.pad(flat, (1, 1, 1, 1), mode="replicate")
+    return (flat - F.avg_pool2d(padded, 3, stride=1)).abs().reshape(n, c, h, w)
 
 
 class PatchFeatures(nn.Module):
