@@ -234,27 +234,24 @@ def fit(
         known = [good.grids[good.owner.index(i)] for i in range(len(goods))]
         good, rejected, calibration_rows, judged_by = _add_unlabelled(good, free, len(goods), cfg, screen, known)
         state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
-    bank, defect_bank = state.bank, state.defect_bank
     t_bank = time.perf_counter()
 
-    good_shots, defect_list = state.good_shots, state.defect_list
     # Unlabelled images judged good, each scored against the bank without its own patches.
     from_line = [
-        _shot(good.grids[row], GOOD, None, bank[state.bank_owner != good.owner[row]], defect_bank, None)
+        _shot(good.grids[row], GOOD, None, state.bank[state.bank_owner != good.owner[row]], state.defect_bank, None)
         for row in calibration_rows
     ]
     has_verdict = bool(goods) or bool(from_line)
     choice = None if first is None else (first[0].evidence, first[0].global_ref is not None)
     scoring, calibration = (
-        build_scoring(good_shots, defect_list, cfg, unlabelled=from_line, false_reject=FALSE_REJECT, choice=choice)
+        build_scoring(state.good_shots, state.defect_list, cfg, unlabelled=from_line, false_reject=FALSE_REJECT, choice=choice)
         if has_verdict else (None, None)
     )  # fmt: skip
     if first is not None and free.grids and not _line_keeps_defects(first[1], calibration, len(goods)):
         # The line images made the labelled defects look normal: the labelled shots alone.
-        judged_by, state, (scoring, calibration), from_line = "unused", labelled_state, first, []
-        good = labelled_good
-        bank, defect_bank = state.bank, state.defect_bank
-        good_shots, defect_list = state.good_shots, state.defect_list
+        judged_by, state, good, (scoring, calibration), from_line = "unused", labelled_state, labelled_good, first, []
+    bank, defect_bank = state.bank, state.defect_bank
+    good_shots, defect_list = state.good_shots, state.defect_list
     # Line images stand in for good prototypes only when nobody labelled a good one.
     prototypes = good_shots if good_shots else from_line
     classes = support.classes if good_shots or not from_line else (GOOD, *support.classes)
@@ -427,8 +424,8 @@ def _add_unlabelled(
 ) -> tuple[_Grids, list[int], list[int], str]:
     """Judge unlabelled grids and add the good-looking ones' patches.
 
-    With labelled good shots (``screen``), an image scoring above the threshold is a defect, unless
-    that would reject more than :data:`SCREEN_MAX_REJECT` of at least
+    With labelled good shots (``screen``), an image scoring above the threshold is a
+    defect, unless that would reject more than :data:`SCREEN_MAX_REJECT` of at least
     :data:`SCREEN_MIN_IMAGES`: line images are mostly good, so the labelled model's
     threshold is then wrong (two near-identical good shots set it), and the images judge
     each other, the good shots among every image's references (``known``); its ranking
