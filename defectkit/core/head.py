@@ -276,18 +276,26 @@ def describe_image(features: np.ndarray, weights: np.ndarray, inside: np.ndarray
 
 @dataclass(frozen=True)
 class ClassHead:
-    """Nearest prototype in a standardised descriptor space; one prototype per shot.
+    """The class head in a standardised descriptor space: one prototype per shot, and a
+    linear classifier fitted on them.
 
-    Nearest-prototype classification is the right estimator with two shots per class,
-    where a class mean would blur two different-looking examples of one defect together.
+    The prototypes say which labelled shot an image is nearest (the caption's evidence).
+    The class logits come from ``weights`` and ``bias``, a ridge classifier on the
+    prototypes (:func:`defectkit.inspect.calibrate.build_class_head`): it learns which
+    descriptor dimensions tell the classes apart, where the nearest prototype weighs
+    every dimension alike, including those in which two shots of one class differ.
+    A head without them (saved before they existed, or with a single class) takes
+    each class's nearest prototype, as before.
 
     Attributes:
         classes: class names in logit order (``good`` first when there is a good class).
         prototypes: P x E unit descriptors of the labelled shots, in shot order.
         labels: each prototype's class index.
         center, scale: descriptor standardisation, fitted on the shots (E each).
-        temperature: logits are minus squared distances (0..4) over it.
+        temperature: logits are 2 x the linear score (about a cosine) over it; or, by
+            nearest prototype, minus squared distances (0..4) over it: the same scale.
         sharpness: how strongly region pooling concentrates on anomalous patches.
+        weights, bias: K x E and K, the linear classifier (None: nearest prototype).
     """
 
     classes: tuple[str, ...]
@@ -297,6 +305,8 @@ class ClassHead:
     scale: np.ndarray = field(repr=False)
     temperature: float = 0.05
     sharpness: float = 2.0
+    weights: np.ndarray | None = field(default=None, repr=False)
+    bias: np.ndarray | None = field(default=None, repr=False)
 
     def embed(self, descriptor: np.ndarray) -> np.ndarray:
         """Raw descriptor(s) (..., E) -> unit vectors in the standardised space."""
@@ -310,9 +320,13 @@ class ClassHead:
         d2 = np.sum((self.prototypes - z) ** 2, axis=1)
         return (-d2 / self.temperature).astype(np.float32)
 
-    def logits(self, similarity: np.ndarray) -> np.ndarray:
-        """P similarities -> K logits: each class's nearest prototype."""
+    def logits(self, descriptor: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+        """A raw descriptor (E) and its P similarities -> K logits: the linear
+        classifier's scores, or each class's nearest prototype without one."""
         labels = np.asarray(self.labels)
+        if self.weights is not None and self.bias is not None:
+            linear = self.weights @ self.embed(descriptor) + self.bias
+            return (2.0 * linear / self.temperature).astype(np.float32)
         return np.array(
             [similarity[labels == k].max() if (labels == k).any() else -1e6 for k in range(len(self.classes))],
             dtype=np.float32,
@@ -323,6 +337,8 @@ class ClassHead:
             "classes": list(self.classes), "labels": list(self.labels),
             "prototypes": self.prototypes.tolist(), "center": self.center.tolist(),
             "scale": self.scale.tolist(), "temperature": self.temperature, "sharpness": self.sharpness,
+            "weights": None if self.weights is None else self.weights.tolist(),
+            "bias": None if self.bias is None else self.bias.tolist(),
         }  # fmt: skip
 
     @classmethod
@@ -333,7 +349,24 @@ class ClassHead:
             center=np.asarray(data["center"], dtype=np.float64),
             scale=np.asarray(data["scale"], dtype=np.float64),
             temperature=float(data["temperature"]), sharpness=float(data["sharpness"]),
+            **_linear(data, len(data["classes"]), len(data["center"])),
         )  # fmt: skip
+
+
+def _linear(data: dict[str, Any], classes: int, dims: int) -> dict[str, np.ndarray | None]:
+    """A stored head's linear classifier, checked (K x E weights, K biases), or none."""
+    if data.get("weights") is None or data.get("bias") is None:
+        return {"weights": None, "bias": None}
+    weights = np.asarray(data["weights"], dtype=np.float64)
+    bias = np.asarray(data["bias"], dtype=np.float64)
+    if weights.shape != (classes, dims) or bias.shape != (classes,):
+        raise ValueError(
+            f"class head: weights {weights.shape} and bias {bias.shape} do not fit "
+            f"{classes} classes of {dims}-value descriptors"
+        )
+    if not (np.isfinite(weights).all() and np.isfinite(bias).all()):
+        raise ValueError("class head: weights and bias must be finite numbers")
+    return {"weights": weights, "bias": bias}
 
 
 @dataclass(frozen=True)
@@ -371,13 +404,14 @@ class Head:
         the calibrated grid map or None)."""
         amap, score = self.grids(distance, defect_distance, inside)
         weights = region_weights(amap, features.shape[1:], self.classes.sharpness, inside)
-        similarity = self.classes.similarity(describe_image(features, weights, inside))
+        descriptor = describe_image(features, weights, inside)
+        similarity = self.classes.similarity(descriptor)
         vocab = None
         if self.vocabulary is not None and embed is not None and len(self.vocabulary):
             vocab = vocabulary_scores(embed, weights, self.vocabulary)
         grid = amap if amap is not None else np.zeros(features.shape[1:], np.float32)
         raw = RawOutputs(
-            score=np.float32(score), anomaly_map=grid, class_logits=self.classes.logits(similarity),
+            score=np.float32(score), anomaly_map=grid, class_logits=self.classes.logits(descriptor, similarity),
             prototype_similarity=similarity, vocab_scores=vocab,
         )  # fmt: skip
         return raw, amap

@@ -35,6 +35,10 @@ from defectkit.inspect.config import InspectorConfig
 #: Grid cells a painted mask is grown by before it limits a defect shot's pooling
 #: weights: about the reach of the map's blur (3 x 3 pooling, Gaussian sigma 1 patch).
 MASK_MARGIN = 2
+#: Ridge penalty of the class head's linear classifier, on unit descriptors (each
+#: shot's Gram diagonal is 1). Development seeds (xsdd 2 and 5 per type, synthetic,
+#: textile cropped, aitex): class accuracy the same within 0.01 from 0.01 to 1.
+CLASS_RIDGE = 0.1
 #: A calibrated defect score counts at most this many times the reference when
 #: comparing evidence, so one extreme shot cannot outvote the others.
 SEPARATION_CAP = 4.0
@@ -226,7 +230,42 @@ def build_class_head(
         center=center, scale=scale, temperature=cfg.temperature, sharpness=cfg.sharpness,
     )  # fmt: skip
     labels = tuple(list(classes).index(s.label) for s in shots)
+    prototypes = head.embed(descs)
+    weights, bias = class_classifier(prototypes, labels, len(classes))
     return ClassHead(
-        classes=head.classes, prototypes=head.embed(descs), labels=labels, center=center,
+        classes=head.classes, prototypes=prototypes, labels=labels, center=center,
         scale=scale, temperature=cfg.temperature, sharpness=cfg.sharpness,
+        weights=weights, bias=bias,
     )  # fmt: skip
+
+
+def class_classifier(
+    prototypes: np.ndarray, labels: Sequence[int], n_classes: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A one-against-the-rest ridge classifier on the shots' unit descriptors (P x E):
+    K x E weights and K biases whose score is about +1 on a class's shots and -1 on the
+    others'; each class's shots weigh the same in all (ten good shots do not outvote
+    two of a defect). (None, None) with fewer than two classes that have shots.
+
+    With a few shots in a space of hundreds of dimensions the shots can always be told
+    apart; of the ways to do it, ridge takes the smallest weights, which lean on the
+    dimensions in which a class's shots agree and the others' differ. Nearest-prototype
+    (the head without it) weighs every dimension alike, including those in which two
+    shots of one class differ (development seeds: xsdd 2 and 5 per type 0.772 / 0.884
+    -> 0.795 / 0.923, synthetic 0.660 -> 0.699, textile cropped 0.831 -> 0.837, aitex
+    0.359 either way).
+    """
+    from sklearn.linear_model import Ridge
+
+    y = np.asarray(labels)
+    present = np.unique(y)
+    if present.size < 2:
+        return None, None
+    targets = np.where(y[:, None] == np.arange(n_classes)[None, :], 1.0, -1.0)
+    counts = np.bincount(y, minlength=n_classes)
+    ridge = Ridge(alpha=CLASS_RIDGE).fit(prototypes, targets, sample_weight=1.0 / counts[y])
+    weights = np.asarray(ridge.coef_, dtype=np.float64).reshape(n_classes, -1)
+    bias = np.asarray(ridge.intercept_, dtype=np.float64).reshape(n_classes)
+    absent = np.setdiff1d(np.arange(n_classes), present)
+    weights[absent], bias[absent] = 0.0, -1e3  # a class without shots is never chosen
+    return weights, bias

@@ -158,9 +158,27 @@ def test_class_logits_are_each_class_nearest_prototype():
     head, descs = _class_head()
     sims = head.similarity(descs[3])
     assert sims.shape == (6,) and int(np.argmax(sims)) == 3 and sims[3] == pytest.approx(0.0, abs=1e-5)
-    logits = head.logits(sims)
+    logits = head.logits(descs[3], sims)
     assert logits.shape == (3,) and int(np.argmax(logits)) == 1  # prototype 3 is a scratch
     np.testing.assert_allclose(logits, [sims[0:2].max(), sims[2:4].max(), sims[4:6].max()])
+
+
+def test_a_linear_head_scores_by_its_weights_and_round_trips():
+    base, descs = _class_head()
+    weights = np.zeros((3, descs.shape[1]))
+    weights[2] = base.embed(descs[4])  # "spot" along its first shot, the others flat
+    head = ClassHead(classes=base.classes, prototypes=base.prototypes, labels=base.labels, center=base.center,
+                     scale=base.scale, temperature=0.1, weights=weights, bias=np.array([0.1, 0.0, -0.2]))  # fmt: skip
+    logits = head.logits(descs[4], head.similarity(descs[4]))
+    np.testing.assert_allclose(logits, 2.0 * np.array([0.1, 0.0, 1.0 - 0.2]) / 0.1, rtol=1e-5)
+    again = ClassHead.from_dict(json.loads(json.dumps(head.to_dict())))
+    np.testing.assert_allclose(again.logits(descs[1], again.similarity(descs[1])), head.logits(descs[1], head.similarity(descs[1])))
+    old = head.to_dict() | {"weights": None, "bias": None}  # a head saved before: nearest prototype
+    assert ClassHead.from_dict(old).weights is None
+    with pytest.raises(ValueError, match="do not fit"):
+        ClassHead.from_dict(head.to_dict() | {"bias": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="finite"):
+        ClassHead.from_dict(head.to_dict() | {"bias": [0.0, float("nan"), 1.0]})
 
 
 def test_describe_image_has_region_and_overall_halves():

@@ -60,14 +60,18 @@ def test_the_nearest_shot_is_checked_in_probability_too():
 
 
 def test_a_bundle_whose_class_head_is_perturbed_is_refused(fitted, onnx_bundle, copy_bundle):
-    """The check can still fail: the bundle's class head (prototype labels rotated, as a
-    stale or mixed-up support set would leave them) disagrees with the inspector's."""
+    """The check can still fail: the bundle's class head (prototype labels and the
+    classifier's rows rotated, as a stale or mixed-up support set would leave them)
+    disagrees with the inspector's."""
     inspector, images = fitted
     run_selfcheck(inspector, load_bundle(onnx_bundle), images, precision="fp32")  # faithful
     folder = copy_bundle(onnx_bundle)
     manifest = read_manifest(folder)
-    labels = manifest["head"]["classes"]["labels"]
-    manifest["head"]["classes"]["labels"] = labels[2:] + labels[:2]  # each class -> the next
+    head = manifest["head"]["classes"]
+    assert head["weights"] is not None  # the logits come from the linear classifier
+    head["labels"] = head["labels"][2:] + head["labels"][:2]  # each class -> the next
+    head["weights"] = head["weights"][1:] + head["weights"][:1]
+    head["bias"] = head["bias"][1:] + head["bias"][:1]
     write_manifest(folder, manifest)
     with pytest.raises(BundleError, match=r"class probabilities differ by up to|predicted class differs"):
         run_selfcheck(inspector, load_bundle(folder), images, precision="fp32")

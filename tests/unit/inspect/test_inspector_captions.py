@@ -72,7 +72,8 @@ def test_the_prototype_similarity_is_of_the_pooled_region_of_the_stitched_grids(
     distance = stitch(out.distance[:, None], model.tiles, plan)[0]
     defect = None if out.defect_distance is None else stitch(out.defect_distance[:, None], model.tiles, plan)[0]
     amap, score = head.scoring.apply(distance, defect)
-    expected = head.classes.similarity(describe_image(feats, region_weights(amap, amap.shape, head.classes.sharpness)))
+    descriptor = describe_image(feats, region_weights(amap, amap.shape, head.classes.sharpness))
+    expected = head.classes.similarity(descriptor)
     raw = inspector.raw([image])
     assert raw.names == ("score", "anomaly_map", "class_logits", "prototype_similarity")
     assert raw.vocab_scores is None  # no text tower
@@ -80,10 +81,10 @@ def test_the_prototype_similarity_is_of_the_pooled_region_of_the_stitched_grids(
     np.testing.assert_allclose(raw.prototype_similarity[0], expected, rtol=1e-5, atol=1e-4)
     sims = raw.prototype_similarity
     assert sims.shape == (1, len(inspector.caption_context.shot_labels))
-    # A class logit is its best shot's similarity, so nearest shot and class agree.
-    labels = np.asarray(head.classes.labels)
-    per_class = [sims[0, labels == k].max() for k in range(len(inspector.classes))]
-    np.testing.assert_allclose(per_class, raw.class_logits[0], rtol=1e-5, atol=1e-3)
+    # The class logits are the linear classifier's scores of the same region descriptor.
+    assert head.classes.weights is not None
+    expected_logits = 2.0 * (head.classes.weights @ head.classes.embed(descriptor) + head.classes.bias)
+    np.testing.assert_allclose(raw.class_logits[0], expected_logits / head.classes.temperature, rtol=1e-4, atol=1e-2)
 
 
 def test_captions_state_only_what_the_result_supports(captioned):
