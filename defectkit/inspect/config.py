@@ -40,8 +40,9 @@ class InspectorConfig:
         sigma: Gaussian smoothing of the anomaly map, in patches.
         top_fraction: the image score averages this fraction of the patches (at least
             one): small, because a local defect covers few patches.
-        temperature: class-head temperature (logits are minus squared distances of unit
-            descriptors over it).
+        temperature: class-head temperature (logits are twice the linear classifier's
+            score, about a cosine, over it; a head without a classifier: minus squared
+            distances of unit descriptors over it, the same scale).
         sharpness: how strongly region pooling concentrates on anomalous patches.
         batch_size: tiles per forward pass while fitting and predicting.
         seed: seeds augmentation and coreset, so a fit is reproducible.
