@@ -266,12 +266,21 @@ def describe_image(features: np.ndarray, weights: np.ndarray, inside: np.ndarray
     different steel finish), which is what tells apart defects that cover the image.
     """
     d = features.shape[0]
-    flat = features.reshape(d, -1).astype(np.float64)
-    w = weights.reshape(-1).astype(np.float64)
-    region = flat @ w
-    spread = np.sqrt(np.maximum(flat * flat @ w - region * region, 0.0))
-    cells = flat if inside is None else flat[:, inside.reshape(-1)]
-    return np.concatenate([region, spread, cells.mean(axis=1), cells.std(axis=1), region_shape(weights)])
+    flat = features.reshape(d, -1).astype(np.float32, copy=False)
+    cells = np.ones(flat.shape[1], np.float32) if inside is None else inside.reshape(-1).astype(np.float32)
+    # Both halves as weighted moments (the region's weights; uniform weights over the
+    # cells inside), in float32 and two passes: no float64 copy of the map (a 4096 x 256
+    # scan's 179 x 16384 values took ~10 ms of ~12), and each spread about its own mean.
+    columns = np.stack([weights.reshape(-1).astype(np.float32), cells / max(float(cells.sum()), 1.0)], axis=1)
+    mean = flat @ columns
+    spread = np.empty_like(mean)
+    centered = np.empty_like(flat)
+    for k in range(2):
+        np.subtract(flat, mean[:, k : k + 1], out=centered)
+        np.multiply(centered, centered, out=centered)
+        spread[:, k] = centered @ columns[:, k]
+    mean, spread = mean.astype(np.float64), np.sqrt(np.maximum(spread.astype(np.float64), 0.0))
+    return np.concatenate([mean[:, 0], spread[:, 0], mean[:, 1], spread[:, 1], region_shape(weights)])
 
 
 @dataclass(frozen=True)

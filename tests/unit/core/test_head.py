@@ -191,7 +191,13 @@ def test_describe_image_has_region_and_overall_halves():
     assert desc.shape == (4 * 3 + 2,)
     np.testing.assert_allclose(desc[:3], 10.0)  # the region is that one patch
     np.testing.assert_allclose(desc[3:6], 0.0, atol=1e-6)
-    np.testing.assert_allclose(desc[6:9], feats.reshape(3, -1).mean(axis=1))
+    np.testing.assert_allclose(desc[6:9], feats.reshape(3, -1).mean(axis=1), rtol=1e-6)  # float32 sums
+    np.testing.assert_allclose(desc[9:12], feats.reshape(3, -1).std(axis=1), rtol=1e-6)
+    inside = np.zeros((6, 6), bool)
+    inside[:3] = True  # the overall half over the cells inside only
+    within = describe_image(feats, weights, inside)
+    np.testing.assert_allclose(within[6:9], feats[:, :3].reshape(3, -1).mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(within[9:12], feats[:, :3].reshape(3, -1).std(axis=1), rtol=1e-6)
 
 
 def _head(scoring: AnomalyScoring | None, vocabulary: np.ndarray | None = None) -> Head:
