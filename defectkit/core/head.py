@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from defectkit.core.labels import GOOD
 from defectkit.core.results import RawOutputs
 
 #: Evidence kinds a fit chooses between (see :class:`AnomalyScoring`).
@@ -305,6 +306,8 @@ class ClassHead:
             nearest prototype, minus squared distances (0..4) over it: the same scale.
         sharpness: how strongly region pooling concentrates on anomalous patches.
         weights, bias: K x E and K, the linear classifier (None: nearest prototype).
+        margin_weight: how much the classifier's word counts in the image score (see
+            :meth:`score_factor`); 0: not at all (a head saved before it existed).
     """
 
     classes: tuple[str, ...]
@@ -316,6 +319,7 @@ class ClassHead:
     sharpness: float = 2.0
     weights: np.ndarray | None = field(default=None, repr=False)
     bias: np.ndarray | None = field(default=None, repr=False)
+    margin_weight: float = 0.0
 
     def embed(self, descriptor: np.ndarray) -> np.ndarray:
         """Raw descriptor(s) (..., E) -> unit vectors in the standardised space."""
@@ -329,17 +333,39 @@ class ClassHead:
         d2 = np.sum((self.prototypes - z) ** 2, axis=1)
         return (-d2 / self.temperature).astype(np.float32)
 
+    def linear(self, descriptor: np.ndarray) -> np.ndarray | None:
+        """A raw descriptor (E) -> the linear classifier's K scores (about +1 for a
+        class's own shots, -1 for the others'); None without a classifier."""
+        if self.weights is None or self.bias is None:
+            return None
+        return self.weights @ self.embed(descriptor) + self.bias
+
     def logits(self, descriptor: np.ndarray, similarity: np.ndarray) -> np.ndarray:
         """A raw descriptor (E) and its P similarities -> K logits: the linear
         classifier's scores, or each class's nearest prototype without one."""
         labels = np.asarray(self.labels)
-        if self.weights is not None and self.bias is not None:
-            linear = self.weights @ self.embed(descriptor) + self.bias
+        linear = self.linear(descriptor)
+        if linear is not None:
             return (2.0 * linear / self.temperature).astype(np.float32)
         return np.array(
             [similarity[labels == k].max() if (labels == k).any() else -1e6 for k in range(len(self.classes))],
             dtype=np.float32,
         )
+
+    def score_factor(self, descriptor: np.ndarray) -> float:
+        """What the classifier's word multiplies an image's anomaly score by:
+        ``exp(margin_weight * margin)``, the margin being how far its likeliest defect
+        class's score stands above ``good``'s (about -2 on a good shot, +2 on a defect
+        shot). An image the labelled shots say is a defect scores higher, one they say
+        is good lower; the threshold stays where the anomaly scores put it, which the
+        image reaches on the anomaly evidence alone when the classifier is undecided
+        (margin 0). 1.0 without a classifier, a ``good`` class or a defect class."""
+        linear = self.linear(descriptor)
+        if not self.margin_weight or linear is None or GOOD not in self.classes or len(self.classes) < 2:
+            return 1.0
+        good = self.classes.index(GOOD)
+        margin = float(np.max(np.delete(linear, good)) - linear[good])
+        return float(np.exp(self.margin_weight * margin))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -348,6 +374,7 @@ class ClassHead:
             "scale": self.scale.tolist(), "temperature": self.temperature, "sharpness": self.sharpness,
             "weights": None if self.weights is None else self.weights.tolist(),
             "bias": None if self.bias is None else self.bias.tolist(),
+            "margin_weight": self.margin_weight,
         }  # fmt: skip
 
     @classmethod
@@ -359,7 +386,15 @@ class ClassHead:
             scale=np.asarray(data["scale"], dtype=np.float64),
             temperature=float(data["temperature"]), sharpness=float(data["sharpness"]),
             **_linear(data, len(data["classes"]), len(data["center"])),
+            margin_weight=_margin_weight(data.get("margin_weight", 0.0)),
         )  # fmt: skip
+
+
+def _margin_weight(value: Any) -> float:
+    weight = float(value or 0.0)
+    if not np.isfinite(weight) or weight < 0:
+        raise ValueError(f"class head: margin_weight must be a number >= 0, got {value!r}")
+    return weight
 
 
 def _linear(data: dict[str, Any], classes: int, dims: int) -> dict[str, np.ndarray | None]:
@@ -415,6 +450,7 @@ class Head:
         weights = region_weights(amap, features.shape[1:], self.classes.sharpness, inside)
         descriptor = describe_image(features, weights, inside)
         similarity = self.classes.similarity(descriptor)
+        score *= self.classes.score_factor(descriptor)  # (nan stays nan: type-only)
         vocab = None
         if self.vocabulary is not None and embed is not None and len(self.vocabulary):
             vocab = vocabulary_scores(embed, weights, self.vocabulary)

@@ -1,11 +1,16 @@
-"""The class head's linear classifier, fitted on the shots' unit descriptors."""
+"""The class head's linear classifier, fitted on the shots' unit descriptors, and its
+word in the image score."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
 
-from defectkit.core.head import ClassHead
-from defectkit.inspect.calibrate import class_classifier
+import numpy as np
+import pytest
+
+from defectkit.core.head import AnomalyScoring, ClassHead
+from defectkit.inspect.calibrate import MARGIN_WEIGHT, Shot, build_class_head, class_classifier
+from defectkit.inspect.config import InspectorConfig
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -66,3 +71,37 @@ def test_no_classifier_without_two_classes_and_never_an_unshot_class():
                      weights=weights, bias=bias)  # fmt: skip
     for x in _draw(rng, 1, 5):
         assert int(np.argmax(head.logits(x, head.similarity(x)))) != 1
+
+
+def test_the_score_factor_is_the_classifier_margin_over_good():
+    rng = np.random.default_rng(3)
+    protos = np.concatenate([_draw(rng, 0, 2), _draw(rng, 1, 2)])
+    weights, bias = class_classifier(protos, (0, 0, 1, 1), 2)
+    head = ClassHead(("good", "scratch"), protos, (0, 0, 1, 1), np.zeros(12), np.ones(12),
+                     weights=weights, bias=bias, margin_weight=0.5)  # fmt: skip
+    for x in (protos[0], protos[3], *_draw(rng, 1, 3)):
+        linear = weights @ x + bias
+        assert head.score_factor(x) == pytest.approx(np.exp(0.5 * (linear[1] - linear[0])))
+    assert head.score_factor(protos[0]) < 0.5 < 2.0 < head.score_factor(protos[3])  # a good shot, a scratch
+    # Nothing to say: no weight (a head saved before), no classifier, or no good class.
+    assert replace(head, margin_weight=0.0).score_factor(protos[3]) == 1.0
+    assert replace(head, weights=None, bias=None).score_factor(protos[3]) == 1.0
+    assert replace(head, classes=("dent", "scratch")).score_factor(protos[3]) == 1.0
+    again = ClassHead.from_dict(head.to_dict())
+    assert again.margin_weight == 0.5 and again.score_factor(protos[3]) == pytest.approx(head.score_factor(protos[3]))
+    assert ClassHead.from_dict({k: v for k, v in head.to_dict().items() if k != "margin_weight"}).margin_weight == 0.0
+    with pytest.raises(ValueError, match="margin_weight"):
+        ClassHead.from_dict(head.to_dict() | {"margin_weight": -1})
+
+
+def test_the_fit_lets_the_classifier_speak_only_beside_an_anomaly_score():
+    rng = np.random.default_rng(4)
+    feats = [rng.normal(size=(6, 5, 5)) for _ in range(4)]
+    shots = [Shot(label, f) for label, f in zip(("good", "good", "scratch", "scratch"), feats, strict=True)]
+    cfg = InspectorConfig()
+    scoring = AnomalyScoring()
+    assert build_class_head(shots, ("good", "scratch"), scoring, cfg).margin_weight == MARGIN_WEIGHT > 0
+    sorting = [Shot(label, f) for label, f in zip(("dent", "dent", "scratch", "scratch"), feats, strict=True)]
+    assert build_class_head(sorting, ("dent", "scratch"), None, cfg).margin_weight == 0.0  # type-only
+    lone = build_class_head(shots[:2], ("good",), scoring, cfg)  # good shots only: no classifier
+    assert lone.weights is None and lone.margin_weight == 0.0

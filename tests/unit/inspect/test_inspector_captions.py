@@ -77,7 +77,8 @@ def test_the_prototype_similarity_is_of_the_pooled_region_of_the_stitched_grids(
     raw = inspector.raw([image])
     assert raw.names == ("score", "anomaly_map", "class_logits", "prototype_similarity")
     assert raw.vocab_scores is None  # no text tower
-    assert raw.score[0] == pytest.approx(score, rel=1e-5)
+    # The score: the anomaly evidence's, times what the class head says of the region.
+    assert raw.score[0] == pytest.approx(score * head.classes.score_factor(descriptor), rel=1e-5)
     np.testing.assert_allclose(raw.prototype_similarity[0], expected, rtol=1e-5, atol=1e-4)
     sims = raw.prototype_similarity
     assert sims.shape == (1, len(inspector.caption_context.shot_labels))
