@@ -43,6 +43,11 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    "on some seeds and 0.03 AUROC worse on others (benchmarks/results/fewshot_suite.md)")
     g.add_argument("--augmentations", type=int, default=d.augmentations,
                    help=f"augmented copies per good shot in the memory bank (default: {d.augmentations})")
+    g.add_argument("--margin-weight", type=float, default=d.margin_weight, metavar="W",
+                   help=f"how much the class head counts in the image score: the anomaly score times exp(W x margin), "
+                   f"the margin how far the likeliest defect type stands above good (default: {d.margin_weight}); "
+                   "0 scores by how unlike the good shots an image is alone, for data whose defect types go "
+                   "with something else in the shots (the fabric, a fixture)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for shot picking, augmentation and coreset")
     g.add_argument("--vocabulary", nargs="+", metavar="TERM", default=[],
                    help="caption terms to add to the default vocabulary (quote multi-word terms; "
@@ -60,6 +65,8 @@ def config_from_args(args: argparse.Namespace):
         raise ConfigError(f"--augmentations must be >= 0, got {args.augmentations}")
     if args.tile_size and min(args.tile_size) < 32:
         raise ConfigError(f"--tile-size must be at least 32 x 32, got {args.tile_size}")
+    if not (0 <= args.margin_weight <= 10):  # (also refuses nan)
+        raise ConfigError(f"--margin-weight must be between 0 and 10, got {args.margin_weight}")
     if not 0.05 <= args.scale <= 4:
         raise ConfigError(f"--scale must be between 0.05 and 4, got {args.scale}")
     if args.roi and (args.roi[2] <= args.roi[0] or args.roi[3] <= args.roi[1] or min(args.roi) < 0):
@@ -74,6 +81,7 @@ def config_from_args(args: argparse.Namespace):
         roi=tuple(args.roi) if args.roi else None,
         bank_size=args.bank_size,
         augmentations=args.augmentations,
+        margin_weight=args.margin_weight,
         seed=args.seed,
     )
 

@@ -39,14 +39,6 @@ MASK_MARGIN = 2
 #: shot's Gram diagonal is 1). Development seeds (xsdd 2 and 5 per type, synthetic,
 #: textile cropped, aitex): class accuracy the same within 0.01 from 0.01 to 1.
 CLASS_RIDGE = 0.1
-#: How much the class head's word counts in the image score (``ClassHead.score_factor``:
-#: the score times exp(weight x margin), the margin about +-2 at the shots). Development
-#: seeds (bsdata, synthetic, textile cropped: 4 each; aitex: 2), AUROC / binary accuracy
-#: at the fitted threshold, 0 -> 0.25 / 0.5 / 1: aitex 0.640 / 0.526 -> 0.654 / 0.538,
-#: 0.682 / 0.513, 0.701 / 0.500; bsdata 0.895 / 0.869 -> 0.927 / 0.906, 0.934 / 0.919,
-#: 0.937 / 0.906; synthetic 0.965 / 0.763 -> 0.976 / 0.846, 0.978 / 0.878, 0.978 / 0.885;
-#: textile cropped 0.962 / 0.844 -> 0.998 / 0.931, 0.996 / 0.944, 0.996 / 0.938.
-MARGIN_WEIGHT = 0.5
 #: A calibrated defect score counts at most this many times the reference when
 #: comparing evidence, so one extreme shot cannot outvote the others.
 SEPARATION_CAP = 4.0
@@ -246,7 +238,7 @@ def build_class_head(
     return ClassHead(
         classes=head.classes, prototypes=prototypes, labels=labels, center=center,
         scale=scale, temperature=cfg.temperature, sharpness=cfg.sharpness,
-        weights=weights, bias=bias, margin_weight=MARGIN_WEIGHT if speaks else 0.0,
+        weights=weights, bias=bias, margin_weight=cfg.margin_weight if speaks else 0.0,
     )  # fmt: skip
 
 

@@ -44,6 +44,13 @@ class InspectorConfig:
             score, about a cosine, over it; a head without a classifier: minus squared
             distances of unit descriptors over it, the same scale).
         sharpness: how strongly region pooling concentrates on anomalous patches.
+        margin_weight: how much the class head's word counts in the image score (the
+            anomaly score times exp(margin_weight x margin), the margin how far the
+            likeliest defect type stands above ``good``; see
+            ``defectkit.core.head.ClassHead.score_factor``). 0: the anomaly evidence
+            alone, for data whose defect types go with something else in the shots
+            (the material, a fixture). 0.5 was chosen on the development seeds of four
+            data sets (benchmarks/results/fewshot_suite.md, stop 30).
         batch_size: tiles per forward pass while fitting and predicting.
         seed: seeds augmentation and coreset, so a fit is reproducible.
         vocabulary: caption terms added to the default vocabulary, one entry each in
@@ -70,6 +77,7 @@ class InspectorConfig:
     top_fraction: float = 0.002
     temperature: float = 0.05
     sharpness: float = 2.0
+    margin_weight: float = 0.5
     batch_size: int = BATCH_SIZE
     seed: int = 0
     vocabulary: tuple[str, ...] = ()

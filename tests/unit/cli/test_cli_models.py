@@ -29,3 +29,12 @@ def test_vocabulary_flags_map_onto_the_config(tmp_path):
         _parse(["--vocabulary-file", str(tmp_path / "empty.txt")])
     with pytest.raises(ConfigError, match="cannot read"):
         _parse(["--vocabulary-file", str(tmp_path / "missing.txt")])
+
+
+def test_the_margin_weight_flag_maps_onto_the_config_and_refuses_nonsense():
+    assert _parse([]).margin_weight == InspectorConfig().margin_weight == 0.5
+    config = _parse(["--margin-weight", "0"])
+    assert config.margin_weight == 0.0 and InspectorConfig.from_dict(config.to_dict()) == config
+    for bad in ("-1", "nan", "11"):
+        with pytest.raises(ConfigError, match="--margin-weight must be between 0 and 10"):
+            _parse(["--margin-weight", bad])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from defectkit.core.head import AnomalyScoring, ClassHead
-from defectkit.inspect.calibrate import MARGIN_WEIGHT, Shot, build_class_head, class_classifier
+from defectkit.inspect.calibrate import Shot, build_class_head, class_classifier
 from defectkit.inspect.config import InspectorConfig
 
 
@@ -100,7 +100,9 @@ def test_the_fit_lets_the_classifier_speak_only_beside_an_anomaly_score():
     shots = [Shot(label, f) for label, f in zip(("good", "good", "scratch", "scratch"), feats, strict=True)]
     cfg = InspectorConfig()
     scoring = AnomalyScoring()
-    assert build_class_head(shots, ("good", "scratch"), scoring, cfg).margin_weight == MARGIN_WEIGHT > 0
+    assert build_class_head(shots, ("good", "scratch"), scoring, cfg).margin_weight == cfg.margin_weight == 0.5
+    off = InspectorConfig(margin_weight=0.0)  # the user's switch: the anomaly evidence alone
+    assert build_class_head(shots, ("good", "scratch"), scoring, off).margin_weight == 0.0
     sorting = [Shot(label, f) for label, f in zip(("dent", "dent", "scratch", "scratch"), feats, strict=True)]
     assert build_class_head(sorting, ("dent", "scratch"), None, cfg).margin_weight == 0.0  # type-only
     lone = build_class_head(shots[:2], ("good",), scoring, cfg)  # good shots only: no classifier
