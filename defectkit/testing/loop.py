@@ -3,13 +3,13 @@
 A line bundle fitted on four good images and three scratches (no spots yet), exported
 to ONNX with an uncertainty band, registered and promoted; a daemon following the
 registry's ``current`` link, with a token, keeping uncertain parts in its review store.
-With the embedded backbone that bundle scores ``spot_003`` 8 % below its threshold
-(inside the band: escalated; it calls it good) and ``spot_002`` good, 16 % below
-(escalated too, but less uncertain); ``scratch_003`` (27 % above) and ``good_004`` are
-clear. (Before stop 23's calibration changes it called ``spot_003`` a scratch, 3 %
-above; the browser test accepts either guess, the loop corrects both. Both spots lie at
-the image's edge, and since the fit discounts edge patches by how far the good shots'
-edges run - stop 26 - the threshold sits further above them: the band is 20 %, not 15 %.)
+With the embedded backbone that bundle holds both spots inside the band and guesses
+each a scratch or good (which one, and which spot is the less certain, has moved with
+the calibration: stop 23's thresholds, stop 26's edge discount, stop 30's class head
+in the score); ``scratch_003`` and ``good_004`` are clear. The browser test corrects
+the spot the review queue puts first, the least certain. Both spots lie at the image's
+edge, and since the fit discounts edge patches by how far the good shots' edges run
+(stop 26) the threshold sits further above them: the band is 20 %, not 15 %.
 """
 
 from __future__ import annotations
