@@ -386,11 +386,12 @@ class ClassHead:
             scale=np.asarray(data["scale"], dtype=np.float64),
             temperature=float(data["temperature"]), sharpness=float(data["sharpness"]),
             **_linear(data, len(data["classes"]), len(data["center"])),
-            margin_weight=_margin_weight(data.get("margin_weight", 0.0)),
+            margin_weight=check_margin_weight(data.get("margin_weight", 0.0)),
         )  # fmt: skip
 
 
-def _margin_weight(value: Any) -> float:
+def check_margin_weight(value: Any) -> float:
+    """A class head's margin weight as a float: a finite number >= 0 (ValueError else)."""
     weight = float(value or 0.0)
     if not np.isfinite(weight) or weight < 0:
         raise ValueError(f"class head: margin_weight must be a number >= 0, got {value!r}")

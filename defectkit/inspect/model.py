@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from defectkit.core.caption import CaptionContext
-from defectkit.core.head import Head
+from defectkit.core.head import Head, check_margin_weight
 from defectkit.core.predictor import ModelInfo
 from defectkit.core.results import Thresholds, TileOutputs
 from defectkit.core.tiling import TileSpec
@@ -56,6 +56,10 @@ class InspectorModel(nn.Module):
                 f"{backbone.name} has no text tower, so it cannot score a vocabulary: drop "
                 "--vocabulary, or choose a text-aligned backbone (open_clip, e.g. ViT-B-16)"
             )
+        try:  # the rule a saved head is loaded by: a fit must not save what cannot load
+            check_margin_weight(self.config.margin_weight)
+        except ValueError as err:
+            raise ConfigError(f"InspectorConfig.margin_weight: {err}") from None
         pre = self.backbone.preprocessing
         self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1))

@@ -8,7 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from defectkit import Inspector
 from defectkit.core.head import AnomalyScoring, ClassHead
+from defectkit.datasets import make_synthetic
+from defectkit.errors import ConfigError
 from defectkit.inspect.calibrate import Shot, build_class_head, class_classifier
 from defectkit.inspect.config import InspectorConfig
 
@@ -107,3 +110,10 @@ def test_the_fit_lets_the_classifier_speak_only_beside_an_anomaly_score():
     assert build_class_head(sorting, ("dent", "scratch"), None, cfg).margin_weight == 0.0  # type-only
     lone = build_class_head(shots[:2], ("good",), scoring, cfg)  # good shots only: no classifier
     assert lone.weights is None and lone.margin_weight == 0.0
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_a_margin_weight_a_saved_head_could_not_load_is_refused_before_the_fit(weight):
+    shots = make_synthetic(n_good=2, defects={"scratch": 2}, size=(64, 64), seed=1)
+    with pytest.raises(ConfigError, match="margin_weight"):
+        Inspector(InspectorConfig(margin_weight=weight)).fit(shots)
