@@ -215,9 +215,20 @@ def shot_weights(shot: Shot, scoring: AnomalyScoring | None, sharpness: float) -
 
 
 def build_class_head(
-    shots: Sequence[Shot], classes: Sequence[str], scoring: AnomalyScoring | None, cfg: InspectorConfig
+    shots: Sequence[Shot], classes: Sequence[str], scoring: AnomalyScoring | None, cfg: InspectorConfig,
+    *, line_good: Sequence[Shot] = (),
 ) -> ClassHead:
-    """One prototype per shot in a descriptor space standardised on the shots."""
+    """One prototype per shot in a descriptor space standardised on the shots.
+
+    ``line_good``: line images judged good, more rows of the ``good`` class for the
+    classifier (never prototypes: a caption names labelled shots). Two good shots show
+    one or two of the looks a good part has, and a classifier that saw only them can put
+    a good part of another look (another fabric, other light) nearer a defect type; its
+    word in the score then raises a good part's. They are used only if, with them, the
+    classifier still puts the defect shots above ``good`` on average, each left out (a
+    line whose images judged good include defects teaches it that they are good:
+    textile's mix is half defects).
+    """
     descs = np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in shots])
     center = descs.mean(axis=0)
     spread = descs.std(axis=0)
@@ -232,6 +243,12 @@ def build_class_head(
     labels = tuple(list(classes).index(s.label) for s in shots)
     prototypes = head.embed(descs)
     weights, bias = class_classifier(prototypes, labels, len(classes))
+    if line_good and weights is not None and GOOD in classes:
+        line = head.embed(np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in line_good]))
+        rows = np.concatenate([prototypes, line])
+        row_labels = (*labels, *[list(classes).index(GOOD)] * len(line_good))
+        if _left_out_margin(rows, row_labels, len(classes), list(classes).index(GOOD), len(shots)) > 0:
+            weights, bias = class_classifier(rows, row_labels, len(classes))
     # The classifier's word joins the image score where there is one to join: an anomaly
     # score, and shots of good and of a defect type.
     speaks = scoring is not None and weights is not None and GOOD in classes
@@ -240,6 +257,21 @@ def build_class_head(
         scale=scale, temperature=cfg.temperature, sharpness=cfg.sharpness,
         weights=weights, bias=bias, margin_weight=cfg.margin_weight if speaks else 0.0,
     )  # fmt: skip
+
+
+def _left_out_margin(rows: np.ndarray, labels: Sequence[int], n_classes: int, good: int, shots: int) -> float:
+    """The mean, over the defect shots among the first ``shots`` rows, of how far a
+    classifier fitted on the rows without each puts its likeliest defect class above
+    ``good`` (each scored as a new part would be); 0 without a defect shot."""
+    labels = np.asarray(labels)
+    margins = []
+    for i in np.flatnonzero(labels[:shots] != good):
+        keep = np.arange(len(rows)) != i
+        weights, bias = class_classifier(rows[keep], labels[keep], n_classes)
+        if weights is not None:
+            linear = weights @ rows[i] + bias
+            margins.append(float(np.max(np.delete(linear, good)) - linear[good]))
+    return float(np.mean(margins)) if margins else 0.0
 
 
 def class_classifier(

@@ -255,7 +255,9 @@ def fit(
     # Line images stand in for good prototypes only when nobody labelled a good one.
     prototypes = good_shots if good_shots else from_line
     classes = support.classes if good_shots or not from_line else (GOOD, *support.classes)
-    head_classes = build_class_head(prototypes + defect_list, classes, scoring, cfg)
+    head_classes = build_class_head(
+        prototypes + defect_list, classes, scoring, cfg, line_good=from_line if good_shots else ()
+    )
     vocab = _fit_vocabulary(model, cfg)
     model.head = Head(classes=head_classes, scoring=scoring, vocabulary=vocab)
     # Nothing reads distances to the defect patches but the contrast evidence: without it
