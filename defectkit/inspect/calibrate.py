@@ -224,7 +224,8 @@ def build_class_head(
     classifier (never prototypes: a caption names labelled shots). Two good shots show
     one or two of the looks a good part has, and a classifier that saw only them can put
     a good part of another look (another fabric, other light) nearer a defect type; its
-    word in the score then raises a good part's. They are used only if, with them, the
+    word in the score then raises a good part's. Together they weigh as much as the
+    labelled good shots (which a person checked). They are used only if, with them, the
     classifier still puts the defect shots above ``good`` on average, each left out (a
     line whose images judged good include defects teaches it that they are good:
     textile's mix is half defects).
@@ -245,10 +246,7 @@ def build_class_head(
     weights, bias = class_classifier(prototypes, labels, len(classes))
     if line_good and weights is not None and GOOD in classes:
         line = head.embed(np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in line_good]))
-        rows = np.concatenate([prototypes, line])
-        row_labels = (*labels, *[list(classes).index(GOOD)] * len(line_good))
-        if _left_out_margin(rows, row_labels, len(classes), list(classes).index(GOOD), len(shots)) > 0:
-            weights, bias = class_classifier(rows, row_labels, len(classes))
+        weights, bias = _taught_by_line(prototypes, labels, line, list(classes).index(GOOD), len(classes)) or (weights, bias)
     # The classifier's word joins the image score where there is one to join: an anomaly
     # score, and shots of good and of a defect type.
     speaks = scoring is not None and weights is not None and GOOD in classes
@@ -259,15 +257,34 @@ def build_class_head(
     )  # fmt: skip
 
 
-def _left_out_margin(rows: np.ndarray, labels: Sequence[int], n_classes: int, good: int, shots: int) -> float:
+def _taught_by_line(
+    prototypes: np.ndarray, labels: Sequence[int], line: np.ndarray, good: int, n_classes: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The classifier of the shots' prototypes and the line images' embedded descriptors
+    (``line``, rows of ``good``), the labelled good shots weighing as much as all the
+    line images together; None if with them the left-out defect shots' mean margin is
+    not above 0."""
+    rows = np.concatenate([prototypes, line])
+    row_labels = (*labels, *[good] * len(line))
+    n_good = sum(label == good for label in labels)
+    share = np.array([1.0 / n_good if label == good else 1.0 for label in labels] + [1.0 / len(line)] * len(line))
+    if _left_out_margin(rows, row_labels, n_classes, good, len(labels), share) <= 0:
+        return None
+    return class_classifier(rows, row_labels, n_classes, share)
+
+
+def _left_out_margin(
+    rows: np.ndarray, labels: Sequence[int], n_classes: int, good: int, shots: int, share: np.ndarray | None = None
+) -> float:
     """The mean, over the defect shots among the first ``shots`` rows, of how far a
-    classifier fitted on the rows without each puts its likeliest defect class above
-    ``good`` (each scored as a new part would be); 0 without a defect shot."""
+    classifier fitted on the rows without each (``share``: as :func:`class_classifier`)
+    puts its likeliest defect class above ``good`` (each scored as a new part would be);
+    0 without a defect shot."""
     labels = np.asarray(labels)
     margins = []
     for i in np.flatnonzero(labels[:shots] != good):
         keep = np.arange(len(rows)) != i
-        weights, bias = class_classifier(rows[keep], labels[keep], n_classes)
+        weights, bias = class_classifier(rows[keep], labels[keep], n_classes, None if share is None else share[keep])
         if weights is not None:
             linear = weights @ rows[i] + bias
             margins.append(float(np.max(np.delete(linear, good)) - linear[good]))
@@ -275,12 +292,13 @@ def _left_out_margin(rows: np.ndarray, labels: Sequence[int], n_classes: int, go
 
 
 def class_classifier(
-    prototypes: np.ndarray, labels: Sequence[int], n_classes: int
+    prototypes: np.ndarray, labels: Sequence[int], n_classes: int, share: np.ndarray | None = None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """A one-against-the-rest ridge classifier on the shots' unit descriptors (P x E):
     K x E weights and K biases whose score is about +1 on a class's shots and -1 on the
     others'; each class's shots weigh the same in all (ten good shots do not outvote
-    two of a defect). (None, None) with fewer than two classes that have shots.
+    two of a defect), shared out within a class by ``share`` (P values; default equal).
+    (None, None) with fewer than two classes that have shots.
 
     With a few shots in a space of hundreds of dimensions the shots can always be told
     apart; of the ways to do it, ridge takes the smallest weights, which lean on the
@@ -297,8 +315,9 @@ def class_classifier(
     if present.size < 2:
         return None, None
     targets = np.where(y[:, None] == np.arange(n_classes)[None, :], 1.0, -1.0)
-    counts = np.bincount(y, minlength=n_classes)
-    ridge = Ridge(alpha=CLASS_RIDGE).fit(prototypes, targets, sample_weight=1.0 / counts[y])
+    share = np.ones(len(y)) if share is None else np.asarray(share, dtype=np.float64)
+    sample_weight = share / np.bincount(y, weights=share, minlength=n_classes)[y]
+    ridge = Ridge(alpha=CLASS_RIDGE).fit(prototypes, targets, sample_weight=sample_weight)
     weights = np.asarray(ridge.coef_, dtype=np.float64).reshape(n_classes, -1)
     bias = np.asarray(ridge.intercept_, dtype=np.float64).reshape(n_classes)
     absent = np.setdiff1d(np.arange(n_classes), present)

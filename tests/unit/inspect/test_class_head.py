@@ -64,6 +64,19 @@ def test_shots_score_their_own_class_and_classes_weigh_alike():
     assert abs(scores[10:, 1].mean() - scores[:10, 0].mean()) < 0.2
 
 
+def test_a_share_weighs_rows_within_their_class():
+    rng = np.random.default_rng(7)
+    protos = np.concatenate([_draw(rng, 0, 3), _draw(rng, 1, 2)])
+    labels = (0, 0, 0, 1, 1)
+    plain = class_classifier(protos, labels, 2)
+    np.testing.assert_allclose(class_classifier(protos, labels, 2, np.full(5, 3.0))[0], plain[0])
+    # A row with no share counts as not there; the class's other rows take its weight.
+    dropped = class_classifier(protos[1:], labels[1:], 2)
+    zero = class_classifier(protos, labels, 2, np.array([0.0, 1, 1, 1, 1]))
+    np.testing.assert_allclose(zero[0], dropped[0], atol=1e-9)
+    np.testing.assert_allclose(zero[1], dropped[1], atol=1e-9)
+
+
 def test_no_classifier_without_two_classes_and_never_an_unshot_class():
     rng = np.random.default_rng(2)
     protos = _draw(rng, 0, 3)
