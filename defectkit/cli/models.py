@@ -168,6 +168,8 @@ def cmd_fit(args) -> int:
         from defectkit.inspect.fit import judged_words
 
         counts += judged_words(report.unlabelled_judged_by)
+        if report.unlabelled_taught_classes:
+            counts += f", {report.unlabelled_taught_classes} of the good ones also taught the class head"
     if report.unlabelled_skipped:
         counts += f"; {report.unlabelled_skipped} unlabelled images over 5 MP skipped"
     if report.frame:

@@ -215,21 +215,9 @@ def shot_weights(shot: Shot, scoring: AnomalyScoring | None, sharpness: float) -
 
 
 def build_class_head(
-    shots: Sequence[Shot], classes: Sequence[str], scoring: AnomalyScoring | None, cfg: InspectorConfig,
-    *, line_good: Sequence[Shot] = (),
+    shots: Sequence[Shot], classes: Sequence[str], scoring: AnomalyScoring | None, cfg: InspectorConfig
 ) -> ClassHead:
-    """One prototype per shot in a descriptor space standardised on the shots.
-
-    ``line_good``: line images judged good, more rows of the ``good`` class for the
-    classifier (never prototypes: a caption names labelled shots). Two good shots show
-    one or two of the looks a good part has, and a classifier that saw only them can put
-    a good part of another look (another fabric, other light) nearer a defect type; its
-    word in the score then raises a good part's. Together they weigh as much as the
-    labelled good shots (which a person checked). They are used only if, with them, the
-    classifier still puts the defect shots above ``good`` on average, each left out (a
-    line whose images judged good include defects teaches it that they are good:
-    textile's mix is half defects).
-    """
+    """One prototype per shot in a descriptor space standardised on the shots."""
     descs = np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in shots])
     center = descs.mean(axis=0)
     spread = descs.std(axis=0)
@@ -244,9 +232,6 @@ def build_class_head(
     labels = tuple(list(classes).index(s.label) for s in shots)
     prototypes = head.embed(descs)
     weights, bias = class_classifier(prototypes, labels, len(classes))
-    if line_good and weights is not None and GOOD in classes:
-        line = head.embed(np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in line_good]))
-        weights, bias = _taught_by_line(prototypes, labels, line, list(classes).index(GOOD), len(classes)) or (weights, bias)
     # The classifier's word joins the image score where there is one to join: an anomaly
     # score, and shots of good and of a defect type.
     speaks = scoring is not None and weights is not None and GOOD in classes
@@ -257,20 +242,34 @@ def build_class_head(
     )  # fmt: skip
 
 
-def _taught_by_line(
-    prototypes: np.ndarray, labels: Sequence[int], line: np.ndarray, good: int, n_classes: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The classifier of the shots' prototypes and the line images' embedded descriptors
-    (``line``, rows of ``good``), the labelled good shots weighing as much as all the
-    line images together; None if with them the left-out defect shots' mean margin is
-    not above 0."""
-    rows = np.concatenate([prototypes, line])
-    row_labels = (*labels, *[good] * len(line))
-    n_good = sum(label == good for label in labels)
-    share = np.array([1.0 / n_good if label == good else 1.0 for label in labels] + [1.0 / len(line)] * len(line))
-    if _left_out_margin(rows, row_labels, n_classes, good, len(labels), share) <= 0:
-        return None
-    return class_classifier(rows, row_labels, n_classes, share)
+def teach_class_head(
+    head: ClassHead, line_good: Sequence[Shot], scoring: AnomalyScoring | None, cfg: InspectorConfig
+) -> tuple[ClassHead, int]:
+    """The class head with line images judged good as more rows of its classifier's
+    ``good`` class, and how many taught it (0: the head as it was).
+
+    Two good shots show one or two of the looks a good part has, and a classifier that
+    saw only them can put a good part of another look (another fabric, other light)
+    nearer a defect type; its word in the score then raises a good part's. The line
+    images are rows, never prototypes (a caption names labelled shots), and together
+    they weigh as much as the labelled good shots (which a person checked). They are
+    used only if, with them, the classifier still puts the labelled defect shots above
+    ``good`` on average, each left out (mean left-out margin above 0): a line whose
+    images judged good include defects teaches it that they are good (textile's mix is
+    half defects).
+    """
+    if not line_good or head.weights is None or GOOD not in head.classes:
+        return head, 0
+    good = head.classes.index(GOOD)
+    line = head.embed(np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in line_good]))
+    rows = np.concatenate([head.prototypes, line])
+    labels = (*head.labels, *[good] * len(line))
+    n_good = sum(label == good for label in head.labels)
+    share = np.array([1.0 / n_good if label == good else 1.0 for label in head.labels] + [1.0 / len(line)] * len(line))
+    if n_good == 0 or _left_out_margin(rows, labels, len(head.classes), good, len(head.labels), share) <= 0:
+        return head, 0
+    weights, bias = class_classifier(rows, labels, len(head.classes), share)
+    return replace(head, weights=weights, bias=bias), len(line)
 
 
 def _left_out_margin(

@@ -41,7 +41,13 @@ from defectkit.fewshot.augment import augment_shots
 from defectkit.fewshot.caption_head import embed_vocabulary, text_aligned
 from defectkit.fewshot.mutual import image_coresets, mutual_scores, outliers, patch_rows
 from defectkit.fewshot.support import SupportSet
-from defectkit.inspect.calibrate import Calibration, Shot, build_class_head, build_scoring
+from defectkit.inspect.calibrate import (
+    Calibration,
+    Shot,
+    build_class_head,
+    build_scoring,
+    teach_class_head,
+)
 from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.feature_cache import FeatureCache, GridSource, features_fingerprint
 from defectkit.inspect.model import InspectorModel
@@ -119,6 +125,11 @@ class FitReport:
     #: defects no longer stood out, see :data:`LINE_MUST_KEEP`); None without unlabelled
     #: images.
     unlabelled_judged_by: str | None = None
+    #: Unlabelled images judged good that also taught the class head's classifier what
+    #: good looks like (:func:`~defectkit.inspect.calibrate.teach_class_head`); 0 when
+    #: none did (no labelled good and defect shots, or with them the left-out defect
+    #: shots no longer stood above good).
+    unlabelled_taught_classes: int = 0
     evidence: str | None = None
     tile_size: tuple[int, int] | None = None
     #: The frame every image shared, left out of the inspection (lines per edge; empty
@@ -255,9 +266,8 @@ def fit(
     # Line images stand in for good prototypes only when nobody labelled a good one.
     prototypes = good_shots if good_shots else from_line
     classes = support.classes if good_shots or not from_line else (GOOD, *support.classes)
-    head_classes = build_class_head(
-        prototypes + defect_list, classes, scoring, cfg, line_good=from_line if good_shots else ()
-    )
+    head_classes = build_class_head(prototypes + defect_list, classes, scoring, cfg)
+    head_classes, taught = teach_class_head(head_classes, from_line if good_shots else (), scoring, cfg)
     vocab = _fit_vocabulary(model, cfg)
     model.head = Head(classes=head_classes, scoring=scoring, vocabulary=vocab)
     # Nothing reads distances to the defect patches but the contrast evidence: without it
@@ -285,6 +295,7 @@ def fit(
         unlabelled_rejected=[positions[i] for i in rejected],
         unlabelled_skipped=skipped,
         unlabelled_judged_by=judged_by,
+        unlabelled_taught_classes=taught,
         evidence=None if scoring is None else scoring.evidence + ("+global" if scoring.global_ref else ""),
         tile_size=tuple(spec.size),
         frame=frame,

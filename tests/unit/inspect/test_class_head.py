@@ -12,7 +12,7 @@ from defectkit import Inspector
 from defectkit.core.head import AnomalyScoring, ClassHead, describe_image, region_weights
 from defectkit.datasets import make_synthetic
 from defectkit.errors import ConfigError
-from defectkit.inspect.calibrate import Shot, build_class_head, class_classifier
+from defectkit.inspect.calibrate import Shot, build_class_head, class_classifier, teach_class_head
 from defectkit.inspect.config import InspectorConfig
 
 
@@ -160,7 +160,8 @@ def test_line_images_judged_good_teach_the_classifier_another_look_of_good():
     line = [Shot("good", _surface(rng, -1.0, 0.0)) for _ in range(10)]
     cfg = InspectorConfig()
     alone = build_class_head(shots, ("good", "scratch"), None, cfg)
-    taught = build_class_head(shots, ("good", "scratch"), None, cfg, line_good=line)
+    taught, used = teach_class_head(alone, line, None, cfg)
+    assert used == len(line)
     other_good = [_surface(rng, -1.0, 0.0) for _ in range(5)]
     scratches = [_surface(rng, -1.0, 1.0) for _ in range(5)]
     assert min(_margin(alone, f) for f in other_good) > 0.5  # the shots alone: scratch
@@ -180,8 +181,13 @@ def test_line_images_that_make_the_defect_shots_look_good_are_not_used():
     cfg = InspectorConfig()
     alone = build_class_head(shots, ("good", "scratch"), None, cfg)
     scratched = [Shot("good", _surface(rng, -1.0, 0.75)) for _ in range(10)]
-    guarded = build_class_head(shots, ("good", "scratch"), None, cfg, line_good=scratched)
-    np.testing.assert_array_equal(guarded.weights, alone.weights)
-    np.testing.assert_array_equal(guarded.bias, alone.bias)
+    head, used = teach_class_head(alone, scratched, None, cfg)
+    assert head is alone and used == 0
     half = [Shot("good", _surface(rng, -1.0, 0.75 * (i % 2))) for i in range(10)]
-    assert not np.array_equal(build_class_head(shots, ("good", "scratch"), None, cfg, line_good=half).weights, alone.weights)
+    taught, used = teach_class_head(alone, half, None, cfg)
+    assert used == 10 and not np.array_equal(taught.weights, alone.weights)
+    # Nothing to teach: no line images, or no good class to teach.
+    assert teach_class_head(alone, [], None, cfg)[1] == 0
+    sorter = build_class_head([replace(s, label="dent") if s.label == "good" else s for s in shots], ("dent", "scratch"), None, cfg)
+    head, used = teach_class_head(sorter, half, None, cfg)
+    assert head is sorter and used == 0

@@ -39,6 +39,9 @@ def test_planted_defects_in_unlabelled_images_stay_out_and_stay_detected(data):
     kept_out = set(report.unlabelled_rejected)
     planted_at = set(range(len(goods), len(unlabelled)))
     assert planted_at & kept_out, (sorted(kept_out), sorted(planted_at))
+    # The images judged good teach the class head all together or not at all (the
+    # check itself: tests/unit/inspect/test_class_head.py).
+    assert report.unlabelled_taught_classes in (0, len(unlabelled) - len(kept_out))
     # What was kept out is still found: the planted images are judged defects.
     results = inspector.inspect([unlabelled[i] for i in sorted(planted_at & kept_out)])
     assert all(r.verdict == "defect" for r in results), [r.score for r in results]
