@@ -165,11 +165,9 @@ def cmd_fit(args) -> int:
     counts = ", ".join(f"{c}: {n}" for c, n in support.summary()["shots_per_class"].items())
     if report.unlabelled:
         counts += f"; {report.unlabelled} unlabelled, {len(report.unlabelled_rejected)} of them judged defects"
-        from defectkit.inspect.fit import judged_words
+        from defectkit.inspect.fit import judged_words, taught_words
 
-        counts += judged_words(report.unlabelled_judged_by)
-        if report.unlabelled_taught_classes:
-            counts += f", {report.unlabelled_taught_classes} of the good ones also taught the class head"
+        counts += judged_words(report.unlabelled_judged_by) + taught_words(report.unlabelled_taught_classes)
     if report.unlabelled_skipped:
         counts += f"; {report.unlabelled_skipped} unlabelled images over 5 MP skipped"
     if report.frame:

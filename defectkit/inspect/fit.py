@@ -321,6 +321,12 @@ def judged_words(judged_by: str | None) -> str:
     return {"mutual_fallback": f" {TOO_STRICT}", "unused": f", {NOT_USED}"}.get(judged_by or "", "")
 
 
+def taught_words(taught: int) -> str:
+    """What a fit's summary adds for :attr:`FitReport.unlabelled_taught_classes` (the CLI
+    and the app say the same)."""
+    return f", {taught} of the good ones also taught the class head" if taught else ""
+
+
 @dataclass
 class _State:
     """The banks and every labelled shot's left-out evidence against them."""

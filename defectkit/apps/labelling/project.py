@@ -533,6 +533,7 @@ class Project:
                 unlabelled_used=[r.id for r in free],
                 unlabelled_rejected=[free[i].id for i in report.unlabelled_rejected],
                 unlabelled_judged_by=report.unlabelled_judged_by,
+                unlabelled_taught_classes=report.unlabelled_taught_classes,
                 frame=report.frame.describe() if report.frame else None,
                 features_extracted=report.features_extracted,
                 features_cached=report.features_cached,

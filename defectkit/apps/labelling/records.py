@@ -120,6 +120,8 @@ class FitRecord:
         unlabelled_judged_by: who judged them (``FitReport.unlabelled_judged_by``:
             ``"labelled"``, ``"mutual"``, ``"mutual_fallback"`` or ``"unused"``; None
             without any).
+        unlabelled_taught_classes: how many of them also taught the class head what good
+            looks like (``FitReport.unlabelled_taught_classes``; 0 for a record from before).
         frame: the frame every image had and the fit left out (``Frame.describe()``:
             "1 px on the right and bottom edges"); None when there was none.
         features_extracted: images (augmented copies included) the backbone ran on.
@@ -143,6 +145,7 @@ class FitRecord:
     unlabelled_used: list[str] = field(default_factory=list)
     unlabelled_rejected: list[str] = field(default_factory=list)
     unlabelled_judged_by: str | None = None
+    unlabelled_taught_classes: int = 0
     frame: str | None = None
     features_extracted: int = 0
     features_cached: int = 0

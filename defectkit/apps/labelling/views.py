@@ -122,9 +122,9 @@ def fit_status(record) -> str:
             f"; learned from {used - out} of {used} unlabelled images, {out} judged "
             f"defect{'s' if out != 1 else ''} and kept out"
         )
-        from defectkit.inspect.fit import judged_words
+        from defectkit.inspect.fit import judged_words, taught_words
 
-        text += judged_words(record.unlabelled_judged_by)
+        text += judged_words(record.unlabelled_judged_by) + taught_words(record.unlabelled_taught_classes)
     if record.frame:
         text += f"; {LEFT_OUT.format(record.frame)} (draw a region of interest to choose it yourself)"
     if not record.has_verdict:

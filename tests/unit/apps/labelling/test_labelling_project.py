@@ -620,8 +620,11 @@ def test_the_fit_status_says_when_the_labelled_threshold_was_too_strict_for_the_
     status = views.fit_status(record)
     assert "learned from 2 of 3 unlabelled images" in status and "too strict" in status
     assert "too strict" not in views.fit_status(FitRecord.from_dict({**record.to_dict(), "unlabelled_judged_by": "labelled"}))
-    old = {k: v for k, v in record.to_dict().items() if k != "unlabelled_judged_by"}  # a record from before
-    assert FitRecord.from_dict(old).unlabelled_judged_by is None
+    old = {k: v for k, v in record.to_dict().items() if k not in ("unlabelled_judged_by", "unlabelled_taught_classes")}
+    assert FitRecord.from_dict(old).unlabelled_judged_by is None  # a record from before
+    assert FitRecord.from_dict(old).unlabelled_taught_classes == 0 and "class head" not in status
+    taught = FitRecord.from_dict({**record.to_dict(), "unlabelled_taught_classes": 2})
+    assert "2 of the good ones also taught the class head" in views.fit_status(taught)
     # Judged, then not used at all (they made the labelled defects look normal): none
     # of them was learned as good, and the status says why.
     unused = FitRecord.from_dict({**record.to_dict(), "unlabelled_judged_by": "unused"})
