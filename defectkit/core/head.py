@@ -363,9 +363,7 @@ class ClassHead:
         linear = self.linear(descriptor)
         if not self.margin_weight or linear is None or GOOD not in self.classes or len(self.classes) < 2:
             return 1.0
-        good = self.classes.index(GOOD)
-        margin = float(np.max(np.delete(linear, good)) - linear[good])
-        return float(np.exp(self.margin_weight * margin))
+        return float(np.exp(self.margin_weight * defect_margin(linear, self.classes.index(GOOD))))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -388,6 +386,12 @@ class ClassHead:
             **_linear(data, len(data["classes"]), len(data["center"])),
             margin_weight=check_margin_weight(data.get("margin_weight", 0.0)),
         )  # fmt: skip
+
+
+def defect_margin(linear: np.ndarray, good: int) -> float:
+    """How far a classifier's K scores put the likeliest defect class above ``good``
+    (index ``good``; K >= 2): > 0 calls the image a defect."""
+    return float(np.max(np.delete(linear, good)) - linear[good])
 
 
 def check_margin_weight(value: Any) -> float:

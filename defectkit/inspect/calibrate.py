@@ -21,6 +21,7 @@ from defectkit.core.head import (
     DISTANCE,
     AnomalyScoring,
     ClassHead,
+    defect_margin,
     describe_image,
     edge_factors,
     edge_factors_left_out,
@@ -218,7 +219,7 @@ def build_class_head(
     shots: Sequence[Shot], classes: Sequence[str], scoring: AnomalyScoring | None, cfg: InspectorConfig
 ) -> ClassHead:
     """One prototype per shot in a descriptor space standardised on the shots."""
-    descs = np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in shots])
+    descs = _descriptors(shots, scoring, cfg.sharpness)
     center = descs.mean(axis=0)
     spread = descs.std(axis=0)
     # A dimension that barely varies across a handful of shots would be blown up to
@@ -258,22 +259,27 @@ def teach_class_head(
     images judged good include defects teaches it that they are good (textile's mix is
     half defects).
     """
-    if not line_good or head.weights is None or GOOD not in head.classes:
+    good = head.classes.index(GOOD) if GOOD in head.classes else -1
+    n_good = sum(label == good for label in head.labels)
+    if not line_good or head.weights is None or n_good == 0:
         return head, 0
-    good = head.classes.index(GOOD)
-    line = head.embed(np.stack([describe_image(s.features, shot_weights(s, scoring, cfg.sharpness)) for s in line_good]))
+    line = head.embed(_descriptors(line_good, scoring, cfg.sharpness))
     rows = np.concatenate([head.prototypes, line])
     labels = (*head.labels, *[good] * len(line))
-    n_good = sum(label == good for label in head.labels)
     share = np.array([1.0 / n_good if label == good else 1.0 for label in head.labels] + [1.0 / len(line)] * len(line))
-    if n_good == 0 or _left_out_margin(rows, labels, len(head.classes), good, len(head.labels), share) <= 0:
+    if _left_out_margin(rows, labels, len(head.classes), good, len(head.labels), share) <= 0:
         return head, 0
     weights, bias = class_classifier(rows, labels, len(head.classes), share)
     return replace(head, weights=weights, bias=bias), len(line)
 
 
+def _descriptors(shots: Sequence[Shot], scoring: AnomalyScoring | None, sharpness: float) -> np.ndarray:
+    """The shots' raw descriptors (N x E), each pooled as :func:`shot_weights` says."""
+    return np.stack([describe_image(s.features, shot_weights(s, scoring, sharpness)) for s in shots])
+
+
 def _left_out_margin(
-    rows: np.ndarray, labels: Sequence[int], n_classes: int, good: int, shots: int, share: np.ndarray | None = None
+    rows: np.ndarray, labels: Sequence[int], n_classes: int, good: int, shots: int, share: np.ndarray
 ) -> float:
     """The mean, over the defect shots among the first ``shots`` rows, of how far a
     classifier fitted on the rows without each (``share``: as :func:`class_classifier`)
@@ -283,10 +289,9 @@ def _left_out_margin(
     margins = []
     for i in np.flatnonzero(labels[:shots] != good):
         keep = np.arange(len(rows)) != i
-        weights, bias = class_classifier(rows[keep], labels[keep], n_classes, None if share is None else share[keep])
+        weights, bias = class_classifier(rows[keep], labels[keep], n_classes, share[keep])
         if weights is not None:
-            linear = weights @ rows[i] + bias
-            margins.append(float(np.max(np.delete(linear, good)) - linear[good]))
+            margins.append(defect_margin(weights @ rows[i] + bias, good))
     return float(np.mean(margins)) if margins else 0.0
 
 
