@@ -177,6 +177,14 @@ def cmd_fit(args) -> int:
     # Without good shots there is no score to cut: say what the model does instead.
     judged = (f"threshold {report.thresholds.image:.4f}" if inspector.model.has_verdict else
               "type-only: no good shots, so it sorts defects into types and gives no verdict")
+    if inspector.model.has_verdict:
+        from defectkit.core.labels import GOOD
+        from defectkit.inspect.fit import basis_words
+
+        line_used = report.unlabelled_judged_by not in (None, "unused")
+        more = "more good shots or unlabelled line images (--unlabelled DIR) set it on more"
+        words = basis_words(support.summary()["shots_per_class"].get(GOOD, 0), line_used, more)
+        judged += f" (it {words})" if words else ""
     print(f"fitted {args.output} from {len(support.shots)} shots ({counts}) in {report.seconds['total']:.2f} s; {judged}")
     return 0
 

@@ -321,6 +321,23 @@ def judged_words(judged_by: str | None) -> str:
     return {"mutual_fallback": f" {TOO_STRICT}", "unused": f", {NOT_USED}"}.get(judged_by or "", "")
 
 
+def basis_words(good_images: int, line_used: bool, more: str) -> str:
+    """What a fit's summary adds when its threshold rests on a few good images and no line
+    images (fewer than the :data:`CALIBRATION_IMAGES` a line would give it): a good part
+    unlike them scores above it (aitex, two good shots, development seeds with 200 test
+    scans each: 69 % of the good scans did; ``benchmarks/results/fewshot_suite.md``,
+    stop 32). ``more``: how to
+    give it more (the CLI names its flag, the app its checkbox). "" otherwise; else
+    words to follow "the threshold" ("rests on 2 good images: ...")."""
+    if line_used or not 0 < good_images < CALIBRATION_IMAGES:
+        return ""
+    them = "them" if good_images != 1 else "it"
+    return (
+        f"rests on {good_images} good image{'s' if good_images != 1 else ''}: good parts "
+        f"unlike {them}, another batch, material or light, score above it; {more}"
+    )
+
+
 def taught_words(taught: int) -> str:
     """What a fit's summary adds for :attr:`FitReport.unlabelled_taught_classes` (the CLI
     and the app say the same)."""

@@ -129,6 +129,14 @@ def fit_status(record) -> str:
         text += f"; {LEFT_OUT.format(record.frame)} (draw a region of interest to choose it yourself)"
     if not record.has_verdict:
         text += f"; {NO_VERDICT} (no good shots: the model only names types)"
+    else:
+        from defectkit.core.labels import GOOD
+        from defectkit.inspect.fit import basis_words
+
+        line_used = bool(record.unlabelled_used) and record.unlabelled_judged_by != "unused"
+        more = "more good shots or unlabelled images ('Learn from unlabelled images') set it on more"
+        words = basis_words(record.shots.get(GOOD, 0), line_used, more)
+        text += f"; the threshold {words}" if words else ""
     return text
 
 

@@ -9,11 +9,13 @@ import torch
 from defectkit.datasets import make_synthetic
 from defectkit.inspect.config import InspectorConfig
 from defectkit.inspect.fit import (
+    CALIBRATION_IMAGES,
     MAX_UNLABELLED_MP,
     SCREEN_MIN_IMAGES,
     _add_unlabelled,
     _Grids,
     _Screen,
+    basis_words,
 )
 from defectkit.inspect.inspector import Inspector
 
@@ -146,3 +148,12 @@ def test_a_line_of_nothing_but_a_changed_surface_is_not_learned_as_normal():
     assert inspector.thresholds.image == pytest.approx(alone.thresholds.image)
     results = inspector.inspect(line[:3])
     assert all(r.verdict == "defect" for r in results), [r.score for r in results]
+
+
+def test_a_threshold_resting_on_a_few_good_images_says_so_and_how_to_give_it_more():
+    words = basis_words(2, False, "add more")
+    assert words.startswith("rests on 2 good images: good parts unlike them") and words.endswith("; add more")
+    assert basis_words(1, False, "x").startswith("rests on 1 good image: good parts unlike it,")
+    assert basis_words(2, True, "x") == ""  # line images set it
+    assert basis_words(CALIBRATION_IMAGES, False, "x") == ""  # as many as a line would give
+    assert basis_words(0, False, "x") == ""  # zero-shot: no good shots to rest on

@@ -428,7 +428,10 @@ def test_the_fit_learns_from_the_unlabelled_images_and_says_how_many(project, fi
 
     record = project.fit(config=fast_config(), unlabelled=False)  # the checkbox off
     assert seen["unlabelled"] == [] and record.unlabelled_used == []
-    assert views.fit_status(record) == "" and "unlabelled" not in views.fit_markdown(project)
+    assert "unlabelled" not in views.fit_markdown(project)
+    # Nothing but its two good shots set the threshold: the status says so, and how to do better.
+    assert views.fit_status(record).startswith("; the threshold rests on 2 good images")
+    assert "'Learn from unlabelled images'" in views.fit_status(record)
     assert ids
 
 
@@ -630,6 +633,8 @@ def test_the_fit_status_says_when_the_labelled_threshold_was_too_strict_for_the_
     unused = FitRecord.from_dict({**record.to_dict(), "unlabelled_judged_by": "unused"})
     assert unused.learned_as_good == set() and record.learned_as_good == {"a", "b"}
     assert "not used" in views.fit_status(unused) and "far from mostly good" in views.fit_status(unused)
+    # Line images that set the threshold: nothing to add; judged and not used: the two good shots set it.
+    assert "rests on" not in status and "rests on 2 good images" in views.fit_status(unused)
 
 
 def test_the_fit_status_names_a_frame_the_fit_left_out():
