@@ -322,13 +322,12 @@ def judged_words(judged_by: str | None) -> str:
 
 
 def basis_words(good_images: int, line_used: bool, more: str) -> str:
-    """What a fit's summary adds when its threshold rests on a few good images and no line
-    images (fewer than the :data:`CALIBRATION_IMAGES` a line would give it): a good part
-    unlike them scores above it (aitex, two good shots, development seeds with 200 test
-    scans each: 69 % of the good scans did; ``benchmarks/results/fewshot_suite.md``,
-    stop 32). ``more``: how to
-    give it more (the CLI names its flag, the app its checkbox). "" otherwise; else
-    words to follow "the threshold" ("rests on 2 good images: ...")."""
+    """Words to follow "the threshold" in a fit's summary (the CLI and the app say the
+    same) when it rests on a few good images and no line images (fewer than the
+    :data:`CALIBRATION_IMAGES` a line would give it): a good part unlike them scores above
+    it (aitex, two good shots, development seeds with 200 test scans each: 69 % of the
+    good scans did; ``benchmarks/results/fewshot_suite.md``, stop 32). ``more``: how to
+    give it more (the CLI names its flag, the app its checkbox). "" otherwise."""
     if line_used or not 0 < good_images < CALIBRATION_IMAGES:
         return ""
     them = "them" if good_images != 1 else "it"
