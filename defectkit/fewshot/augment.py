@@ -10,15 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def create_augmenter(seed: int):
-    """An albumentations pipeline for H x W x 3 uint8 images, seeded."""
+def create_augmenter(seed: int, *, rotate: bool = True):
+    """An albumentations pipeline for H x W x 3 uint8 images, seeded; without 90-degree
+    rotations when ``rotate`` is False (a copy that must keep its shape)."""
     import albumentations as A
 
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
-            A.RandomRotate90(p=0.5),
+            *([A.RandomRotate90(p=0.5)] if rotate else []),
             A.Affine(translate_percent=(-0.04, 0.04), border_mode=4, p=0.7),  # 4 = reflect_101
             A.ColorJitter(brightness=0.08, contrast=0.08, saturation=0.05, hue=0.0, p=0.7),
         ],
@@ -26,23 +27,61 @@ def create_augmenter(seed: int):
     )
 
 
-def augment_shots(images: list[np.ndarray], copies: int, *, seed: int = 0) -> tuple[list[np.ndarray], list[int]]:
+def augment_shots(
+    images: list[np.ndarray], copies: int, *, seed: int = 0, roi: tuple[int, int, int, int] | None = None
+) -> tuple[list[np.ndarray], list[int]]:
     """Each image plus ``copies`` augmented versions.
+
+    With a region of interest (x0, y0, x1, y1; a frame the images share, or the
+    configured one) only that region is transformed and the rest of each copy is its
+    original's: a flipped whole image would carry a frame or a fixture from the edge
+    it belongs to into the region that is inspected, and teach the bank what no
+    inspected image shows. A non-square region is then not rotated by 90 degrees (the
+    copy keeps its original's size, so the region lies where it lies in every image).
 
     Returns:
         (images, owner) where ``owner[j]`` is the index of the shot image ``j`` came from;
         the original of every shot comes first in its group.
     """
-    augmenter = create_augmenter(seed) if copies else None
     out: list[np.ndarray] = []
     owner: list[int] = []
+    augmenters: dict[bool, object] = {}
     for i, image in enumerate(images):
         out.append(image)
         owner.append(i)
+        if not copies:
+            continue
+        box = _box(image, roi)
+        if box is None:
+            view, rotate = image, True
+        else:
+            x0, y0, x1, y1 = box
+            view = image[y0:y1, x0:x1]
+            rotate = view.shape[0] == view.shape[1]
+        if rotate not in augmenters:  # one seeded stream per kind, as one augmenter had
+            augmenters[rotate] = create_augmenter(seed, rotate=rotate)
         for _ in range(copies):
-            out.append(_changed_copy(augmenter, image))
+            changed = _changed_copy(augmenters[rotate], np.ascontiguousarray(view))
+            if box is not None:
+                whole = image.copy()
+                whole[y0:y1, x0:x1] = changed
+                changed = whole
+            out.append(changed)
             owner.append(i)
     return out, owner
+
+
+def _box(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    """``roi`` clipped to ``image`` (x0, y0, x1, y1), or None when it is the whole image
+    (or leaves nothing)."""
+    if roi is None:
+        return None
+    h, w = image.shape[:2]
+    x0, y0 = min(max(0, roi[0]), w), min(max(0, roi[1]), h)
+    x1, y1 = min(roi[2], w), min(roi[3], h)
+    if x1 - x0 < 2 or y1 - y0 < 2 or (x0, y0, x1, y1) == (0, 0, w, h):
+        return None
+    return x0, y0, x1, y1
 
 
 #: Draws tried for a copy that differs from its original.

@@ -208,7 +208,7 @@ def fit(
     model.norm.reset()
     # One good shot has nobody to be left out against but its own augmented copies.
     copies = cfg.augmentations or (SINGLE_SHOT_COPIES if len(good_images) == 1 else 0)
-    aug_images, owner = augment_shots(good_images, copies, seed=cfg.seed)
+    aug_images, owner = augment_shots(good_images, copies, seed=cfg.seed, roi=spec.roi)
     total = len(aug_images) + len(defect_images) + len(unlabelled_images)
     bar = _progress_bar(total, "fit: features", enabled=progress)
     source = GridSource(lambda image: _extract(model, image), cache, features_fingerprint(model))

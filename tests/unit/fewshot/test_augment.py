@@ -20,3 +20,29 @@ def test_every_copy_differs_from_its_original_and_the_draw_is_reproducible(seed)
         assert same == original, (seed, k)
     again, _ = augment_shots(images, 3, seed=seed)
     assert all(np.array_equal(a, b) for a, b in zip(out, again, strict=True))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (48, 80)])
+def test_with_a_region_of_interest_only_the_region_changes_and_a_frame_stays_on_its_edge(size):
+    # A 1-px white frame on the top and left edges, left out by the region (1, 1, w, h):
+    # a copy flipped or rotated as a whole would carry the frame to the bottom or right
+    # edge of the region, into what is inspected.
+    rng = np.random.default_rng(1)
+    h, w = size
+    image = rng.integers(0, 200, (h, w, 3), dtype=np.uint8)
+    image[0, :] = 255
+    image[:, 0] = 255
+    roi = (1, 1, w, h)
+    out, owner = augment_shots([image], 6, seed=3, roi=roi)
+    assert owner == [0] * 7 and out[0] is image
+    for copy in out[1:]:
+        assert copy.shape == image.shape
+        assert np.array_equal(copy[0, :], image[0, :]) and np.array_equal(copy[:, 0], image[:, 0])
+        inside = copy[1:, 1:]
+        assert not np.array_equal(inside, image[1:, 1:])
+        # no frame line inside the region: no row or column of it is all white
+        assert not (inside == 255).all(axis=(1, 2)).any() and not (inside == 255).all(axis=(0, 2)).any()
+    # Without a region, copies are drawn as before (the same stream for the same seed).
+    plain, _ = augment_shots([image], 6, seed=3)
+    again, _ = augment_shots([image], 6, seed=3, roi=(0, 0, w, h))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, again, strict=True))
