@@ -101,10 +101,12 @@ def _textile_folder(folder: Path, *, crop: bool) -> None:
                 shutil.copy(f, dst / f.name)
 
 
-def split(samples, n_defect: int, n_good: int, seed: int, max_test: int | None, n_unlabelled: int = 0):
+def split(samples, n_defect: int, n_good: int, seed: int, max_test: int | None, n_unlabelled: int = 0,
+          unlabelled_from: str = "mix"):
     """Shots (n per defect class, n_good good), ``n_unlabelled`` unlabelled images (a
-    draw from the rest: the data set's own mix of good and defects) and the test set
-    (what is left; a stratified sample of at most ``max_test``), reproducibly from ``seed``.
+    draw from the rest: the data set's own mix of good and defects, or its good images
+    only when ``unlabelled_from`` is ``"good"``) and the test set (what is left; a
+    stratified sample of at most ``max_test``), reproducibly from ``seed``.
     Returns (shots, unlabelled, test)."""
     rng = random.Random(seed)
     by = defaultdict(list)
@@ -119,7 +121,12 @@ def split(samples, n_defect: int, n_good: int, seed: int, max_test: int | None, 
         shots += pool[:k]
         test += pool[k:]
     rng.shuffle(test)  # the stratified sample below takes the first of each class: a random draw
-    unlabelled, test = test[:n_unlabelled], test[n_unlabelled:]
+    if unlabelled_from == "good":
+        goods = [s for s in test if s.label == GOOD]
+        unlabelled = goods[:n_unlabelled]
+        test = [s for s in test if s not in unlabelled]
+    else:
+        unlabelled, test = test[:n_unlabelled], test[n_unlabelled:]
     if max_test and len(test) > max_test:
         frac = max_test / len(test)
         by_t = defaultdict(list)
@@ -285,6 +292,9 @@ def main() -> None:
     ap.add_argument("--unlabelled", nargs="+", type=int, default=[0], metavar="N",
                     help="unlabelled images drawn from the rest of the data set (its own mix), "
                     "one run per count; 0 = none. Setting 0x0 = no labelled shots at all")
+    ap.add_argument("--unlabelled-from", choices=["mix", "good"], default="mix",
+                    help="draw the unlabelled images from the data set's own mix (default) or from "
+                    "its good images only (the issue's aitex setting: 'the remaining good rolls')")
     ap.add_argument("--max-test", type=int, help="a stratified sample of at most this many test images")
     ap.add_argument("--config", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="InspectorConfig overrides for our method (ablations)")
@@ -319,7 +329,7 @@ def main() -> None:
             for seed in args.seeds:
                 # One draw per seed: the same shots, unlabelled pool and test set for every
                 # count of unlabelled images (the first N of the pool), so the gain is paired.
-                shots, pool, test = split(samples, n_def, n_good, seed, args.max_test, pool_size)
+                shots, pool, test = split(samples, n_def, n_good, seed, args.max_test, pool_size, args.unlabelled_from)
                 if n_good > len([s for s in samples if s.label == GOOD]) - 1 and has_good:
                     break
                 peers = {}
@@ -371,6 +381,9 @@ def _summary_row(entries) -> list:
     ]  # fmt: skip
 
 
+UNLABELLED_FROM = {"mix": "a draw from the data set's own mix", "good": "a draw from its good images only"}
+
+
 def _write(args, config, rows, raw, skipped) -> None:
     RESULTS.mkdir(exist_ok=True)
     tag = f"_{args.tag}" if args.tag else ""
@@ -378,7 +391,8 @@ def _write(args, config, rows, raw, skipped) -> None:
     text = [
         header("Few-shot suite: ours beside PatchCore and a 1-NN, through the user's path"),
         f"Seeds: {args.seeds}. Test sets: {'all images not used as shots' if not args.max_test else f'stratified, at most {args.max_test}'}. "
-        f"Our configuration: {'defaults' if not changed else changed}.",
+        f"Our configuration: {'defaults' if not changed else changed}. "
+        f"Unlabelled images: {UNLABELLED_FROM[args.unlabelled_from]}.",
         "Means over seeds. Accuracies at the fitted threshold and at the best threshold for the test set "
         "(the gap is what calibration loses). Class accuracy: good or the defect type (xsdd: the type).",
         "",
