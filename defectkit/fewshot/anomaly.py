@@ -63,32 +63,6 @@ def nearest_distance(patches: torch.Tensor, bank: torch.Tensor, bank_sqnorm: tor
     return torch.sqrt(torch.clamp(sq, min=0.0))
 
 
-def nearest_per_owner(patches: torch.Tensor, bank: torch.Tensor, owner: torch.Tensor, owners: int) -> torch.Tensor:
-    """Euclidean distance of each patch (P x D) to its nearest entry of each owner's
-    part of ``bank`` (M x D; ``owner``: M indices below ``owners``): P x ``owners``,
-    inf where an owner has no entry. One pass over the bank, in row blocks."""
-    out = torch.full((patches.shape[0], owners), math.inf)
-    sqnorm = (bank * bank).sum(dim=1)
-    index = owner.long()
-    for start in range(0, patches.shape[0], ROWS):
-        block = patches[start : start + ROWS]
-        sq = torch.matmul(block, (-2.0 * bank).t()).add_(sqnorm).add_((block * block).sum(dim=1, keepdim=True))
-        part = out[start : start + ROWS]
-        part.scatter_reduce_(1, index.expand(len(block), -1), sq.clamp_(min=0.0), reduce="amin", include_self=True)
-    return out.sqrt_()
-
-
-def nearest_without_each(per_owner: torch.Tensor) -> torch.Tensor:
-    """From :func:`nearest_per_owner`'s P x K distances, P x K: column j the distance to
-    the nearest entry of any owner but j (inf where no other owner has one)."""
-    if per_owner.shape[1] < 2:
-        return torch.full_like(per_owner, math.inf)
-    two = per_owner.topk(2, dim=1, largest=False)
-    first, second = two.values[:, :1], two.values[:, 1:]
-    own = torch.arange(per_owner.shape[1])[None, :] == two.indices[:, :1]
-    return torch.where(own, second, first)
-
-
 def greedy_coreset(
     features: torch.Tensor, size: int, *, seed: int = 0, projection_dim: int = 128
 ) -> torch.Tensor:

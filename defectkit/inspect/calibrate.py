@@ -56,9 +56,6 @@ class Shot:
         defect_distance: h x w distance to the defect bank without this shot's patches
             (None: no other labelled-defect patches).
         mask: h x w bool, the painted defect's cells (None: not painted).
-        defect_distance_without: good shots only, per defect shot j, h x w distance to
-            the defect bank without j's patches (None where nothing else is left): the
-            good shot as a model fitted without defect shot j would see it.
     """
 
     label: str
@@ -66,7 +63,6 @@ class Shot:
     distance: np.ndarray | None = field(default=None, repr=False)
     defect_distance: np.ndarray | None = field(default=None, repr=False)
     mask: np.ndarray | None = field(default=None, repr=False)
-    defect_distance_without: tuple[np.ndarray | None, ...] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -94,35 +90,6 @@ def _separation(good: Sequence[float], defect: Sequence[float]) -> tuple[int, fl
         return 0, -math.inf
     above = sum(d > ref for d in defect)
     return above, float(np.mean([min(math.log(max(d, 1e-9) / ref), math.log(SEPARATION_CAP)) for d in defect]))
-
-
-def _separation_without_each(
-    use_global: bool, goods: Sequence[Shot], defects: Sequence[Shot], cfg: InspectorConfig
-) -> tuple[int, float] | None:
-    """:func:`_separation` of the contrast evidence with every defect shot and the good
-    shots scored by the same model: the one fitted without that defect shot.
-
-    A defect shot's contrast is taken against the other defect shots' patches only (its
-    own would flatter it), but the good shots' against all of them; with two shots of a
-    defect the defect side then sees half the defect bank a new part is compared with,
-    and contrast loses a comparison it would win on the line. None when a good shot has
-    no such distances (then the plain separation stands)."""
-    pairs = []
-    for j, shot in enumerate(defects):
-        if shot.defect_distance is None:
-            continue
-        without = [g.defect_distance_without[j] if g.defect_distance_without is not None else None for g in goods]
-        if any(w is None for w in without):
-            return None
-        goods_j = [replace(g, defect_distance=w) for g, w in zip(goods, without, strict=True)]
-        scoring, own = _scoring(CONTRAST, use_global, goods_j, cfg)
-        good = max(o.apply(g.distance, g.defect_distance)[1] for o, g in zip(own, goods_j, strict=True))
-        pairs.append((scoring.apply(shot.distance, shot.defect_distance)[1], good))
-    if not pairs:
-        return None
-    above = sum(d > g for d, g in pairs)
-    logs = [min(math.log(max(d, 1e-9) / g), math.log(SEPARATION_CAP)) if g > 0 else 0.0 for d, g in pairs]
-    return above, float(np.mean(logs))
 
 
 def _candidates(goods: Sequence[Shot], defects: Sequence[Shot], forced: str | None) -> list[tuple[str, bool]]:
@@ -184,9 +151,7 @@ def build_scoring(
     Candidates: distance or contrast evidence (contrast needs labelled-defect patches),
     each with the local statistic alone or with the global one beside it. Every
     candidate scores the left-out shots; the one whose defect shots stand furthest above
-    the good shots is kept (see :func:`_separation`; for contrast, each defect shot and
-    the good shots as the model without that defect shot scores them:
-    :func:`_separation_without_each`); ties keep the simpler, earlier one,
+    the good shots is kept (see :func:`_separation`); ties keep the simpler, earlier one,
     and the global statistic is kept only when it puts more defect shots above every
     good shot. Without labelled defects, distance with the local statistic.
 
@@ -213,8 +178,6 @@ def build_scoring(
             defect_scores.setdefault(s.label, []).append(scoring.apply(s.distance, s.defect_distance)[1])
         flat = [v for vals in defect_scores.values() for v in vals]
         key = _separation(good_scores, flat) if flat else (0, 0.0)
-        if kind == CONTRAST:
-            key = _separation_without_each(use_global, kept, defects, cfg) or key
         separations[f"{kind}{'+global' if use_global else ''}"] = key[1]
         if use_global and best is not None and key[0] <= best[0][0]:
             # The global statistic must put more defect shots above every good shot than

@@ -36,12 +36,7 @@ from defectkit.core.tiling import (
 )
 from defectkit.datasets.base import Sample
 from defectkit.errors import SupportSetError
-from defectkit.fewshot.anomaly import (
-    greedy_coreset,
-    nearest_distance,
-    nearest_per_owner,
-    nearest_without_each,
-)
+from defectkit.fewshot.anomaly import greedy_coreset, nearest_distance
 from defectkit.fewshot.augment import augment_shots
 from defectkit.fewshot.caption_head import embed_vocabulary, text_aligned
 from defectkit.fewshot.mutual import image_coresets, mutual_scores, outliers, patch_rows
@@ -373,7 +368,7 @@ def _state(good: _Grids, defects: _Grids, defect_shots, defect_masks, n_goods: i
     for i, row in enumerate(originals):
         others = bank[bank_owner != i]  # a lone good shot: only its augmented copies remain
         others = others if len(others) else _own_augments(bank, bank_owner, good, i, row)
-        good_shots.append(_shot(good.grids[row], GOOD, None, others, defect_bank, None, defect_owner=defect_owner))
+        good_shots.append(_shot(good.grids[row], GOOD, None, others, defect_bank, None))
     defect_list = [
         _shot(grid, shot.label, _mask_cells(mask, spec), None, defect_bank, defect_owner != j, distance=to_good[j])
         for j, (grid, shot, mask) in enumerate(zip(defects.grids, defect_shots, defect_masks, strict=True))
@@ -576,23 +571,17 @@ def _own_augments(bank, bank_owner, good: _Grids, shot: int, row: int) -> torch.
     return torch.cat([patch_rows(g) for g in copies])
 
 
-def _shot(grid, label, mask, bank, defect_bank, defect_keep, *, distance=None, defect_owner=None) -> Shot:
+def _shot(grid, label, mask, bank, defect_bank, defect_keep, *, distance=None) -> Shot:
     """A shot's leave-one-out evidence: distances to the good bank (``bank``, without
     it; or ``distance``, its flat patch distances already computed) and to the defect
-    bank (without its own entries where ``defect_keep`` says; with ``defect_owner``, the
-    defect bank's entries' shots, also without each defect shot's entries in turn)."""
+    bank (without its own entries where ``defect_keep`` says)."""
     patches = patch_rows(grid)[None]
     h, w = grid.shape[1:]
     if distance is None and bank is not None and len(bank):
         distance = nearest_distance(patches, bank)[0]
     distance = None if distance is None else distance.reshape(h, w)
-    defect, without = None, None
-    if defect_bank is not None and len(defect_bank) and defect_owner is not None:
-        per_owner = nearest_per_owner(patches[0], defect_bank, defect_owner, int(defect_owner.max()) + 1)
-        defect = per_owner.amin(dim=1).reshape(h, w)
-        others = nearest_without_each(per_owner)
-        without = tuple(None if torch.isinf(c).all() else c.reshape(h, w).numpy() for c in others.t())
-    elif defect_bank is not None and len(defect_bank):
+    defect = None
+    if defect_bank is not None and len(defect_bank):
         others = defect_bank if defect_keep is None else defect_bank[defect_keep]
         if len(others):
             defect = nearest_distance(patches, others)[0].reshape(h, w)
@@ -600,7 +589,6 @@ def _shot(grid, label, mask, bank, defect_bank, defect_keep, *, distance=None, d
         label=label, features=grid.numpy(),
         distance=None if distance is None else distance.numpy(),
         defect_distance=None if defect is None else defect.numpy(), mask=mask,
-        defect_distance_without=without,
     )  # fmt: skip
 
 

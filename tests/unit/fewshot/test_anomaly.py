@@ -2,13 +2,7 @@
 
 import torch
 
-from defectkit.fewshot.anomaly import (
-    greedy_coreset,
-    greedy_coresets,
-    nearest_distance,
-    nearest_per_owner,
-    nearest_without_each,
-)
+from defectkit.fewshot.anomaly import greedy_coreset, greedy_coresets, nearest_distance
 
 
 def test_nearest_distance_matches_cdist():
@@ -103,26 +97,3 @@ def test_nearest_distance_in_row_blocks_is_the_whole_computation_bit_for_bit(mon
     blocks = nearest_distance(patches, bank)
     assert blocks.shape == (2, 700) and torch.equal(blocks, whole)
     torch.testing.assert_close(blocks, torch.cdist(patches, bank[None]).amin(dim=-1), rtol=1e-4, atol=1e-4)
-
-
-def test_distances_per_owner_and_without_each_owner_match_a_brute_force(monkeypatch):
-    # Three defect shots' entries in one bank (owner 3 has none left after a coreset);
-    # row blocks smaller than the patches so the block loop is exercised.
-    import defectkit.fewshot.anomaly as anomaly
-
-    monkeypatch.setattr(anomaly, "ROWS", 7)
-    g = torch.Generator().manual_seed(0)
-    patches, bank = torch.randn(20, 5, generator=g), torch.randn(12, 5, generator=g)
-    owner = torch.tensor([0, 0, 1, 2, 2, 2, 1, 0, 1, 2, 0, 1])
-    per_owner = nearest_per_owner(patches, bank, owner, 4)
-    full = torch.cdist(patches, bank)
-    for k in range(3):
-        assert torch.allclose(per_owner[:, k], full[:, owner == k].amin(dim=1), atol=1e-5)
-    assert torch.isinf(per_owner[:, 3]).all()
-    without = nearest_without_each(per_owner)
-    for j in range(4):
-        assert torch.allclose(without[:, j], full[:, owner != j].amin(dim=1), atol=1e-5), j
-    # The nearest of all is the plain nearest distance
-    assert torch.allclose(per_owner.amin(dim=1), nearest_distance(patches[None], bank)[0], atol=1e-5)
-    # One owner alone: nothing is left without it
-    assert torch.isinf(nearest_without_each(nearest_per_owner(patches, bank, torch.zeros(12, dtype=torch.long), 1))).all()

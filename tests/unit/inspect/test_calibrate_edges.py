@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from defectkit.core.head import CONTRAST, DISTANCE, edge_cells, edge_factors, edge_scaled, top_mean
+from defectkit.core.head import edge_cells, edge_factors, edge_scaled, top_mean
 from defectkit.inspect.calibrate import Shot, build_scoring
 from defectkit.inspect.config import InspectorConfig
 
@@ -32,34 +32,3 @@ def test_a_good_shots_reference_is_scored_with_edges_learned_without_it():
     assert scoring.image_ref == pytest.approx(top_mean(own, cfg.top_fraction), rel=1e-5)
     assert scoring.image_ref > top_mean(edge_scaled(framed.distance, scoring.edges), cfg.top_fraction) * 1.2
     assert max(calibration.good_scores) == pytest.approx(1.0)
-
-
-def test_contrast_is_judged_with_each_defect_shot_and_the_good_shots_scored_by_one_model():
-    # Two pitting shots whose pits look alike, two good shots with a patch that looks
-    # like shot 0's pit surroundings. A defect shot's contrast is taken against the other
-    # shot's patches only; if the good shots' were taken against both, the good side
-    # would see a defect bank twice as rich and contrast would lose to distance here
-    # (the plain comparison below), though both sides, scored by the model fitted
-    # without one defect shot, tell contrast apart better.
-    shape = (20, 24)
-    ones = np.ones(shape, np.float32)
-
-    def good(seed: int, without: bool) -> Shot:
-        full, without_0, without_1 = ones.copy(), ones.copy(), ones.copy()
-        full[10, 12], without_0[10, 12], without_1[10, 12] = 0.5, 1.2, 0.5
-        return Shot(
-            "good", np.zeros((1, *shape), np.float32), distance=ones * (1.0 - 0.01 * seed), defect_distance=full,
-            defect_distance_without=(without_0, without_1) if without else None,
-        )  # fmt: skip
-
-    def pit(row: int) -> Shot:
-        distance, defect = ones.copy(), ones.copy()
-        distance[row, 5], defect[row, 5] = 1.25, 0.3
-        return Shot("pitting", np.zeros((1, *shape), np.float32), distance=distance, defect_distance=defect)
-
-    cfg = InspectorConfig(sigma=0.0, top_fraction=0.002)
-    defects = [pit(6), pit(14)]
-    fair, _ = build_scoring([good(0, True), good(1, True)], defects, cfg)
-    plain, _ = build_scoring([good(0, False), good(1, False)], defects, cfg)
-    assert fair.evidence == CONTRAST
-    assert plain.evidence == DISTANCE
