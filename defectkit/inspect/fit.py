@@ -75,8 +75,7 @@ REJECT_SPREAD = 3.0
 #: all of theirs stay out of the bank (a small defect in an image that passed).
 PATCH_REJECT_SHARE = 0.005
 #: The labelled model may judge at most this share of the unlabelled images defects;
-#: beyond it (line images are mostly good) they are judged by mutual scoring instead,
-#: and this share of them that it ranks the most unusual stays out all the same.
+#: beyond it (line images are mostly good) they are judged by mutual scoring instead.
 SCREEN_MAX_REJECT = 0.5
 #: ... from this many unlabelled images on: "mostly good" says nothing about three images.
 SCREEN_MIN_IMAGES = 10
@@ -463,10 +462,12 @@ def _add_unlabelled(
     defect, unless that would reject more than :data:`SCREEN_MAX_REJECT` of at least
     :data:`SCREEN_MIN_IMAGES`: line images are mostly good, so the labelled model's
     threshold is then wrong (two near-identical good shots set it), and the images judge
-    each other, the good shots among every image's references (``known``); its ranking
-    still counts: an image it puts among the most unusual :data:`SCREEN_MAX_REJECT`
-    stays out whatever the others say (a defect many line images share, a changed
-    texture, looks normal to them). Without good shots, mutual scoring among the images
+    each other, the good shots among every image's references (``known``), and the
+    labelled model's ranking no longer counts: the images it ranks the most unusual are
+    then mostly the looks its good shots do not show (aitex: the other fabrics), the
+    ones that teach the bank most (a defect many line images share looks normal to
+    them; :func:`_line_keeps_defects` catches a line that taught the bank the labelled
+    defects). Without good shots, mutual scoring among the images
     decides (:mod:`defectkit.fewshot.mutual`). Either way the accepted images' most
     unusual patches (:data:`PATCH_REJECT_SHARE`, on the map that judged them: the
     labelled model's or the mutual scores) stay out: a small defect the image score
@@ -493,8 +494,6 @@ def _add_unlabelled(
         mutual = mutual_scores([*known, *free.grids], references=range(k), seed=cfg.seed)
         stats = [top_mean(smooth(m, cfg.sigma), cfg.top_fraction) for m in mutual.maps[k:]]
         reject = outliers(stats, spread=REJECT_SPREAD)
-        if screen is not None:
-            reject |= np.asarray(screen.scores) > np.quantile(screen.scores, 1.0 - SCREEN_MAX_REJECT)
         maps, index = mutual.maps[k:], mutual.coreset_index[k:]
     accepted = [i for i in range(n) if not reject[i]]
     cut = np.inf
