@@ -7,6 +7,8 @@ inventing defects. Implemented with albumentations, seeded for reproducible fits
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -28,12 +30,17 @@ def create_augmenter(seed: int, *, rotate: bool = True):
 
 
 def augment_shots(
-    images: list[np.ndarray], copies: int, *, seed: int = 0, roi: tuple[int, int, int, int] | None = None
+    images: list[np.ndarray],
+    copies: int,
+    *,
+    seed: int = 0,
+    boxes: Sequence[tuple[int, int, int, int]] | None = None,
 ) -> tuple[list[np.ndarray], list[int]]:
     """Each image plus ``copies`` augmented versions.
 
-    With a region of interest (x0, y0, x1, y1; a frame the images share, or the
-    configured one) only that region is transformed and the rest of each copy is its
+    With each image's region of interest (``boxes``: x0, y0, x1, y1 clipped to the
+    image, :func:`defectkit.core.tiling.clip_box`; a frame the images share, or the
+    configured region) only that region is transformed and the rest of each copy is its
     original's: a flipped whole image would carry a frame or a fixture from the edge
     it belongs to into the region that is inspected, and teach the bank what no
     inspected image shows. A non-square region is then not rotated by 90 degrees (the
@@ -51,17 +58,18 @@ def augment_shots(
         owner.append(i)
         if not copies:
             continue
-        box = _box(image, roi)
+        h, w = image.shape[:2]
+        box = None if boxes is None or tuple(boxes[i]) == (0, 0, w, h) else boxes[i]
         if box is None:
             view, rotate = image, True
         else:
             x0, y0, x1, y1 = box
-            view = image[y0:y1, x0:x1]
+            view = np.ascontiguousarray(image[y0:y1, x0:x1])
             rotate = view.shape[0] == view.shape[1]
         if rotate not in augmenters:  # one seeded stream per kind, as one augmenter had
             augmenters[rotate] = create_augmenter(seed, rotate=rotate)
         for _ in range(copies):
-            changed = _changed_copy(augmenters[rotate], np.ascontiguousarray(view))
+            changed = _changed_copy(augmenters[rotate], view)
             if box is not None:
                 whole = image.copy()
                 whole[y0:y1, x0:x1] = changed
@@ -69,19 +77,6 @@ def augment_shots(
             out.append(changed)
             owner.append(i)
     return out, owner
-
-
-def _box(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
-    """``roi`` clipped to ``image`` (x0, y0, x1, y1), or None when it is the whole image
-    (or leaves nothing)."""
-    if roi is None:
-        return None
-    h, w = image.shape[:2]
-    x0, y0 = min(max(0, roi[0]), w), min(max(0, roi[1]), h)
-    x1, y1 = min(roi[2], w), min(roi[3], h)
-    if x1 - x0 < 2 or y1 - y0 < 2 or (x0, y0, x1, y1) == (0, 0, w, h):
-        return None
-    return x0, y0, x1, y1
 
 
 #: Draws tried for a copy that differs from its original.

@@ -29,6 +29,7 @@ from defectkit.core.results import Thresholds
 from defectkit.core.tiling import (
     TileSpec,
     choose_tile_size,
+    clip_box,
     cut_tiles,
     mask_to_grid,
     plan_tiles,
@@ -207,7 +208,8 @@ def fit(
     model.norm.reset()
     # One good shot has nobody to be left out against but its own augmented copies.
     copies = cfg.augmentations or (SINGLE_SHOT_COPIES if len(good_images) == 1 else 0)
-    aug_images, owner = augment_shots(good_images, copies, seed=cfg.seed, roi=spec.roi)
+    boxes = None if spec.roi is None else [clip_box(spec, image.shape[:2]) for image in good_images]
+    aug_images, owner = augment_shots(good_images, copies, seed=cfg.seed, boxes=boxes)
     total = len(aug_images) + len(defect_images) + len(unlabelled_images)
     bar = _progress_bar(total, "fit: features", enabled=progress)
     source = GridSource(lambda image: _extract(model, image), cache, features_fingerprint(model))

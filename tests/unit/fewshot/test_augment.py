@@ -32,8 +32,7 @@ def test_with_a_region_of_interest_only_the_region_changes_and_a_frame_stays_on_
     image = rng.integers(0, 200, (h, w, 3), dtype=np.uint8)
     image[0, :] = 255
     image[:, 0] = 255
-    roi = (1, 1, w, h)
-    out, owner = augment_shots([image], 6, seed=3, roi=roi)
+    out, owner = augment_shots([image], 6, seed=3, boxes=[(1, 1, w, h)])
     assert owner == [0] * 7 and out[0] is image
     for copy in out[1:]:
         assert copy.shape == image.shape
@@ -41,8 +40,11 @@ def test_with_a_region_of_interest_only_the_region_changes_and_a_frame_stays_on_
         inside = copy[1:, 1:]
         assert not np.array_equal(inside, image[1:, 1:])
         # no frame line inside the region: no row or column of it is all white
-        assert not (inside == 255).all(axis=(1, 2)).any() and not (inside == 255).all(axis=(0, 2)).any()
+        assert (
+            not (inside == 255).all(axis=(1, 2)).any()
+            and not (inside == 255).all(axis=(0, 2)).any()
+        )
     # Without a region, copies are drawn as before (the same stream for the same seed).
     plain, _ = augment_shots([image], 6, seed=3)
-    again, _ = augment_shots([image], 6, seed=3, roi=(0, 0, w, h))
+    again, _ = augment_shots([image], 6, seed=3, boxes=[(0, 0, w, h)])
     assert all(np.array_equal(a, b) for a, b in zip(plain, again, strict=True))
