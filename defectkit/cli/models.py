@@ -48,6 +48,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    f"the margin how far the likeliest defect type stands above good (default: {d.margin_weight}); "
                    "0 scores by how unlike the good shots an image is alone, for data whose defect types go "
                    "with something else in the shots (the fabric, a fixture)")
+    g.add_argument("--evidence", choices=("auto", "distance", "contrast"), default="auto",
+                   help="what makes a patch anomalous: its distance to the good patches, or (with labelled "
+                   "defects) its contrast, whether it lies nearer a labelled defect than anything good. auto "
+                   "(default): the one under which the left-out defect shots stand furthest above the left-out "
+                   "good shots. contrast for parts whose good look varies in ways a few good shots do not show "
+                   "(positions, folds, light) while the defects look alike: it won 0.02-0.04 AUROC over auto on "
+                   "bsdata and textile with 2 and 10 good shots, and lost 0.03-0.12 on aitex (12 defect types, "
+                   "10 and 50 good shots); benchmarks/results/fewshot_suite.md, stop 35")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for shot picking, augmentation and coreset")
     g.add_argument("--vocabulary", nargs="+", metavar="TERM", default=[],
                    help="caption terms to add to the default vocabulary (quote multi-word terms; "
@@ -82,6 +90,7 @@ def config_from_args(args: argparse.Namespace):
         bank_size=args.bank_size,
         augmentations=args.augmentations,
         margin_weight=args.margin_weight,
+        evidence=None if args.evidence == "auto" else args.evidence,
         seed=args.seed,
     )
 
@@ -185,6 +194,7 @@ def cmd_fit(args) -> int:
         more = "more good shots or unlabelled line images (--unlabelled DIR) set it on more"
         words = basis_words(support.summary()["shots_per_class"].get(GOOD, 0), line_used, more)
         judged += f" (it {words})" if words else ""
+        judged += f"; evidence {report.evidence} ({'as --evidence set' if config.evidence else 'chosen on the shots'})"
     print(f"fitted {args.output} from {len(support.shots)} shots ({counts}) in {report.seconds['total']:.2f} s; {judged}")
     return 0
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from defectkit.core.head import CONTRAST, DISTANCE
 from defectkit.core.predictor import BATCH_SIZE
+from defectkit.errors import ConfigError
 
 
 @dataclass
@@ -81,6 +83,13 @@ class InspectorConfig:
     batch_size: int = BATCH_SIZE
     seed: int = 0
     vocabulary: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # (anything else would be compared with no candidate and quietly fall back to distance)
+        if self.evidence not in (None, DISTANCE, CONTRAST):
+            raise ConfigError(
+                f"evidence must be {DISTANCE!r}, {CONTRAST!r} or None (the fit chooses), got {self.evidence!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -123,3 +123,19 @@ def test_fit_leaves_out_a_frame_every_image_has_and_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "left out the frame every image has (1 px on the right and bottom edges)" in out, out
     assert "--roi sets the region yourself" in out
+
+
+def test_fit_says_which_evidence_it_kept_and_follows_the_flag(dataset, tmp_path, capsys):
+    from defectkit.inspect.inspector import Inspector
+
+    base = ["--shots", "2", "--augmentations", "1", "--bank-size", "256"]
+    for flag in ("auto", "contrast", "distance"):
+        out = tmp_path / flag
+        capsys.readouterr()
+        assert main(["fit", str(dataset), "-o", str(out), *base, "--evidence", flag]) == 0
+        said = capsys.readouterr().out
+        kept = Inspector.load(out).model.head.scoring.evidence
+        if flag == "auto":
+            assert f"evidence {kept}" in said and "chosen on the shots" in said
+        else:
+            assert kept == flag and f"evidence {flag}" in said and "as --evidence set" in said

@@ -38,3 +38,15 @@ def test_the_margin_weight_flag_maps_onto_the_config_and_refuses_nonsense():
     for bad in ("-1", "nan", "11"):
         with pytest.raises(ConfigError, match="--margin-weight must be between 0 and 10"):
             _parse(["--margin-weight", bad])
+
+
+def test_the_evidence_flag_maps_onto_the_config():
+    assert _parse([]).evidence is None  # auto: the fit chooses on the shots
+    for kind in ("distance", "contrast"):
+        config = _parse(["--evidence", kind])
+        assert config.evidence == kind and InspectorConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(SystemExit):
+        _parse(["--evidence", "nearest"])
+    # the API refuses it too, instead of quietly fitting with distance
+    with pytest.raises(ConfigError, match="evidence must be 'distance', 'contrast' or None"):
+        InspectorConfig(evidence='"contrast"')
