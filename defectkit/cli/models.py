@@ -53,9 +53,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    "defects) its contrast, whether it lies nearer a labelled defect than anything good. auto "
                    "(default): the one under which the left-out defect shots stand furthest above the left-out "
                    "good shots. contrast for parts whose good look varies in ways a few good shots do not show "
-                   "(positions, folds, light) while the defects look alike: it won 0.02-0.04 AUROC over auto on "
-                   "bsdata and textile with 2 and 10 good shots, and lost 0.03-0.12 on aitex (12 defect types, "
-                   "10 and 50 good shots); benchmarks/results/fewshot_suite.md, stop 35")
+                   "(positions, folds, light) while the defects look alike: with 2 to 10 good shots it won "
+                   "up to 0.04 AUROC over auto on bsdata and textile, and never lost there; with 50 good shots it lost 0.07-0.13 "
+                   "(bsdata, aitex), and on aitex's 12 defect types 0.03 with 10 already "
+                   "(benchmarks/results/fewshot_suite.md, stop 35)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for shot picking, augmentation and coreset")
     g.add_argument("--vocabulary", nargs="+", metavar="TERM", default=[],
                    help="caption terms to add to the default vocabulary (quote multi-word terms; "
