@@ -208,7 +208,7 @@ def fit(
     model.norm.reset()
     # One good shot has nobody to be left out against but its own augmented copies.
     copies = cfg.augmentations or (SINGLE_SHOT_COPIES if len(good_images) == 1 else 0)
-    boxes = None if spec.roi is None else [clip_box(spec, image.shape[:2]) for image in good_images]
+    boxes = [clip_box(spec, image.shape[:2]) for image in good_images]  # (no region: each whole image)
     aug_images, owner = augment_shots(good_images, copies, seed=cfg.seed, boxes=boxes)
     total = len(aug_images) + len(defect_images) + len(unlabelled_images)
     bar = _progress_bar(total, "fit: features", enabled=progress)
