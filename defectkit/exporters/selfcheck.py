@@ -11,6 +11,9 @@ Tolerances, per image, as ``|exported - pytorch| <= allowed``:
   near 0. Distances are written ``sqrt(|a|^2 - 2 a.b + |b|^2)``; when a patch matches a
   bank entry the large terms cancel and float32 rounding (~1e-7 of them) becomes
   ~1e-4..1e-3 after the square root, so a near-zero score carries that absolute noise.
+  (Distances below ``defectkit.fewshot.anomaly.FLOOR`` are the floor: the contrast
+  evidence divides by the distance to the defect bank, which is near zero on the
+  defect shots among the check images, and carried that noise into scores near 2.)
 - ``anomaly_map``: ``map_atol + map_rtol * max|map|`` of that image: the same absolute
   noise next to near-zero patches, plus a part that scales with the map, because the
   feature scale (and so the map's) is the inspector's business and changes with it.

@@ -32,6 +32,15 @@ def tracing() -> bool:
 #: 8640 patches going through memory three times (PyTorch on 2 cores: 90 -> 47 ms
 #: against a 4096-entry bank). Each row's numbers are the same either way.
 ROWS = 1024
+#: Distances below this are returned as this. Where a patch matches a bank entry (the
+#: fit's own shots, as the export's self-check inspects them) the large terms of the
+#: matmul form cancel, and float32 rounding of them (about 1e-7 of |a|^2 + |b|^2, up to
+#: 1e-5 for the most unusual patches) becomes up to ~3e-3 after the square root, which
+#: each engine rounds its own way; contrast divides by that distance, so it moved a
+#: defect shot's score by 0.2 % between ONNX Runtime and PyTorch. 0.02 is far below any
+#: distance between two different patches (a good part's patches lie 0.3-1.5 from the
+#: bank: features are scaled so a typical good patch has unit squared norm).
+FLOOR = 0.02
 
 
 def nearest_distance(patches: torch.Tensor, bank: torch.Tensor, bank_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,7 +69,7 @@ def nearest_distance(patches: torch.Tensor, bank: torch.Tensor, bank_sqnorm: tor
     cross = torch.matmul(patches, (-2.0 * bank).t())
     nearest = cross.add_(bank_sqnorm).amin(dim=-1)
     sq = (patches * patches).sum(dim=-1) + nearest
-    return torch.sqrt(torch.clamp(sq, min=0.0))
+    return torch.sqrt(torch.clamp(sq, min=FLOOR * FLOOR))
 
 
 def greedy_coreset(
