@@ -162,6 +162,12 @@ def test_label_fit_review_threshold_export(page, server, artefacts, tmp_path):
     app.set_threshold(scratch_score - 0.05)
     assert app.review_rows()["scratch_002.png"][0] == "defect"
     app.shot("threshold-below-scratch")
+    # Above every score the review shows: the slider's range follows the results that
+    # came in after the refit (it kept the range of the first ones, and refused this).
+    top = max(float(row[2]) for row in app.review_rows().values())
+    app.set_threshold(top + 0.01)
+    assert {row[0] for row in app.review_rows().values()} == {"good"}
+    app.set_threshold(scratch_score - 0.05)
 
     app.tab("export")
     page.locator("#export-target label", has_text="ONNX").click()

@@ -41,6 +41,14 @@ def offline_backbones() -> list[str]:
     return names
 
 
+def range_only(update: dict) -> dict:
+    """The slider update without its value: while results come in, the engineer may be
+    holding the slider, so its value stays theirs, but its range follows the scores (it
+    kept the range the first results after a refit set, and a threshold typed above a
+    later, higher score was refused)."""
+    return gr.update(maximum=update["maximum"]) if "maximum" in update else gr.update()
+
+
 class FitTab:
     name, title = "fit", "2 · Fit & review"
 
@@ -319,7 +327,7 @@ class FitTab:
                 # New results, or the job ended: show them; review() also starts what is
                 # left (e.g. after a refit) and keeps the timer going only while a job runs.
                 out.update(self.review(project, order, retry=False))
-                out.pop(self.threshold)  # the engineer may be holding it
+                out[self.threshold] = range_only(out[self.threshold])  # the engineer may be holding it
             return out
 
         @guard

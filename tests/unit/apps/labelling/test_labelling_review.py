@@ -248,3 +248,14 @@ def test_review_of_a_real_fit(fitted):
     assert sorted(items) == ["good_002.png", "scratch_002.png", "spot_002.png"]
     scratch = items["scratch_002.png"]
     assert scratch.result.verdict == "defect" and scratch.maps.anomaly_map.shape == (96, 96)
+
+
+def test_while_results_come_in_the_slider_keeps_its_value_and_its_range_follows():
+    import gradio as gr
+
+    from defectkit.apps.labelling.tabs.fit import range_only
+
+    # what the review gives after a refit: range, value and all
+    full = gr.update(minimum=0.0, maximum=2.5, value=1.02, interactive=True, label="Threshold")
+    assert range_only(full) == gr.update(maximum=2.5)  # the value is the engineer's
+    assert range_only(gr.update(value=0.0, interactive=False)) == gr.update()  # nothing to follow
