@@ -55,8 +55,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    "good shots. contrast for parts whose good look varies in ways a few good shots do not show "
                    "(positions, folds, light) while the defects look alike: with 2 to 10 good shots it won "
                    "up to 0.04 AUROC over auto on bsdata and textile, and never lost there; with 50 good shots it lost 0.07-0.13 "
-                   "(bsdata, aitex), and on aitex's 12 defect types 0.03 with 10 already "
-                   "(benchmarks/results/fewshot_suite.md, stop 35)")
+                   "(bsdata, aitex), and on aitex's 12 defect types 0.03 with 10 already; and it can miss a "
+                   "defect type nobody labelled (benchmarks/results/fewshot_suite.md, stops 35 and 36)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for shot picking, augmentation and coreset")
     g.add_argument("--vocabulary", nargs="+", metavar="TERM", default=[],
                    help="caption terms to add to the default vocabulary (quote multi-word terms; "
