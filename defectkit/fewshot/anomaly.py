@@ -37,9 +37,10 @@ ROWS = 1024
 #: matmul form cancel, and float32 rounding of them (about 1e-7 of |a|^2 + |b|^2, up to
 #: 1e-5 for the most unusual patches) becomes up to ~3e-3 after the square root, which
 #: each engine rounds its own way; contrast divides by that distance, so it moved a
-#: defect shot's score by 0.2 % between ONNX Runtime and PyTorch. 0.02 is far below any
-#: distance between two different patches (a good part's patches lie 0.3-1.5 from the
-#: bank: features are scaled so a typical good patch has unit squared norm).
+#: check image's score (1.4-1.9) by up to 0.16 % between ONNX Runtime and PyTorch.
+#: 0.02 is far below any distance between two different patches (a good part's patches
+#: lie 0.3-1.5 from the bank: features are scaled so a typical good patch has unit
+#: squared norm).
 FLOOR = 0.02
 
 

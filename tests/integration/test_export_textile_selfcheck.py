@@ -3,7 +3,7 @@ fp32 logits differed from PyTorch by 0.05 (x20-amplified descriptor noise) and t
 faithful bundle was refused; its class probabilities differ by ~4e-4. With the contrast
 evidence (`--evidence contrast`) the defect shots, among the check images, match their
 own defect-bank entries: rounding under the square root of a near-zero distance, which
-contrast divides by, moved a score by 0.2 % and refused the bundle until distances got
+contrast divides by, moved a score by 0.1 % and refused the bundle until distances got
 their floor (``defectkit.fewshot.anomaly.FLOOR``)."""
 
 from __future__ import annotations
