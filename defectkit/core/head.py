@@ -142,6 +142,71 @@ def evidence_map(
     return smooth(raw, sigma)
 
 
+def overall_look(descriptor: np.ndarray) -> np.ndarray:
+    """The overall half of a :func:`describe_image` descriptor (the mean and spread of
+    the patch features over the cells inside, 2 x D values): how the whole part looks."""
+    d = (descriptor.shape[-1] - 2) // 4
+    return np.asarray(descriptor[..., 2 * d : 4 * d], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Look:
+    """How far an image's overall look (:func:`overall_look`) lies from every good
+    image's, over the reference: the largest such distance of a good image left out, so
+    1.0 = as unusual a look as the most unusual good image's.
+
+    The patch map asks whether some patch is unlike every good patch; a defect that
+    changes the whole part a little (another weave, a finish, a colour) can leave every
+    patch near some good patch while the part's mean and spread move. The look sees
+    that, but its reference is one distance per good image: it means something only with
+    enough of them (:data:`defectkit.inspect.calibrate.LOOK_MIN_GOOD`).
+
+    Attributes:
+        looks: N x 2D overall looks of the good images.
+        ref: the largest left-out nearest distance among them.
+    """
+
+    looks: np.ndarray = field(repr=False, compare=False)
+    ref: float = 1.0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Look) and self.ref == other.ref and np.array_equal(self.looks, other.looks)
+
+    @classmethod
+    def fit(cls, looks: np.ndarray) -> tuple[Look, list[float]]:
+        """The look of N >= 2 good images, and each one's calibrated score left out."""
+        looks = np.asarray(looks, dtype=np.float64)
+        if looks.ndim != 2 or len(looks) < 2:
+            raise ValueError(f"a look needs at least two good images, got {len(looks)}")
+        d = _distances(looks, looks)
+        np.fill_diagonal(d, np.inf)
+        left_out = d.min(axis=1)
+        ref = float(left_out.max()) or 1.0
+        return cls(looks=looks, ref=ref), [float(v) / ref for v in left_out]
+
+    def score(self, look: np.ndarray) -> float:
+        """One image's overall look (2D values) -> its calibrated distance."""
+        return float(_distances(np.asarray(look, dtype=np.float64)[None], self.looks).min()) / self.ref
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"looks": self.looks.tolist(), "ref": self.ref}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Look:
+        looks = np.asarray(data["looks"], dtype=np.float64)
+        ref = float(data["ref"])
+        if looks.ndim != 2 or len(looks) < 2 or not np.isfinite(looks).all():
+            raise ValueError("look: looks must be finite numbers, one row per good image (two or more)")
+        if not np.isfinite(ref) or ref <= 0:
+            raise ValueError(f"look: ref must be a positive number, got {data['ref']!r}")
+        return cls(looks=looks, ref=ref)
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` and of ``b``."""
+    return np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1), 0.0))
+
+
 @dataclass(frozen=True)
 class AnomalyScoring:
     """From evidence to a calibrated map and an image score.
@@ -163,6 +228,9 @@ class AnomalyScoring:
         edges, defect_edges: the good and defect distance maps' edge factors, learned on
             the left-out good shots (:func:`edge_factors`); empty: none (a model saved
             before they existed scores as it did).
+        look: the good images' overall looks (:class:`Look`), or None (fewer good
+            images than it needs, or a model saved before it existed). With it, the score
+            is the larger of the map's statistic and the look's (:meth:`with_look`).
     """
 
     evidence: str = DISTANCE
@@ -173,6 +241,7 @@ class AnomalyScoring:
     global_ref: float | None = None
     edges: tuple[float, ...] = ()
     defect_edges: tuple[float, ...] = ()
+    look: Look | None = None
 
     def statistic(self, emap: np.ndarray, inside: np.ndarray | None = None) -> float:
         """Calibrated image score of an evidence map (cells ``inside`` only)."""
@@ -193,8 +262,14 @@ class AnomalyScoring:
             amap = np.where(inside, amap, 0.0).astype(np.float32)
         return amap, float(score)
 
+    def with_look(self, score: float, look: np.ndarray) -> float:
+        """An image's calibrated map score joined by its overall look's (2D values, see
+        :func:`overall_look`): the larger of the two; the score as it is without a look."""
+        return score if self.look is None else max(score, self.look.score(look))
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "look": None if self.look is None else self.look.to_dict(),
             "evidence": self.evidence, "sigma": self.sigma, "top_fraction": self.top_fraction,
             "pixel_ref": self.pixel_ref, "image_ref": self.image_ref, "global_ref": self.global_ref,
             "edges": list(self.edges), "defect_edges": list(self.defect_edges),
@@ -211,6 +286,7 @@ class AnomalyScoring:
             global_ref=None if data.get("global_ref") is None else float(data["global_ref"]),
             edges=_edge_factors(data.get("edges"), "edges"),
             defect_edges=_edge_factors(data.get("defect_edges"), "defect_edges"),
+            look=None if data.get("look") is None else Look.from_dict(data["look"]),
         )  # fmt: skip
 
 
@@ -454,6 +530,8 @@ class Head:
         amap, score = self.grids(distance, defect_distance, inside)
         weights = region_weights(amap, features.shape[1:], self.classes.sharpness, inside)
         descriptor = describe_image(features, weights, inside)
+        if self.scoring is not None:
+            score = self.scoring.with_look(score, overall_look(descriptor))
         similarity = self.classes.similarity(descriptor)
         score *= self.classes.score_factor(descriptor)  # (nan stays nan: type-only)
         vocab = None

@@ -47,6 +47,7 @@ from defectkit.inspect.calibrate import (
     Shot,
     build_class_head,
     build_scoring,
+    shot_score,
     teach_class_head,
 )
 from defectkit.inspect.config import InspectorConfig
@@ -242,7 +243,8 @@ def fit(
             contrast = state.defect_bank if first[0].evidence == CONTRAST else None
             line = [_shot(g, GOOD, None, state.bank, contrast, None) for g in free.grids]
             judged = [first[0].apply(s.distance, s.defect_distance) for s in line]
-            screen = _Screen([score for _, score in judged], [amap for amap, _ in judged], first[1].threshold)
+            scores = [shot_score(first[0], s, score) for s, (_, score) in zip(line, judged, strict=True)]
+            screen = _Screen(scores, [amap for amap, _ in judged], first[1].threshold)
         known = [good.grids[good.owner.index(i)] for i in range(len(goods))]
         good, rejected, calibration_rows, judged_by = _add_unlabelled(good, free, len(goods), cfg, screen, known)
         state = _state(good, defects, defect_shots, defect_masks, len(goods), spec, model, cfg)
@@ -297,7 +299,7 @@ def fit(
         unlabelled_skipped=skipped,
         unlabelled_judged_by=judged_by,
         unlabelled_taught_classes=taught,
-        evidence=None if scoring is None else scoring.evidence + ("+global" if scoring.global_ref else ""),
+        evidence=None if scoring is None else scoring.evidence + ("+global" if scoring.global_ref else "") + ("+look" if scoring.look else ""),
         tile_size=tuple(spec.size),
         frame=frame,
         features_extracted=source.extracted,
@@ -312,8 +314,10 @@ def fit(
 def _line_keeps_defects(labelled: Calibration, with_line: Calibration, n_goods: int) -> bool:
     """Whether, with the line images in the bank, at least :data:`LINE_MUST_KEEP` of the
     labelled defect shots that stood above every labelled good shot still do (the good
-    shots' scores first in ``with_line``'s, the line images' after them)."""
-    return with_line.standing_out(n_goods) >= LINE_MUST_KEEP * labelled.standing_out()
+    shots' scores first in ``with_line``'s, the line images' after them). Their maps
+    alone: the overall look's reference rests on one distance per image, and with a
+    dozen line images one defect shot in a dozen stands beyond it by chance."""
+    return with_line.standing_out(n_goods, maps=True) >= LINE_MUST_KEEP * labelled.standing_out(maps=True)
 
 
 def judged_words(judged_by: str | None) -> str:
