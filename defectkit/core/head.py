@@ -173,16 +173,16 @@ class Look:
         return isinstance(other, Look) and self.ref == other.ref and np.array_equal(self.looks, other.looks)
 
     @classmethod
-    def fit(cls, looks: np.ndarray) -> tuple[Look, list[float]]:
-        """The look of N >= 2 good images, and each one's calibrated score left out."""
+    def fit(cls, looks: np.ndarray) -> Look:
+        """The look of N >= 2 good images (N x 2D)."""
         looks = np.asarray(looks, dtype=np.float64)
         if looks.ndim != 2 or len(looks) < 2:
             raise ValueError(f"a look needs at least two good images, got {len(looks)}")
-        d = _distances(looks, looks)
-        np.fill_diagonal(d, np.inf)
-        left_out = d.min(axis=1)
-        ref = float(left_out.max()) or 1.0
-        return cls(looks=looks, ref=ref), [float(v) / ref for v in left_out]
+        return cls(looks=looks, ref=float(_nearest_other(looks).max()) or 1.0)
+
+    def left_out(self) -> list[float]:
+        """Each good image's calibrated score against the others (the largest is 1.0)."""
+        return [float(v) / self.ref for v in _nearest_other(self.looks)]
 
     def score(self, look: np.ndarray) -> float:
         """One image's overall look (2D values) -> its calibrated distance."""
@@ -205,6 +205,13 @@ class Look:
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distances between the rows of ``a`` and of ``b``."""
     return np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1), 0.0))
+
+
+def _nearest_other(rows: np.ndarray) -> np.ndarray:
+    """Each row's distance to the nearest other row."""
+    d = _distances(rows, rows)
+    np.fill_diagonal(d, np.inf)
+    return d.min(axis=1)
 
 
 @dataclass(frozen=True)
