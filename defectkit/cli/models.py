@@ -196,6 +196,9 @@ def cmd_fit(args) -> int:
         words = basis_words(support.summary()["shots_per_class"].get(GOOD, 0), line_used, more)
         judged += f" (it {words})" if words else ""
         judged += f"; evidence {report.evidence} ({'as --evidence set' if config.evidence else 'chosen on the shots'})"
+        look = inspector.model.head.scoring.look
+        if look is not None:
+            judged += f"; +look: the overall look of {len(look.looks)} good images joins the patch map"
     print(f"fitted {args.output} from {len(support.shots)} shots ({counts}) in {report.seconds['total']:.2f} s; {judged}")
     return 0
 

@@ -139,3 +139,15 @@ def test_a_look_is_saved_exported_and_run_torch_free_alike(weave, tmp_path):
     found = compare(reference, bundle.raw_each(images), TOLERANCES["fp32"], threshold=bundle.thresholds.image)
     assert not found["failures"], found
     assert [r.verdict for r in bundle.inspect(images)] == ["good", "defect"]
+
+
+def test_inspect_fit_says_when_the_look_joins(weave, tmp_path, capsys):
+    from defectkit.cli import main
+    from defectkit.datasets import write_folder
+
+    *_, shots = weave
+    write_folder(shots, tmp_path / "data")
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "data"), "-o", str(tmp_path / "m"), "--bank-size", "512"]) == 0
+    said = capsys.readouterr().out
+    assert "+look: the overall look of 10 good images joins the patch map" in said, said
