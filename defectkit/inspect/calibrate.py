@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -75,6 +76,13 @@ class Shot:
     distance: np.ndarray | None = field(default=None, repr=False)
     defect_distance: np.ndarray | None = field(default=None, repr=False)
     mask: np.ndarray | None = field(default=None, repr=False)
+
+    @cached_property
+    def look(self) -> np.ndarray:
+        """Its overall look (:func:`~defectkit.core.head.overall_look`), every cell alike;
+        computed once (every evidence candidate asks for it)."""
+        shape = self.features.shape[1:]
+        return overall_look(describe_image(self.features, region_weights(None, shape, 1.0)))
 
 
 @dataclass
@@ -141,15 +149,9 @@ def _scoring(
         image_ref=max(top_mean(m, cfg.top_fraction) for m in gmaps) or 1.0,
         global_ref=(max(float(m.mean()) for m in gmaps) or 1.0) if use_global else None,
         edges=full[0], defect_edges=full[1],
-        look=Look.fit(np.stack([look_of(s) for s in goods])) if len(goods) >= LOOK_MIN_GOOD else None,
+        look=Look.fit(np.stack([s.look for s in goods])) if len(goods) >= LOOK_MIN_GOOD else None,
     )  # fmt: skip
     return scoring, [replace(scoring, edges=e, defect_edges=d) for e, d in own]
-
-
-def look_of(shot: Shot) -> np.ndarray:
-    """A shot's overall look (:func:`~defectkit.core.head.overall_look`), every cell alike."""
-    shape = shot.features.shape[1:]
-    return overall_look(describe_image(shot.features, region_weights(None, shape, 1.0)))
 
 
 def shot_score(scoring: AnomalyScoring, shot: Shot, map_score: float | None = None) -> float:
@@ -157,7 +159,7 @@ def shot_score(scoring: AnomalyScoring, shot: Shot, map_score: float | None = No
     (``map_score``: its map's, if already computed)."""
     if map_score is None:
         map_score = scoring.apply(shot.distance, shot.defect_distance)[1]
-    return map_score if scoring.look is None else scoring.with_look(map_score, look_of(shot))
+    return map_score if scoring.look is None else scoring.with_look(map_score, shot.look)
 
 
 def _good_scores(scoring: AnomalyScoring, own: Sequence[AnomalyScoring], goods: Sequence[Shot]) -> tuple[list[float], list[float]]:
